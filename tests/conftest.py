@@ -1,0 +1,30 @@
+"""Shared test fixtures: the real data folder (skipped when absent) and offline settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before any HF import: nothing may download at test time
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("PYTHONHASHSEED", "0")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("HF_UNIFORM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def shared_path(rel: str) -> Path:
+    """Path of a file under ../shared/data, skipping the test with a clear reason when it is absent."""
+    p = SHARED_DATA / rel
+    if not p.exists():
+        pytest.skip(f"real data not found at {p} (set HF_UNIFORM_SHARED_DATA or place ../shared/data beside the repo)")
+    return p
+
+
+@pytest.fixture
+def shared_data():
+    """Callable fixture: ``shared_data("instruct/alpaca_9k.jsonl")`` -> Path, or skip when absent."""
+    return shared_path
