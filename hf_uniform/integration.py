@@ -1,0 +1,270 @@
+"""The ``datasets`` adapter: ``filter_uniform(ds, k)`` and ``ds.filter_uniform(k)``.
+
+>>> import hf_uniform
+>>> from datasets import Dataset
+>>> ds = Dataset.from_dict({"embedding": [[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]], "id": [0, 1, 2]})
+>>> ds.filter_uniform(k=2, embedding_column="embedding", start=0)["id"][:]
+[0, 2]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .embed import Embedder, resolve_embedder
+from .errors import UniformError
+from .selection import Selection, maxmin_select
+
+logger = logging.getLogger(__name__)
+
+RANK_COLUMN = "uniform_rank"
+DISTANCE_COLUMN = "uniform_min_distance"
+
+
+def embedding_matrix(ds: Any, column: str) -> np.ndarray:
+    """The ``(n, d)`` float32 matrix of an embedding column (zero-copy for fixed-size lists).
+
+    Raises:
+        UniformError: the column is missing (the message lists the columns) or its rows differ in length.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> embedding_matrix(Dataset.from_dict({"e": [[1.0, 2.0], [3.0, 4.0]]}), "e").shape
+        (2, 2)
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column not in ds.column_names:
+        raise UniformError(f"embedding column {column!r} not found; available columns: {ds.column_names}")
+    if len(ds) == 0:
+        raise UniformError("the dataset is empty: there is nothing to select from")
+    if ds._indices is not None:
+        ds = ds.flatten_indices()
+    arr = ds.data.column(column).combine_chunks()
+    if pa.types.is_fixed_size_list(arr.type):
+        d = arr.type.list_size
+    elif pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+        if len(set(lengths.tolist())) != 1:
+            bad = np.flatnonzero(lengths != lengths[0])[:10].tolist()
+            raise UniformError(f"embeddings in {column!r} have unequal lengths (row 0 has {lengths[0]}, rows "
+                               f"{bad} differ); re-embed so every row has the same dimension")
+        d = int(lengths[0])
+    else:
+        raise UniformError(f"column {column!r} holds {arr.type}, not vectors; pass a list-of-floats column")
+    if arr.null_count:
+        raise UniformError(f"embedding column {column!r} has {arr.null_count} missing rows; re-embed them")
+    flat = arr.flatten()
+    if flat.null_count:
+        raise UniformError(f"embedding column {column!r} contains missing values; re-embed those rows")
+    return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, d)
+
+
+def embed(ds: Any, embedder: str | Embedder | None = None, *, text_columns: Sequence[str] | str | None = None,
+          template: str | None = None, batch_size: int = 1000, progress: bool = True,
+          cache: bool = True) -> np.ndarray:
+    """Embed every row of ``ds`` (fitting the embedder on ``ds`` first when it learns from the corpus).
+
+    ``cache`` reuses stored embeddings keyed by the dataset fingerprint and the embedder configuration.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> ds = Dataset.from_dict({"text": ["a b", "b c", "c d"]})
+        >>> embed(ds, "w2v", progress=False).shape
+        (3, 300)
+    """
+    from tqdm.auto import tqdm
+
+    if len(ds) == 0:
+        raise UniformError("the dataset is empty: there is nothing to select from")
+    emb = resolve_embedder(embedder, text_columns=text_columns, template=template) \
+        if not isinstance(embedder, Embedder) else embedder
+    emb.renderer.required_columns(ds.column_names)
+    if emb.needs_fit:
+        emb.fit(ds)
+    parts = []
+    with tqdm(total=len(ds), desc="embed", unit="row", disable=not progress) as bar:
+        for batch in ds.iter(batch_size=batch_size):
+            parts.append(np.asarray(emb.encode(emb.texts(batch)), dtype=np.float32))
+            bar.update(len(parts[-1]))
+    return np.concatenate(parts)
+
+
+def nonzero_rows(embeddings: np.ndarray) -> np.ndarray:
+    """Indices of rows that are not all zero.
+
+    Example:
+        >>> nonzero_rows(np.array([[0.0, 0.0], [1.0, 0.0]])).tolist()
+        [1]
+    """
+    return np.flatnonzero(np.any(embeddings != 0, axis=1))
+
+
+def select_rows(
+    embeddings: np.ndarray,
+    k: int | float,
+    *,
+    metric: str = "cosine",
+    drop_zero_vectors: bool = False,
+    **engine_kwargs: Any,
+) -> Selection:
+    """Run :func:`~hf_uniform.selection.maxmin_select`, optionally ignoring all-zero rows first.
+
+    Indices in the result always refer to rows of ``embeddings``; dropped rows are listed in
+    ``selection.info["dropped_rows"]`` and ``k`` as a fraction applies to the kept rows.
+
+    Example:
+        >>> x = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+        >>> select_rows(x, 2, drop_zero_vectors=True, start=0).indices.tolist()
+        [1, 2]
+    """
+    if not drop_zero_vectors or metric != "cosine":
+        return maxmin_select(embeddings, k, metric=metric, **engine_kwargs)
+    keep = nonzero_rows(embeddings)
+    if len(keep) == len(embeddings):
+        return maxmin_select(embeddings, k, metric=metric, **engine_kwargs)
+    dropped = np.setdiff1d(np.arange(len(embeddings)), keep)
+    logger.warning("dropping %d zero vector(s) at rows %s", len(dropped), dropped[:10].tolist())
+    if not len(keep):
+        raise UniformError("every embedding is a zero vector; check the text columns or the embedder")
+    start = engine_kwargs.pop("start", None)
+    if start is not None:
+        pos = {int(r): i for i, r in enumerate(keep)}
+        starts = [start] if np.isscalar(start) else list(start)
+        if any(int(s) not in pos for s in starts):
+            raise UniformError("a start row is a dropped zero vector; choose other start rows")
+        engine_kwargs["start"] = [pos[int(s)] for s in starts]
+    sel = maxmin_select(embeddings[keep], k, metric=metric, **engine_kwargs)
+    info = {**sel.info, "dropped_rows": dropped.tolist()}
+    return Selection(keep[sel.indices], sel.min_distances, sel.coverage_radius, sel.metric,
+                     len(embeddings), info)
+
+
+def subset_from_selection(ds: Any, selection: Selection) -> Any:
+    """``ds.select(selection.indices)`` with ``uniform_rank`` and ``uniform_min_distance`` columns.
+
+    The first row's min-distance is undefined and stored as null.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> ds = Dataset.from_dict({"e": [[1.0, 0.0], [0.0, 1.0]]})
+        >>> sel = maxmin_select(embedding_matrix(ds, "e"), 2, start=1)
+        >>> subset_from_selection(ds, sel)["uniform_rank"][:]
+        [0, 1]
+    """
+    out = ds.select(selection.indices.tolist())
+    for col in (RANK_COLUMN, DISTANCE_COLUMN):
+        if col in out.column_names:
+            out = out.remove_columns(col)
+    radii = [None if not np.isfinite(r) else float(r) for r in selection.min_distances]
+    out = out.add_column(RANK_COLUMN, list(range(selection.k)))
+    return out.add_column(DISTANCE_COLUMN, radii)
+
+
+def filter_uniform(
+    ds: Any,
+    k: int | float,
+    *,
+    text_columns: Sequence[str] | str | None = None,
+    template: str | None = None,
+    embedding_column: str | None = None,
+    embedder: str | Embedder | None = None,
+    metric: str = "cosine",
+    seed: int | None = 0,
+    start: int | Sequence[int] | None = None,
+    device: str | None = "cpu",
+    drop_zero_vectors: bool = False,
+    return_selection: bool = False,
+    progress: bool = True,
+    cache: bool = True,
+    **engine_kwargs: Any,
+) -> Any:
+    """The max-min uniform subset of ``ds``, in greedy order, as a ``Dataset``.
+
+    Embeds ``ds`` when no ``embedding_column`` is given (default: the paper's Word2Vec over the
+    instruction–input–output triple), runs the exact greedy max-min selection, and returns
+    ``ds.select(order)`` with ``uniform_rank`` (0 = first chosen) and ``uniform_min_distance`` (the radius at
+    which each row was chosen). A ``DatasetDict`` is handled split by split.
+
+    Args:
+        ds: a ``Dataset`` or ``DatasetDict``.
+        k: number of rows, or a fraction in (0, 1).
+        text_columns, template: which text is embedded (see :class:`~hf_uniform.text.TextRenderer`).
+        embedding_column: use vectors already in the data instead of embedding.
+        embedder: ``"w2v"`` (default), ``"st:MODEL"`` or an :class:`~hf_uniform.embed.Embedder`.
+        metric: ``"cosine"`` (default) or ``"euclidean"``.
+        seed: seed of the random start row.
+        start: start row(s) instead of a random one (e.g. to extend an earlier selection).
+        device: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available).
+        drop_zero_vectors: ignore all-zero embeddings (undefined under cosine) instead of raising.
+        return_selection: also return the :class:`~hf_uniform.selection.Selection` (h, coverage, trace).
+        progress: show progress bars.
+        cache: reuse embeddings computed earlier for the same data, text and embedder.
+        **engine_kwargs: passed to :func:`~hf_uniform.selection.maxmin_select` (``dtype``, ``method``,
+            ``chunk_size``, ``max_memory``, ``checkpoint_dir``, ``resume``, ...).
+
+    Example:
+        >>> from datasets import Dataset
+        >>> ds = Dataset.from_dict({"instruction": ["add 1 and 2", "name a colour", "add 2 and 2"],
+        ...                         "output": ["3", "red", "4"]})
+        >>> sub = filter_uniform(ds, k=2, progress=False)
+        >>> sub.column_names
+        ['instruction', 'output', 'uniform_rank', 'uniform_min_distance']
+    """
+    from datasets import DatasetDict
+
+    if isinstance(ds, DatasetDict):
+        if return_selection:
+            raise UniformError("return_selection=True needs a Dataset; call filter_uniform per split")
+        return DatasetDict({
+            name: filter_uniform(split, k, text_columns=text_columns, template=template,
+                                 embedding_column=embedding_column, embedder=embedder, metric=metric,
+                                 seed=seed, start=start, device=device, drop_zero_vectors=drop_zero_vectors,
+                                 progress=progress, cache=cache, **engine_kwargs)
+            for name, split in ds.items()
+        })
+    if embedding_column is not None:
+        x = embedding_matrix(ds, embedding_column)
+        source = {"embedding_column": embedding_column}
+    else:
+        emb = embedder if isinstance(embedder, Embedder) else resolve_embedder(
+            embedder, text_columns=text_columns, template=template)
+        x = embed(ds, emb, progress=progress, cache=cache)
+        source = {"embedder": emb.config()}
+    sel = select_rows(x, k, metric=metric, drop_zero_vectors=drop_zero_vectors, seed=seed, start=start,
+                      device=device, progress=progress, **engine_kwargs)
+    sel.info.update(source)
+    logger.info("selected %d of %d rows: h=%.6g coverage=%.6g", sel.k, sel.n, sel.h, sel.coverage_radius)
+    subset = subset_from_selection(ds, sel)
+    return (subset, sel) if return_selection else subset
+
+
+def _dataset_method(self: Any, k: int | float, **kwargs: Any) -> Any:
+    """``ds.filter_uniform(k, **kwargs)``: see :func:`hf_uniform.filter_uniform`."""
+    return filter_uniform(self, k, **kwargs)
+
+
+def register_dataset_methods() -> None:
+    """Add ``Dataset.filter_uniform`` and ``DatasetDict.filter_uniform`` (called by ``import hf_uniform``).
+
+    Refuses to overwrite an attribute of the same name that is not ours.
+
+    Example:
+        >>> register_dataset_methods()
+        >>> from datasets import Dataset
+        >>> hasattr(Dataset, "filter_uniform")
+        True
+    """
+    from datasets import Dataset, DatasetDict
+
+    for cls in (Dataset, DatasetDict):
+        existing = getattr(cls, "filter_uniform", None)
+        if existing is not None and existing is not _dataset_method:
+            raise ImportError(f"{cls.__name__}.filter_uniform already exists; hf_uniform will not overwrite it "
+                              "(call hf_uniform.filter_uniform(ds, k) instead)")
+        cls.filter_uniform = _dataset_method
