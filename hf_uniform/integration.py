@@ -194,7 +194,9 @@ def filter_uniform(
     Args:
         ds: a ``Dataset`` or ``DatasetDict``.
         k: number of rows, or a fraction in (0, 1).
-        text_columns, template: which text is embedded (see :class:`~hf_uniform.text.TextRenderer`).
+        text_columns: columns whose text is embedded (default: detected, see
+            :class:`~hf_uniform.text.TextRenderer`).
+        template: a ``str.format`` template over columns, instead of ``text_columns``.
         embedding_column: use vectors already in the data instead of embedding.
         embedder: ``"w2v"`` (default), ``"st:MODEL"`` or an :class:`~hf_uniform.embed.Embedder`.
         metric: ``"cosine"`` (default) or ``"euclidean"``.

@@ -61,7 +61,7 @@ def pca_coverage_plot(
     p = pca_2d(embeddings)
     panels = {"full": np.arange(len(p)), **{k: np.asarray(v, dtype=np.int64) for k, v in subsets.items()}}
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
-    for ax, (name, idx) in zip(axes[0], panels.items()):
+    for ax, (name, idx) in zip(axes[0], panels.items(), strict=True):
         ax.scatter(p[:, 0], p[:, 1], s=2, c="#dddddd", linewidths=0)
         ax.scatter(p[idx, 0], p[idx, 1], s=3, linewidths=0)
         ax.set_title(f"{name} (n={len(idx)})")
