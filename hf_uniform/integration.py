@@ -120,7 +120,7 @@ def select_rows(
 
     Example:
         >>> x = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-        >>> select_rows(x, 2, drop_zero_vectors=True, start=0).indices.tolist()
+        >>> select_rows(x, 2, drop_zero_vectors=True, start=1).indices.tolist()
         [1, 2]
     """
     if not drop_zero_vectors or metric != "cosine":
@@ -157,13 +157,21 @@ def subset_from_selection(ds: Any, selection: Selection) -> Any:
         >>> subset_from_selection(ds, sel)["uniform_rank"][:]
         [0, 1]
     """
-    out = ds.select(selection.indices.tolist())
-    for col in (RANK_COLUMN, DISTANCE_COLUMN):
-        if col in out.column_names:
-            out = out.remove_columns(col)
-    radii = [None if not np.isfinite(r) else float(r) for r in selection.min_distances]
-    out = out.add_column(RANK_COLUMN, list(range(selection.k)))
-    return out.add_column(DISTANCE_COLUMN, radii)
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+
+    was_enabled = is_progress_bar_enabled()
+    disable_progress_bar()  # add_column flattens the indices: a fast step that needs no bar
+    try:
+        out = ds.select(selection.indices.tolist())
+        for col in (RANK_COLUMN, DISTANCE_COLUMN):
+            if col in out.column_names:
+                out = out.remove_columns(col)
+        radii = [None if not np.isfinite(r) else float(r) for r in selection.min_distances]
+        out = out.add_column(RANK_COLUMN, list(range(selection.k)))
+        return out.add_column(DISTANCE_COLUMN, radii)
+    finally:
+        if was_enabled:
+            enable_progress_bar()
 
 
 def filter_uniform(
