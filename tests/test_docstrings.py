@@ -9,7 +9,7 @@ import pytest
 
 MODULES = ["hf_uniform", "hf_uniform.selection", "hf_uniform.metrics", "hf_uniform.baselines",
            "hf_uniform.text", "hf_uniform.embed", "hf_uniform.integration", "hf_uniform.io",
-           "hf_uniform.plots", "hf_uniform.errors", "hf_uniform.cli"]
+           "hf_uniform.plots", "hf_uniform.errors", "hf_uniform.cli", "hf_uniform.hub"]
 
 
 @pytest.mark.parametrize("name", MODULES)
