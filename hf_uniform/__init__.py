@@ -14,7 +14,14 @@ Improves Training Efficiency and More, with a Convergence Framework Beyond the N
 from __future__ import annotations
 
 from .baselines import first_k, mixed_subset, random_subset
-from .embed import Embedder, SentenceTransformerEmbedder, Word2VecEmbedder, resolve_embedder
+from .coreset import coreset_select
+from .embed import (
+    Embedder,
+    Model2VecEmbedder,
+    SentenceTransformerEmbedder,
+    Word2VecEmbedder,
+    resolve_embedder,
+)
 from .errors import UniformError
 from .integration import embed, embedding_matrix, filter_uniform, register_dataset_methods
 from .metrics import coverage_radius, mean_nn_distance, min_pairwise_distance, uniformity_report
@@ -27,11 +34,13 @@ register_dataset_methods()
 
 __all__ = [
     "Embedder",
+    "Model2VecEmbedder",
     "SentenceTransformerEmbedder",
     "Selection",
     "TextRenderer",
     "UniformError",
     "Word2VecEmbedder",
+    "coreset_select",
     "coverage_radius",
     "embed",
     "embedding_matrix",

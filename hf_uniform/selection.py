@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,7 +149,12 @@ def check_embeddings(
         raise UniformError("the dataset is empty: there is nothing to select from")
     if shape[1] == 0:
         raise UniformError("embeddings have zero dimensions; check the embedding column")
-    t = torch.as_tensor(embeddings)
+    if isinstance(embeddings, np.ndarray) and np.issubdtype(embeddings.dtype, np.floating):
+        _check_numpy(embeddings, metric)  # chunked numpy: no full-size temporaries, no thread sync
+        return
+    with warnings.catch_warnings():  # read-only memmaps: only read here
+        warnings.simplefilter("ignore", UserWarning)
+        t = torch.as_tensor(embeddings)
     if t.is_complex() or t.dtype == torch.bool:
         raise UniformError(f"embeddings must be real numbers, got dtype {t.dtype}")
     finite = torch.isfinite(t).all(dim=1)
@@ -165,6 +171,30 @@ def check_embeddings(
                 f"{rows.numel()} zero vector(s) under the cosine metric at rows {shown}{more}; drop them with "
                 "drop_zero_vectors=True (CLI: --drop-zero-vectors) or use metric='euclidean'"
             )
+
+
+def _check_numpy(x: np.ndarray, metric: str, chunk: int = 1 << 15) -> None:
+    bad_rows: list[int] = []
+    zero_rows: list[int] = []
+    n_zero = 0
+    for a in range(0, x.shape[0], chunk):
+        block = x[a:a + chunk]
+        if not np.isfinite(block).all():
+            bad_rows += (np.flatnonzero(~np.isfinite(block).all(axis=1)) + a).tolist()
+            if len(bad_rows) >= 10:
+                break
+        if metric == "cosine" and not bad_rows:
+            z = np.flatnonzero(~block.any(axis=1))
+            n_zero += z.size
+            zero_rows += (z[:10] + a).tolist()
+    if bad_rows:
+        raise UniformError(f"embeddings contain NaN or inf at rows {bad_rows[:10]}; clean or re-embed those rows")
+    if n_zero:
+        more = "" if n_zero <= 10 else f" (and {n_zero - 10} more)"
+        raise UniformError(
+            f"{n_zero} zero vector(s) under the cosine metric at rows {zero_rows[:10]}{more}; drop them with "
+            "drop_zero_vectors=True (CLI: --drop-zero-vectors) or use metric='euclidean'"
+        )
 
 
 def check_k(k: int | float, n: int) -> int:
@@ -191,7 +221,9 @@ def check_k(k: int | float, n: int) -> int:
 def _as_rows(embeddings: np.ndarray | torch.Tensor, metric: str, device: torch.device,
              dtype: torch.dtype) -> torch.Tensor:
     """Rows on ``device`` in ``dtype``; unit-normalised (in float32) for the cosine metric."""
-    x = torch.as_tensor(embeddings)
+    with warnings.catch_warnings():  # read-only memmaps: copied below
+        warnings.simplefilter("ignore", UserWarning)
+        x = torch.as_tensor(embeddings)
     x = x.to(device=device, dtype=torch.float32)
     if metric == "cosine":
         x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
@@ -203,8 +235,9 @@ def point_distances(rows: torch.Tensor, centre: torch.Tensor, metric: str) -> to
 
     For cosine the rows are unit vectors and the distance is ``1 - <x, c>``; for euclidean it is computed
     from differences (not the ``|x|^2 + |c|^2 - 2<x, c>`` expansion), so it is exact to float32 rounding.
-    The arithmetic for one row never depends on the other rows, so chunking and sharding give bitwise equal
-    results.
+    Cosine uses a BLAS matrix-vector product, whose blocking may change the last bit of a row's value with
+    the matrix shape (chunk size, shard size); the selection is the same on tie-free data. The lazy
+    engine's per-pair kernel (:func:`hf_uniform.engine._kernels.dist`) is bitwise independent of both.
 
     Example:
         >>> import torch
@@ -271,6 +304,81 @@ def _argmin_unchosen(values: torch.Tensor) -> tuple[int, float]:
     return i, float(values[i])
 
 
+METHODS = ("auto", "plain", "sweep", "lazy")
+
+
+class _PlainEngine:
+    """The reference loop as a step engine: one distance pass per chosen row, state in a MaxMinState."""
+
+    def __init__(self, rows: torch.Tensor | None, chunks: Any, n_local: int, metric: str, step: int,
+                 objective: str, st: MaxMinState):
+        self.rows, self.chunks, self.n, self.metric, self.step = rows, chunks, n_local, metric, step
+        self.choose = _argmax_lowest if objective == "max" else _argmin_unchosen
+        self.st = st
+
+    def distances(self, centre: torch.Tensor) -> torch.Tensor:
+        if self.rows is None:
+            return torch.cat([point_distances(b, centre, self.metric) for _, b in self.chunks()])
+        if self.step >= self.n:
+            return point_distances(self.rows, centre, self.metric)
+        return torch.cat([point_distances(self.rows[i:i + self.step], centre, self.metric)
+                          for i in range(0, self.n, self.step)])
+
+    def vector(self, local: int) -> torch.Tensor:
+        if self.rows is not None:
+            return self.rows[local]
+        for off, b in self.chunks():
+            if off <= local < off + b.shape[0]:
+                return b[local - off]
+        raise IndexError(local)
+
+    def value_of(self, local: int) -> float:
+        return float(self.st.min_dist[local])
+
+    def best(self) -> tuple[float, int]:
+        if not bool((self.st.min_dist >= 0).any()):
+            return -math.inf, -1
+        i, v = self.choose(self.st.min_dist)
+        return v, i
+
+    def add(self, vec: Any, local: int, radius: float, gidx: int) -> None:
+        dev = self.st.min_dist.device
+        centre = torch.as_tensor(vec).to(device=dev, dtype=self.rows.dtype if self.rows is not None else vec.dtype)
+        torch.minimum(self.st.min_dist, self.distances(centre), out=self.st.min_dist)
+        if local >= 0:
+            self.st.min_dist[local] = -math.inf
+        self.st.indices.append(int(gidx))
+        self.st.radii.append(float(radius))
+
+    def coverage(self) -> float:
+        live = self.st.min_dist[self.st.min_dist >= 0]
+        return float(live.max()) if live.numel() else -math.inf
+
+
+def _resolve_method(method: str, dev: torch.device, objective: str, state: Any, callback: Any) -> str:
+    from .engine import numba_available
+
+    if method not in METHODS:
+        raise UniformError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    legacy = state is not None or callback is not None
+    if method == "auto":
+        if objective == "min" or legacy:
+            return "plain"
+        if dev.type == "cpu" and numba_available():
+            return "lazy"
+        return "sweep"
+    if method != "plain" and objective == "min":
+        raise UniformError(f"objective='min' runs on method='plain' only, got method={method!r}")
+    if method != "plain" and legacy:
+        raise UniformError("state= and callback= need method='plain'; use checkpoint_dir= for resumable fast runs")
+    if method == "lazy":
+        if dev.type != "cpu":
+            raise UniformError(f"method='lazy' runs on the CPU, got device={dev}; use method='sweep' on accelerators")
+        if not numba_available():
+            raise UniformError("method='lazy' needs numba; pip install numba (or use method='sweep')")
+    return method
+
+
 def maxmin_select(
     embeddings: np.ndarray | torch.Tensor,
     k: int | float,
@@ -285,28 +393,51 @@ def maxmin_select(
     state: MaxMinState | None = None,
     callback: Any = None,
     objective: str = "max",
+    method: str = "auto",
+    max_memory: int | str | None = None,
+    checkpoint_dir: str | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint_seconds: float | None = None,
+    resume: bool = False,
 ) -> Selection:
     """Greedy max-min selection of ``k`` rows of ``embeddings`` (farthest-first traversal).
 
+    Every method returns the exact greedy selection (ties to the lowest row index); they differ in speed.
+
     Args:
-        embeddings: ``(n, d)`` array or tensor.
+        embeddings: ``(n, d)`` array, tensor, numpy memmap or Arrow fixed-size-list column.
         k: number of rows, or a fraction in (0, 1) of ``n``.
         metric: ``"cosine"`` (the paper's) or ``"euclidean"``.
         start: row index or indices to start from (in order); ``None`` draws one row with ``seed``.
         seed: seed of the random start row.
-        chunk_size: rows per distance block (bounds temporary memory); ``None`` picks all rows for cosine
-            and ``2**24 / d`` rows for euclidean. Results do not depend on it.
+        chunk_size: rows per distance block / GEMM (bounds temporary memory); ``None`` picks a default.
+            Results do not depend on it.
         device: ``"cpu"``, ``"cuda"``, ``"auto"``/``None`` (CUDA when available).
-        dtype: storage dtype of the rows (``torch.float16``/``bfloat16`` halve memory traffic; distances
-            are accumulated in float32).
+        dtype: storage dtype of the rows for ``plain``/``sweep`` (``torch.float16``/``bfloat16`` halve memory
+            traffic; distances are then those of the rounded rows). ``lazy`` always selects on float32 rows
+            exactly and uses a bfloat16 copy only as a proven-safe filter.
         progress: show a tqdm progress bar.
-        state: continue a run from this state (used by resumable runs).
-        callback: called as ``callback(state)`` after each chosen row (used for checkpoints).
+        state: continue a ``plain`` run from this state (legacy; prefer ``checkpoint_dir``).
+        callback: ``plain`` only: called as ``callback(state)`` after each chosen row.
         objective: ``"max"`` adds the farthest row (the paper's uniform selection); ``"min"`` adds the
-            nearest unchosen row (the opposite, used by the paper's mixed baseline).
+            nearest unchosen row (the opposite, used by the paper's mixed baseline; ``plain`` only).
+        method: ``"auto"`` (default: ``lazy`` on CPUs with numba, ``sweep`` on accelerators, ``plain`` for
+            ``objective="min"``), ``"lazy"`` (exact lazy GEMM-batched engine, CPU), ``"sweep"``
+            (device-resident full pass per step, no host sync), ``"plain"`` (the reference loop).
+        max_memory: bytes or a size such as ``"2GB"``; when the float32 rows (of this rank's shard) exceed it,
+            they are streamed in chunks from ``embeddings`` (e.g. a memmap) instead of copied. The result is
+            the same.
+        checkpoint_dir: save the greedy state here (atomically) so that ``resume=True`` can continue.
+        checkpoint_every: steps between checkpoints (default 1000 when no ``checkpoint_seconds``).
+        checkpoint_seconds: seconds between checkpoints.
+        resume: continue from the newest checkpoint in ``checkpoint_dir`` (start fresh when there is none);
+            a checkpoint of a different run (n, d, metric, k, seed/start, method, rows) raises.
+
+    Under ``torch.distributed`` with several ranks each rank handles its shard of the rows and all ranks
+    return the same selection as a single process (see :mod:`hf_uniform.distributed`).
 
     Returns:
-        A :class:`Selection`; extra memory is O(n) besides the rows themselves.
+        A :class:`Selection`; ``info`` records the method, device, world size and shard sizes.
 
     Example:
         >>> import numpy as np
@@ -315,52 +446,304 @@ def maxmin_select(
         >>> sel.indices.tolist(), sel.h
         ([0, 3, 1], 1.0)
     """
-    check_embeddings(embeddings, metric)
-    n = int(embeddings.shape[0])
-    k = check_k(k, n)
-    dev = resolve_device(device)
-    rows = _as_rows(embeddings, metric, dev, dtype)
-    if chunk_size is None:  # euclidean differences need a (rows, d) temporary: bound it
-        chunk_size = n if metric == "cosine" else max(1, (1 << 24) // max(1, rows.shape[1]))
-    step = max(1, int(chunk_size))
+    from . import distributed as D
+    from .engine.store import StreamSource, check_chunk, parse_bytes, shape_of, slice_rows
 
-    def distances(centre: torch.Tensor) -> torch.Tensor:
-        if step >= n:
-            return point_distances(rows, centre, metric)
-        return torch.cat([point_distances(rows[i:i + step], centre, metric) for i in range(0, n, step)])
-
+    if metric not in METRICS:
+        raise UniformError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     if objective not in ("max", "min"):
         raise UniformError(f"objective must be 'max' or 'min', got {objective!r}")
-    choose = _argmax_lowest if objective == "max" else _argmin_unchosen
+    if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
+        raise UniformError(f"chunk_size must be a positive number of rows, got {chunk_size!r}")
+    budget = parse_bytes(max_memory)
+    ctx = D.context()
+    rank, world = ctx if ctx is not None else (0, 1)
+    if budget is None and ctx is None:
+        check_embeddings(embeddings, metric)
+    n, d = shape_of(embeddings)
+    if n == 0:
+        raise UniformError("the dataset is empty: there is nothing to select from")
+    if d == 0:
+        raise UniformError("embeddings have zero dimensions; check the embedding column")
+    k = check_k(k, n)
     starts = _start_rows(n, k, start, seed)
-    st = state if state is not None else MaxMinState(n, dev)
+    dev = resolve_device(device)
+    method = _resolve_method(method, dev, objective, state, callback)
+    bounds = D.shard_bounds(n, world)
+    lo, hi = bounds[rank]
+    n_local = hi - lo
+    stream = budget is not None and n_local * d * 4 > budget
+    if ctx is not None and state is not None:
+        raise UniformError("state= is not supported in distributed runs; use checkpoint_dir=")
+    if (budget is not None or ctx is not None) and not stream:
+        for a in range(lo, hi, 1 << 16):  # validate this rank's rows (global row numbers in messages)
+            check_chunk(np.asarray(slice_rows(embeddings, a, min(hi, a + (1 << 16)))), metric, a)
+    src_stream = StreamSource(embeddings, metric, lo, hi, chunk_rows=chunk_size or 65536, validate=True) \
+        if stream else None
+    logger.info("max-min select: method=%s n=%d d=%d k=%d device=%s world=%d%s", method, n, d, k, dev, world,
+                " (streamed)" if stream else "")
+
+    ck = None
+    if checkpoint_dir is not None:
+        from .checkpoint import Checkpointer, fingerprint, rows_hash
+
+        fp = fingerprint(n=n, d=d, metric=metric, k=k, seed=seed, start=starts, method=method, objective=objective,
+                         row_hash=rows_hash(embeddings, n), world_size=world, rank=rank)
+        ck = Checkpointer(checkpoint_dir, fp, every=checkpoint_every, seconds=checkpoint_seconds, rank=rank,
+                          world_size=world)
+    elif resume:
+        raise UniformError("resume=True needs checkpoint_dir= (the folder the interrupted run saved to)")
+    saved = _load_checkpoint(ck, ctx) if (ck is not None and resume) else None
+    if ck is not None and saved is None and not resume and ck.steps():
+        logger.warning("resume=False: overwriting the checkpoints in %s", checkpoint_dir)
+
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=k, initial=len(st.indices), desc="max-min select", unit="row", disable=not progress)
+    t_start = 0 if saved is None else saved["step"]
+    if state is not None:
+        t_start = len(state.indices)
+    bar = tqdm(total=k, initial=t_start, desc="max-min select", unit="row", disable=not progress)
+    info: dict[str, Any] = {"method": method, "device": str(dev), "dtype": str(dtype).replace("torch.", ""),
+                            "seed": seed, "start": starts, "world_size": world,
+                            "shard_sizes": [b - a for a, b in bounds], "streamed": bool(stream)}
+    if saved is not None:
+        info["resumed_from_step"] = saved["step"]
     try:
-        while len(st.indices) < k:
-            j = len(st.indices)
-            if j < len(starts):
-                row = starts[j]
-                radius = float(st.min_dist[row])
-            else:
-                row, radius = choose(st.min_dist)
-            st.add(row, radius, distances(rows[row]))
-            bar.update(1)
-            if callback is not None:
-                callback(st)
+        if method == "lazy":
+            idx, rad, cov = _run_lazy(embeddings, k, starts, metric, chunk_size, src_stream, budget, lo, hi, ctx,
+                                      ck, saved, bar, info)
+        elif method == "sweep":
+            idx, rad, cov = _run_sweep(embeddings, k, starts, metric, chunk_size, src_stream, dev, dtype, lo, hi,
+                                       ctx, ck, saved, bar)
+        else:
+            idx, rad, cov = _run_plain(embeddings, k, starts, metric, chunk_size, src_stream, dev, dtype, lo, hi,
+                                       ctx, ck, saved, bar, state, callback, objective)
     finally:
         bar.close()
-    cov = float(st.min_dist.max()) if k < n else 0.0  # chosen rows hold -inf
     return Selection(
-        indices=np.asarray(st.indices, dtype=np.int64),
-        min_distances=np.asarray(st.radii, dtype=np.float64),
-        coverage_radius=max(cov, 0.0),
+        indices=np.asarray(idx, dtype=np.int64),
+        min_distances=np.asarray(rad, dtype=np.float64),
+        coverage_radius=max(cov, 0.0) if k < n else 0.0,
         metric=metric,
         n=n,
-        info={"method": "plain", "device": str(dev), "dtype": str(dtype).replace("torch.", ""),
-              "seed": seed, "start": starts},
+        info=info,
     )
+
+
+def _load_checkpoint(ck: Any, ctx: tuple[int, int] | None) -> dict[str, Any] | None:
+    """The newest checkpoint every rank has (distributed runs agree on the step first)."""
+    if ctx is None:
+        return ck.load()
+    from . import distributed as D
+
+    mine = ck.steps()
+    common = set(mine)
+    for other in D.all_gather_ints(mine, width=2):
+        common &= set(other)
+    if not common:
+        if D.any_true(bool(mine)):
+            logger.warning("ranks share no checkpoint step; starting over")
+        return None
+    return ck.load(step=max(common))
+
+
+def _checkpoint_due(ck: Any, t: int, ctx: tuple[int, int] | None) -> bool:
+    if ck is None:
+        return False
+    if ctx is None or ck.seconds is None:
+        return ck.due(t)
+    from . import distributed as D  # time-based: ranks must agree
+
+    return t % 64 == 0 and D.any_true(ck.due(t))
+
+
+def _prepared(embeddings: Any, ids: np.ndarray, metric: str) -> np.ndarray:
+    from .engine.store import prepare_rows, shape_of, take_rows
+
+    d = shape_of(embeddings)[1]
+    if len(ids) == 0:
+        return np.empty((0, d), dtype=np.float32)
+    order = np.argsort(ids, kind="stable")
+    out = np.empty((len(ids), d), dtype=np.float32)
+    out[order] = prepare_rows(take_rows(embeddings, np.asarray(ids)[order]), metric)
+    return out
+
+
+def _run_lazy(embeddings: Any, k: int, starts: list[int], metric: str, chunk_size: int | None, src_stream: Any,
+              budget: int | None, lo: int, hi: int, ctx: tuple[int, int] | None, ck: Any, saved: Any, bar: Any,
+              info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
+    from .engine.lazy import LazyEngine
+    from .engine.store import InMemorySource, shape_of
+
+    d = shape_of(embeddings)[1]
+    if src_stream is not None:
+        src = src_stream
+        max_active = max(1024, int(budget // (d * 4 * 3)))
+    else:
+        src = InMemorySource(embeddings, metric, lo, hi)
+        max_active = None
+    eng = LazyEngine(src, k, metric, chunk_rows=chunk_size, max_active=max_active)
+    info["filter_dtype"] = str(eng.fdt).replace("torch.", "")
+    from .engine.lazy import gemm_threads
+
+    with gemm_threads() as nt:
+        info["threads"] = nt
+        return _drive_lazy(eng, embeddings, k, starts, metric, lo, hi, ctx, ck, saved, bar, info, d)
+
+
+def _drive_lazy(eng: Any, embeddings: Any, k: int, starts: list[int], metric: str, lo: int, hi: int,
+                ctx: tuple[int, int] | None, ck: Any, saved: Any, bar: Any, info: dict[str, Any],
+                d: int) -> tuple[np.ndarray, np.ndarray, float]:
+    gidx: list[int] = []
+    if saved is not None:
+        g = saved["indices"]
+        local = np.where((g >= lo) & (g < hi), g - lo, -1)
+        eng.load_state(saved["m"], saved["ep"], _prepared(embeddings, g, metric), local, saved["radii"])
+        gidx = g.tolist()
+    t = len(gidx)
+
+    def save() -> None:
+        stt = eng.state_dict()
+        ck.save(eng.t, np.asarray(gidx, dtype=np.int64), eng.sel_rad[:eng.t], stt["m"], stt["ep"])
+
+    if ctx is None:
+        for j in range(t, len(starts)):
+            s = starts[j]
+            eng.add(eng.vector(s), s, eng.value_of(s))
+            gidx.append(s)
+            bar.update(1)
+        while eng.t < k:
+            t0 = eng.t
+            target = k if ck is None or ck.every is None else min(k, ck.last_step + ck.every)
+            eng.run(max(target, eng.t + 1), should_stop=(lambda: ck.due(eng.t)) if ck is not None else None,
+                    on_block=lambda tt: bar.update(tt - bar.n))
+            gidx.extend(eng.sel_idx[t0:eng.t].tolist())
+            if ck is not None and (ck.due(eng.t) or eng.t == k):
+                save()
+        cov = eng.coverage()
+    else:
+        from . import distributed as D
+
+        for j in range(t, k):
+            if j < len(starts):
+                s = starts[j]
+                local = s - lo if lo <= s < hi else -1
+                val = eng.value_of(local) if local >= 0 else -math.inf
+            else:
+                val, local = eng.best()
+            key, g, vec = D.exchange(val, lo + local if local >= 0 else -1,
+                                     eng.vector(local) if local >= 0 else None, d)
+            mine = g - lo if lo <= g < hi else -1
+            eng.add(vec.astype(np.float32), mine, key)
+            gidx.append(g)
+            bar.update(1)
+            if _checkpoint_due(ck, eng.t, ctx) or (ck is not None and eng.t == k):
+                save()
+        cov = D.all_reduce_max(eng.coverage())
+    info["engine_stats"] = {**eng.stats, "walk_rows": int(eng._cnt[0]), "walk_exact": int(eng._cnt[1]),
+                            "flush_exact": int(eng._cnt[2]), "flush_rows_checked": int(eng._cnt[3])}
+    return np.asarray(gidx, dtype=np.int64), eng.sel_rad[:k].copy(), float(cov)
+
+
+def _torch_rows(embeddings: Any, metric: str, dev: torch.device, dtype: torch.dtype, lo: int, hi: int) -> torch.Tensor:
+    from .engine.store import slice_rows
+
+    x = embeddings[lo:hi] if isinstance(embeddings, (np.ndarray, torch.Tensor)) else slice_rows(embeddings, lo, hi)
+    return _as_rows(x, metric, dev, dtype)
+
+
+def _stream_chunks(src: Any, metric: str, dev: torch.device, dtype: torch.dtype) -> Any:
+    def gen() -> Any:
+        for off, raw in src.raw_chunks():
+            yield off, _as_rows(np.asarray(raw), metric, dev, dtype)
+    return gen
+
+
+def _run_sweep(embeddings: Any, k: int, starts: list[int], metric: str, chunk_size: int | None, src_stream: Any,
+               dev: torch.device, dtype: torch.dtype, lo: int, hi: int, ctx: tuple[int, int] | None, ck: Any,
+               saved: Any, bar: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    from .engine.sweep import run_sweep
+
+    n_local = hi - lo
+    rows = None if src_stream is not None else _torch_rows(embeddings, metric, dev, dtype, lo, hi)
+    chunks = _stream_chunks(src_stream, metric, dev, dtype) if src_stream is not None else None
+    from .engine.store import shape_of
+
+    d = shape_of(embeddings)[1]
+    step = chunk_size or (n_local if metric == "cosine" else max(1, (1 << 24) // max(1, d)))
+    st = None
+    if saved is not None:
+        t0 = saved["step"]
+        idx = torch.full((k,), -1, dtype=torch.int64, device=dev)
+        rad = torch.full((k,), -math.inf, dtype=torch.float32, device=dev)
+        idx[:t0] = torch.from_numpy(saved["indices"]).to(dev)
+        rad[:t0] = torch.from_numpy(saved["radii"]).to(dev, torch.float32)
+        st = (idx, rad, torch.from_numpy(saved["m"]).to(dev), t0)
+
+    def on_step(t: int, snapshot: Any) -> None:
+        if _checkpoint_due(ck, t, ctx) or (ck is not None and t == k):
+            i, r, md = snapshot()
+            ck.save(t, i, r, md, np.full(n_local, t, dtype=np.int64))
+
+    idx, rad, md = run_sweep(rows, chunks, k=k, starts=starts, metric=metric, chunk=step, n=n_local, lo=lo, state=st,
+                             on_step=on_step if ck is not None else None, bar=bar)
+    live = md[md >= 0]
+    cov = float(live.max()) if live.numel() else -math.inf
+    if ctx is not None:
+        from . import distributed as D
+
+        cov = D.all_reduce_max(cov)
+    return idx.cpu().numpy(), rad.double().cpu().numpy(), cov
+
+
+def _run_plain(embeddings: Any, k: int, starts: list[int], metric: str, chunk_size: int | None, src_stream: Any,
+               dev: torch.device, dtype: torch.dtype, lo: int, hi: int, ctx: tuple[int, int] | None, ck: Any,
+               saved: Any, bar: Any, state: MaxMinState | None, callback: Any,
+               objective: str) -> tuple[np.ndarray, np.ndarray, float]:
+    n_local = hi - lo
+    from .engine.store import shape_of
+
+    d = shape_of(embeddings)[1]
+    rows = None if src_stream is not None else _torch_rows(embeddings, metric, dev, dtype, lo, hi)
+    chunks = _stream_chunks(src_stream, metric, dev, dtype) if src_stream is not None else None
+    if chunk_size is None:  # euclidean differences need a (rows, d) temporary: bound it
+        chunk_size = n_local if metric == "cosine" else max(1, (1 << 24) // max(1, d))
+    st = state if state is not None else MaxMinState(n_local, dev)
+    if saved is not None:
+        st.min_dist = torch.from_numpy(saved["m"]).to(dev)
+        st.indices = saved["indices"].tolist()
+        st.radii = saved["radii"].tolist()
+    eng = _PlainEngine(rows, chunks, n_local, metric, max(1, int(chunk_size)), objective, st)
+    if ctx is not None:
+        from . import distributed as D
+    for j in range(len(st.indices), k):
+        if j < len(starts):
+            s = starts[j]
+            local = s - lo if lo <= s < hi else -1
+            val = eng.value_of(local) if local >= 0 else -math.inf
+            key = val
+        else:
+            val, local = eng.best()
+            key = val if objective == "max" or local < 0 else -val
+        if ctx is None:
+            g, vec = local, eng.vector(local)
+        else:
+            vec_t = eng.vector(local) if local >= 0 else None
+            key, g, vec_np = D.exchange(key, lo + local if local >= 0 else -1, vec_t, d)
+            val = key if (objective == "max" or j < len(starts)) else -key
+            local = g - lo if lo <= g < hi else -1
+            vec = torch.from_numpy(vec_np)
+        eng.add(vec, local, val, g)
+        bar.update(1)
+        if callback is not None:
+            callback(st)
+        if _checkpoint_due(ck, j + 1, ctx) or (ck is not None and j + 1 == k):
+            ck.save(j + 1, np.asarray(st.indices), np.asarray(st.radii), st.min_dist.cpu().numpy(),
+                    np.full(n_local, j + 1, dtype=np.int64))
+    cov = eng.coverage()
+    if ctx is not None:
+        cov = D.all_reduce_max(cov)
+    return np.asarray(st.indices, dtype=np.int64), np.asarray(st.radii, dtype=np.float64), cov
 
 
 def uniform_rank(

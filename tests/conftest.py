@@ -28,3 +28,9 @@ def shared_path(rel: str) -> Path:
 def shared_data():
     """Callable fixture: ``shared_data("instruct/alpaca_9k.jsonl")`` -> Path, or skip when absent."""
     return shared_path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hf_uniform_cache(tmp_path, monkeypatch):
+    """Tests never read or write the user's embedding / model cache."""
+    monkeypatch.setenv("HF_UNIFORM_CACHE", str(tmp_path / "hf_uniform_cache"))

@@ -1,0 +1,299 @@
+"""Sharded embedding under ``torchrun`` / ``accelerate launch``: each rank embeds a contiguous shard, then
+every rank receives the full matrix in row order.
+
+:func:`~hf_uniform.integration.embed` uses this automatically when ``torch.distributed`` is initialised, or
+when the launcher's environment says so (``WORLD_SIZE > 1`` and ``RANK`` set; the process group is then
+initialised here with ``env://``, gloo for CPU tensors plus NCCL for CUDA ones when available, and left
+initialised for the selection step). The pieces are public for custom pipelines:
+
+* :func:`distributed_context`: rank, world size and local rank (``DistContext``);
+* :func:`shard_dataset`: ``datasets.distributed.split_dataset_by_node`` (contiguous shards, rank order);
+* :func:`gather_rows`: ``all_gather`` of each rank's ``(n_r, d)`` block (padded to the largest) and
+  concatenation in rank order;
+* :func:`all_ranks_true`, :func:`local_main_first`, :func:`check_same_on_all_ranks`.
+
+Without a launcher every function is a cheap no-op:
+
+>>> ctx = distributed_context()
+>>> ctx.world_size, gather_rows(np.ones((2, 3), np.float32), ctx).shape
+(1, (2, 3))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import UniformError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in a distributed run.
+
+    Attributes:
+        rank: global rank (0 without a launcher).
+        world_size: number of processes (1 without a launcher).
+        local_rank: rank within the node (``LOCAL_RANK``; the global rank when unset).
+
+    Example:
+        >>> DistContext(1, 4, 1).enabled, DistContext(0, 1, 0).is_main
+        (True, True)
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        """True when more than one process takes part."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """True on global rank 0."""
+        return self.rank == 0
+
+    @property
+    def is_local_main(self) -> bool:
+        """True on the first process of each node (writes node-local caches)."""
+        return self.local_rank == 0
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise UniformError(f"environment variable {name}={value!r} is not an integer; fix the launcher "
+                           "settings") from None
+
+
+def launched_distributed() -> bool:
+    """True when a launcher asked for several processes (``WORLD_SIZE > 1`` with ``RANK`` set).
+
+    Example:
+        >>> launched_distributed()
+        False
+    """
+    world = _env_int("WORLD_SIZE")
+    return world is not None and world > 1 and _env_int("RANK") is not None
+
+
+def init_distributed() -> None:
+    """Initialise the default process group from the launcher's environment (``env://``).
+
+    Uses gloo for CPU tensors plus NCCL for CUDA tensors when CUDA and NCCL are available (the CUDA device
+    is set to ``LOCAL_RANK``), else gloo only. The group is left initialised for later steps.
+
+    Raises:
+        UniformError: ``MASTER_ADDR``/``MASTER_PORT`` are missing (run under ``torchrun`` or
+            ``accelerate launch``).
+
+    Example:
+        >>> init_distributed()  # doctest: +SKIP
+    """
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v)]
+    if missing:
+        raise UniformError(f"WORLD_SIZE>1 but {', '.join(missing)} not set; launch with torchrun or accelerate "
+                           "launch, or unset WORLD_SIZE to embed in one process")
+    backend = "gloo"
+    if torch.cuda.is_available() and dist.is_nccl_available():
+        local = _env_int("LOCAL_RANK") or 0
+        torch.cuda.set_device(local % torch.cuda.device_count())
+        backend = "cpu:gloo,cuda:nccl"
+    dist.init_process_group(backend=backend, init_method="env://")
+    logger.info("initialised torch.distributed (%s): rank %d of %d", backend, dist.get_rank(),
+                dist.get_world_size())
+
+
+def distributed_context(init: bool = True) -> DistContext:
+    """Rank, world size and local rank of this process.
+
+    Args:
+        init: when the launcher's environment asks for several processes but ``torch.distributed`` is not
+            initialised yet, initialise it (:func:`init_distributed`); with ``False`` return a
+            single-process context instead.
+
+    Example:
+        >>> distributed_context()
+        DistContext(rank=0, world_size=1, local_rank=0)
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        if not (init and launched_distributed() and dist.is_available()):
+            return DistContext()
+        init_distributed()
+    rank, world = dist.get_rank(), dist.get_world_size()
+    local = _env_int("LOCAL_RANK")
+    return DistContext(rank, world, rank if local is None else local)
+
+
+def _collective_device() -> Any:
+    import torch
+    import torch.distributed as dist
+
+    backend = str(dist.get_backend()).lower()
+    if "gloo" in backend or "mpi" in backend or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def shard_dataset(ds: Any, ctx: DistContext) -> Any:
+    """This rank's contiguous shard of ``ds`` (``split_dataset_by_node``); ``ds`` itself for one process.
+
+    Shards are in rank order and their sizes differ by at most one (ranks beyond the row count get an empty
+    shard), so concatenating the ranks' shards gives ``ds`` back.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> ds = Dataset.from_dict({"i": list(range(5))})
+        >>> shard_dataset(ds, DistContext(1, 2, 1))["i"][:]
+        [3, 4]
+    """
+    if not ctx.enabled:
+        return ds
+    if len(ds) < ctx.world_size:  # fewer rows than ranks (datasets refuses): one row each, then empty shards
+        return ds.select(range(ctx.rank, ctx.rank + 1) if ctx.rank < len(ds) else [])
+    from datasets.distributed import split_dataset_by_node
+
+    return split_dataset_by_node(ds, rank=ctx.rank, world_size=ctx.world_size)
+
+
+def gather_rows(x: np.ndarray, ctx: DistContext | None = None) -> np.ndarray:
+    """Concatenate every rank's ``(n_r, d)`` float32 block in rank order; every rank gets the result.
+
+    Blocks may differ in length (and be empty): sizes are exchanged first, each block is padded to the
+    largest and gathered with ``all_gather``, then trimmed. The values are copied bit for bit.
+
+    Raises:
+        UniformError: the ranks' vectors have different dimensions.
+
+    Example:
+        >>> gather_rows(np.zeros((3, 2), np.float32)).shape
+        (3, 2)
+    """
+    ctx = ctx or distributed_context(init=False)
+    x = np.asarray(x, dtype=np.float32)
+    if not ctx.enabled:
+        return x
+    import torch
+    import torch.distributed as dist
+
+    dev = _collective_device()
+    rows = x.shape[0]
+    dim = x.shape[1] if x.ndim == 2 and rows else -1
+    meta = torch.tensor([rows, dim], dtype=torch.int64, device=dev)
+    metas = [torch.empty_like(meta) for _ in range(ctx.world_size)]
+    dist.all_gather(metas, meta)
+    sizes = [int(m[0]) for m in metas]
+    dims = {int(m[1]) for m in metas if int(m[0]) > 0}
+    if len(dims) > 1:
+        raise UniformError(f"ranks produced vectors of different dimensions {sorted(dims)}; use the same "
+                           "embedder and model on every rank")
+    d = dims.pop() if dims else max(0, dim)
+    biggest = max(sizes)
+    buf = torch.zeros((biggest, d), dtype=torch.float32, device=dev)
+    if rows:
+        buf[:rows] = torch.from_numpy(np.ascontiguousarray(x.reshape(rows, d))).to(dev)
+    parts = [torch.empty_like(buf) for _ in range(ctx.world_size)]
+    dist.all_gather(parts, buf)
+    out = torch.cat([p[:s] for p, s in zip(parts, sizes, strict=True)]).cpu().numpy()
+    logger.debug("gathered %s rows from %d ranks", sizes, ctx.world_size)
+    return out
+
+
+def all_ranks_true(flag: bool, ctx: DistContext | None = None) -> bool:
+    """True only if ``flag`` is true on every rank (a collective: every rank must call it).
+
+    Example:
+        >>> all_ranks_true(True)
+        True
+    """
+    ctx = ctx or distributed_context(init=False)
+    if not ctx.enabled:
+        return bool(flag)
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=_collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(int(t.item()))
+
+
+def barrier(ctx: DistContext | None = None) -> None:
+    """Wait for every rank (no-op for one process).
+
+    Example:
+        >>> barrier()
+    """
+    ctx = ctx or distributed_context(init=False)
+    if ctx.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+@contextlib.contextmanager
+def local_main_first(ctx: DistContext | None = None) -> Iterator[None]:
+    """Run the block on each node's local rank 0 first, then on the other ranks.
+
+    Used to load (download or distil) a model into a shared cache once per node before the other ranks
+    read it.
+
+    Example:
+        >>> with local_main_first():
+        ...     pass
+    """
+    ctx = ctx or distributed_context(init=False)
+    if not ctx.enabled:
+        yield
+        return
+    if not ctx.is_local_main:
+        barrier(ctx)
+    try:
+        yield
+    finally:
+        if ctx.is_local_main:
+            barrier(ctx)
+
+
+def check_same_on_all_ranks(probe: np.ndarray, ctx: DistContext | None = None, *, atol: float = 1e-4,
+                            what: str = "embedder") -> None:
+    """Raise unless every rank computed the same ``probe`` vectors as rank 0 (within ``atol``).
+
+    Guards against an embedder that differs between ranks (e.g. Word2Vec trained differently), which would
+    silently mix incompatible vectors.
+
+    Raises:
+        UniformError: the ranks disagree.
+
+    Example:
+        >>> check_same_on_all_ranks(np.ones((2, 3), np.float32))
+    """
+    ctx = ctx or distributed_context(init=False)
+    if not ctx.enabled:
+        return
+    probe = np.asarray(probe, dtype=np.float32)
+    allp = gather_rows(probe, ctx).reshape(ctx.world_size, *probe.shape)
+    diff = float(np.abs(allp - allp[0]).max()) if allp.size else 0.0
+    if not np.isfinite(diff) or diff > atol:
+        raise UniformError(f"the {what} gives different vectors on different ranks (max difference {diff:.3g}); "
+                           "use identical library versions and deterministic settings on every rank")

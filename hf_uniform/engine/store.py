@@ -1,0 +1,223 @@
+"""Row sources for the engines: rows in memory, or streamed in chunks from a memory-mapped / Arrow array.
+
+Both kinds hand out *prepared* float32 rows (unit-normalised under the cosine metric) through the same
+per-row arithmetic (:func:`prepare_rows`), so a streamed run selects exactly what an in-memory run selects.
+
+Example:
+    >>> import numpy as np
+    >>> src = InMemorySource(np.array([[3.0, 4.0], [1.0, 0.0]]), "cosine")
+    >>> src.rows(np.array([0])).astype(float).round(3).tolist()
+    [[0.6, 0.8]]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import UniformError
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
+          "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40,
+          "tib": 1 << 40}
+
+
+def parse_bytes(value: int | float | str | None) -> int | None:
+    """Turn ``2GB``, ``"512MiB"``, ``1e9`` or ``None`` into a byte count (binary units: 1GB = 2**30).
+
+    Example:
+        >>> parse_bytes("2GB"), parse_bytes(1024), parse_bytes(None)
+        (2147483648, 1024, None)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise UniformError(f"max_memory must be a size such as '2GB' or a byte count, got {value!r}")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        if not math.isfinite(float(value)) or value <= 0:
+            raise UniformError(f"max_memory must be a positive size, got {value!r}")
+        return int(value)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise UniformError(f"cannot read max_memory={value!r}; write a size such as '512MB', '2GB' or a byte count")
+    out = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if out <= 0:
+        raise UniformError(f"max_memory must be a positive size, got {value!r}")
+    return out
+
+
+def take_rows(raw: Any, ids: np.ndarray) -> np.ndarray:
+    """Rows ``ids`` (sorted ascending is fastest) of a 2-D array-like as a numpy array (no dtype change).
+
+    Supports numpy arrays and memmaps, torch tensors, pyarrow ``FixedSizeListArray`` / ``ChunkedArray``
+    columns of fixed-size lists, and anything indexable by an integer array.
+
+    Example:
+        >>> take_rows(np.arange(6).reshape(3, 2), np.array([2, 0])).tolist()
+        [[4, 5], [0, 1]]
+    """
+    if isinstance(raw, np.ndarray):
+        return np.asarray(raw[ids])
+    if isinstance(raw, torch.Tensor):
+        return raw[torch.from_numpy(np.asarray(ids, dtype=np.int64))].cpu().numpy()
+    try:
+        import pyarrow as pa
+    except ImportError:  # pragma: no cover - pyarrow comes with datasets
+        pa = None
+    if pa is not None and isinstance(raw, (pa.Array, pa.ChunkedArray)):
+        taken = raw.take(pa.array(np.asarray(ids, dtype=np.int64)))
+        if isinstance(taken, pa.ChunkedArray):
+            taken = taken.combine_chunks()
+        width = taken.type.list_size
+        return taken.flatten().to_numpy(zero_copy_only=False).reshape(len(ids), width)
+    return np.asarray(raw[np.asarray(ids)])
+
+
+def slice_rows(raw: Any, lo: int, hi: int) -> np.ndarray:
+    """Rows ``lo:hi`` of a 2-D array-like as a numpy array.
+
+    Example:
+        >>> slice_rows(np.arange(6).reshape(3, 2), 1, 3).tolist()
+        [[2, 3], [4, 5]]
+    """
+    if isinstance(raw, np.ndarray):
+        return np.asarray(raw[lo:hi])
+    if isinstance(raw, torch.Tensor):
+        return raw[lo:hi].cpu().numpy()
+    return take_rows(raw, np.arange(lo, hi))
+
+
+def shape_of(raw: Any) -> tuple[int, int]:
+    """``(rows, dims)`` of a 2-D array-like (numpy, torch, pyarrow fixed-size-list column).
+
+    Example:
+        >>> shape_of(np.zeros((4, 3)))
+        (4, 3)
+    """
+    shape = getattr(raw, "shape", None)
+    if shape is not None and len(shape) == 2:
+        return int(shape[0]), int(shape[1])
+    try:
+        import pyarrow as pa
+
+        if isinstance(raw, (pa.Array, pa.ChunkedArray)) and pa.types.is_fixed_size_list(raw.type):
+            return len(raw), int(raw.type.list_size)
+    except ImportError:  # pragma: no cover
+        pass
+    raise UniformError(f"embeddings must be a 2-D array (rows, dims), got {type(raw).__name__} with shape {shape}")
+
+
+def prepare_rows(x: np.ndarray, metric: str, out: np.ndarray | None = None) -> np.ndarray:
+    """Float32 rows, unit-normalised under cosine (float64 norm, one float32 division per element).
+
+    The arithmetic of each row depends only on that row, so streamed and in-memory runs agree bit for bit.
+
+    Example:
+        >>> prepare_rows(np.array([[0.0, 2.0]]), "cosine").tolist()
+        [[0.0, 1.0]]
+    """
+    from ._kernels import normalise_rows
+
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    if metric != "cosine":
+        if out is None:
+            return x
+        out[...] = x
+        return out
+    if out is None:
+        out = np.empty_like(x)
+    normalise_rows(x, out)
+    return out
+
+
+def check_chunk(x: np.ndarray, metric: str, offset: int) -> None:
+    """The checks of :func:`~hf_uniform.selection.check_embeddings` on one chunk starting at row ``offset``.
+
+    Example:
+        >>> check_chunk(np.ones((2, 2)), "cosine", 0)
+    """
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise UniformError(f"embeddings must be real numbers, got dtype {x.dtype}")
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        bad = (np.flatnonzero(~finite)[:10] + offset).tolist()
+        raise UniformError(f"embeddings contain NaN or inf at rows {bad}; clean or re-embed those rows")
+    if metric == "cosine":
+        zero = ~(x != 0).any(axis=1)
+        if zero.any():
+            rows = (np.flatnonzero(zero) + offset).tolist()
+            raise UniformError(
+                f"zero vector(s) under the cosine metric at rows {rows[:10]}; drop them with "
+                "drop_zero_vectors=True (CLI: --drop-zero-vectors) or use metric='euclidean'"
+            )
+
+
+class InMemorySource:
+    """All prepared rows held in one float32 array.
+
+    Example:
+        >>> InMemorySource(np.eye(3), "euclidean").n
+        3
+    """
+
+    in_memory = True
+
+    def __init__(self, x: Any, metric: str, lo: int = 0, hi: int | None = None, chunk_rows: int = 65536):
+        n_all, d = shape_of(x)
+        hi = n_all if hi is None else hi
+        self.n, self.d, self.metric = hi - lo, d, metric
+        self.x = np.empty((self.n, d), dtype=np.float32)
+        for a in range(0, self.n, chunk_rows):
+            b = min(self.n, a + chunk_rows)
+            prepare_rows(slice_rows(x, lo + a, lo + b), metric, out=self.x[a:b])
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """Prepared float32 rows ``ids`` (local indices)."""
+        return self.x[ids]
+
+
+class StreamSource:
+    """Rows read on demand from an array-like that is never copied whole (memmap, Arrow column, ...).
+
+    Only the rows asked for are read and prepared; validation runs once, chunk by chunk.
+
+    Example:
+        >>> s = StreamSource(np.eye(3, dtype=np.float16), "cosine")
+        >>> s.rows(np.array([2])).tolist()
+        [[0.0, 0.0, 1.0]]
+    """
+
+    in_memory = False
+
+    def __init__(self, raw: Any, metric: str, lo: int = 0, hi: int | None = None, chunk_rows: int = 65536,
+                 validate: bool = True):
+        n_all, d = shape_of(raw)
+        hi = n_all if hi is None else hi
+        self.raw, self.lo, self.n, self.d, self.metric = raw, lo, hi - lo, d, metric
+        self.chunk_rows = max(1, int(chunk_rows))
+        if validate:
+            for a, chunk in self.raw_chunks():
+                check_chunk(chunk, metric, lo + a)
+
+    def raw_chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(local offset, raw rows)`` in order."""
+        for a in range(0, self.n, self.chunk_rows):
+            yield a, slice_rows(self.raw, self.lo + a, self.lo + min(self.n, a + self.chunk_rows))
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """Prepared float32 rows ``ids`` (local indices), read from the source."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size == 0:
+            return np.empty((0, self.d), dtype=np.float32)
+        order = np.argsort(ids, kind="stable")
+        out = np.empty((ids.size, self.d), dtype=np.float32)
+        sorted_ids = ids[order]
+        for a in range(0, ids.size, self.chunk_rows):
+            sl = order[a:a + self.chunk_rows]
+            out[sl] = prepare_rows(take_rows(self.raw, sorted_ids[a:a + self.chunk_rows] + self.lo), self.metric)
+        return out

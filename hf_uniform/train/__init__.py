@@ -1,0 +1,67 @@
+"""Training with uniform subsets: TRL SFT recipes, the paper's ℓ2-SGD regime and time-to-threshold.
+
+Everything the ``recipes/sft.py`` script does lives here, so other code can reuse it:
+
+* :func:`l2_loss` / :class:`L2Loss`: the paper's squared-error loss on logits (or probabilities), computed
+  without a one-hot tensor; :class:`L2SGD`: the SGD optimizer of that regime.
+* :class:`TimeToThresholdCallback`: step and wall-clock seconds at which the loss first falls below each
+  threshold, plus the whole loss-vs-time curve, resumable.
+* :func:`build_tiny_llama`: a tiny random LLaMA with a byte-level BPE tokenizer trained on your texts, for
+  offline smoke runs and tests.
+* :func:`format_alpaca`, :func:`prepare_sft_dataset`, :func:`load_training_data`: the paper's Alpaca prompt
+  (the Llama-X text) or the chat template, with the loss on the response tokens only, and uniform/random
+  subsets with their provenance.
+* :func:`parse_sft_args` and :func:`run_sft`: the recipe (``TrlParser`` over ``SFTConfig``,
+  ``ModelConfig`` and :class:`UniformSFTArguments`).
+
+Names load lazily, so ``from hf_uniform.train import l2_loss`` needs only ``torch``:
+
+>>> from hf_uniform.train import l2_loss, L2SGD
+>>> L2SGD.__mro__[1].__name__
+'Optimizer'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "l2_loss": "loss",
+    "L2Loss": "loss",
+    "L2SGD": "optim",
+    "unwrap_optimizer": "optim",
+    "optimizer_chain": "optim",
+    "TimeToThresholdCallback": "callbacks",
+    "build_tiny_llama": "tiny",
+    "ALPACA_PROMPT_INPUT": "data",
+    "ALPACA_PROMPT_NO_INPUT": "data",
+    "format_alpaca": "data",
+    "prepare_sft_dataset": "data",
+    "load_training_data": "data",
+    "TrainingData": "data",
+    "write_provenance": "data",
+    "SFTRecipeParser": "sft",
+    "check_deepspeed_optimizer": "sft",
+    "UniformSFTArguments": "sft",
+    "UniformSFTTrainer": "sft",
+    "parse_sft_args": "sft",
+    "load_model_and_tokenizer": "sft",
+    "find_smollm2_gguf": "sft",
+    "run_sft": "sft",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

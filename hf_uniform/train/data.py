@@ -1,0 +1,407 @@
+"""Training data for the recipes: prompt formats, uniform/random subsets and their provenance.
+
+Prompt formats (all end up as TRL prompt/completion data, so the loss is on the response tokens only,
+as in the paper):
+
+* ``"alpaca"``: the paper's prompt, exactly the Llama-X text, with the "no input" variant when ``input``
+  is missing or empty; the completion is ``output`` (TRL appends the EOS token, as Llama-X does).
+* ``"chat"``: ``messages`` rendered by the tokenizer's chat template; the last assistant turn is the
+  completion, the turns before it are the prompt.
+* ``"prompt_completion"``: ``prompt``/``completion`` columns, used as they are.
+* ``"auto"``: ``messages`` → chat, ``instruction``/``output`` → alpaca, ``prompt``/``completion`` → as is.
+
+>>> print(format_alpaca("Add 2 and 3."))
+Below is an instruction that describes a task. Write a response that appropriately completes the request.
+<BLANKLINE>
+### Instruction:
+Add 2 and 3.
+<BLANKLINE>
+### Response:
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UniformError
+
+logger = logging.getLogger(__name__)
+
+# The prompts of Llama-X's train.py (itself Stanford Alpaca's), character for character.
+ALPACA_PROMPT_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+)
+ALPACA_PROMPT_NO_INPUT = (
+    "Below is an instruction that describes a task. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:"
+)
+PROMPT_FORMATS = ("auto", "alpaca", "chat", "prompt_completion")
+SUBSET_METHODS = ("uniform", "random")
+SELECTION_FILE = "selection.json"
+PROVENANCE_FILE = "provenance.json"
+
+
+def format_alpaca(instruction: str, input: str | None = "") -> str:  # noqa: A002 - the Alpaca field name
+    """The Llama-X / Alpaca prompt for one example (the "no input" text when ``input`` is empty).
+
+    Example:
+        >>> format_alpaca("Translate.", "bonjour").endswith("### Input:\\nbonjour\\n\\n### Response:")
+        True
+    """
+    if input is not None and input != "":
+        return ALPACA_PROMPT_INPUT.format_map({"instruction": instruction, "input": input})
+    return ALPACA_PROMPT_NO_INPUT.format_map({"instruction": instruction})
+
+
+def detect_prompt_format(columns: Sequence[str]) -> str:
+    """The prompt format ``"auto"`` picks for these columns.
+
+    Raises:
+        UniformError: no known layout; the message lists the columns.
+
+    Example:
+        >>> detect_prompt_format(["instruction", "input", "output"])
+        'alpaca'
+    """
+    cols = set(columns)
+    if "messages" in cols:
+        return "chat"
+    if {"instruction", "output"} <= cols:
+        return "alpaca"
+    if {"prompt", "completion"} <= cols:
+        return "prompt_completion"
+    raise UniformError(f"cannot tell the prompt format from the columns {sorted(cols)}; provide instruction/"
+                       "[input]/output (Alpaca), messages (chat) or prompt/completion columns")
+
+
+def _alpaca_rows(batch: Mapping[str, list[Any]]) -> dict[str, list[str]]:
+    inputs = batch.get("input") or [""] * len(batch["instruction"])
+    prompts = [format_alpaca(i or "", x) for i, x in zip(batch["instruction"], inputs, strict=True)]
+    return {"prompt": prompts, "completion": [o or "" for o in batch["output"]]}
+
+
+def _chat_rows(batch: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
+    prompts, completions = [], []
+    for messages in batch["messages"]:
+        if not messages or messages[-1].get("role") != "assistant":
+            raise UniformError("a chat example does not end with an assistant turn; each `messages` list must "
+                               "end with {'role': 'assistant', ...} (its content is the trained response)")
+        prompts.append([{"role": m["role"], "content": m["content"]} for m in messages[:-1]])
+        completions.append([{"role": "assistant", "content": messages[-1]["content"]}])
+    return {"prompt": prompts, "completion": completions}
+
+
+def prepare_sft_dataset(ds: Any, prompt_format: str = "auto", *, num_proc: int | None = None) -> Any:
+    """Turn raw rows into TRL prompt/completion rows (loss on the completion only); other columns are dropped.
+
+    Args:
+        ds: a ``Dataset``.
+        prompt_format: ``"auto"``, ``"alpaca"``, ``"chat"`` or ``"prompt_completion"``.
+        num_proc: processes for ``map``.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> ds = Dataset.from_dict({"instruction": ["Say hi."], "input": [""], "output": ["hi"]})
+        >>> row = prepare_sft_dataset(ds)[0]
+        >>> row["prompt"].endswith("### Response:"), row["completion"]
+        (True, 'hi')
+    """
+    if prompt_format not in PROMPT_FORMATS:
+        raise UniformError(f"unknown prompt_format {prompt_format!r}; use one of {PROMPT_FORMATS}")
+    if len(ds) == 0:
+        raise UniformError("the training dataset is empty; check dataset_name and uniform_k")
+    fmt = detect_prompt_format(ds.column_names) if prompt_format == "auto" else prompt_format
+    cols = ds.column_names
+    if fmt == "alpaca":
+        if not {"instruction", "output"} <= set(cols):
+            raise UniformError(f"prompt_format 'alpaca' needs instruction and output columns; got {cols}")
+        fn = _alpaca_rows
+    elif fmt == "chat":
+        if "messages" not in cols:
+            raise UniformError(f"prompt_format 'chat' needs a messages column; got {cols}")
+        fn = _chat_rows
+    else:
+        if not {"prompt", "completion"} <= set(cols):
+            raise UniformError(f"prompt_format 'prompt_completion' needs prompt and completion columns; got {cols}")
+        return ds.select_columns(["prompt", "completion"])
+    return ds.map(fn, batched=True, remove_columns=cols, num_proc=num_proc, desc=f"{fmt} prompts")
+
+
+def example_texts(ds: Any, limit: int | None = 5000) -> list[str]:
+    """Plain texts (prompt + completion) of prepared rows, e.g. to train a tiny model's tokenizer.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> example_texts(Dataset.from_dict({"prompt": ["Q: "], "completion": ["A"]}))
+        ['Q: A']
+    """
+    n = len(ds) if limit is None else min(limit, len(ds))
+    out = []
+    for row in ds.select(range(n)):
+        parts = []
+        for key in ("prompt", "completion"):
+            v = row[key]
+            parts.append("\n".join(m["content"] for m in v) if isinstance(v, list) else str(v))
+        out.append("".join(parts))
+    return out
+
+
+@dataclass
+class TrainingData:
+    """The datasets a recipe trains and evaluates on, and where they came from.
+
+    Attributes:
+        train: prompt/completion training rows.
+        eval: prompt/completion evaluation rows, or ``None``.
+        provenance: JSON-ready record (source, subset kind, k, embedder, h, ...).
+        selection: the selection record (``selection.json`` content) when a uniform subset was used.
+
+    Example:
+        >>> TrainingData(train=None, eval=None).provenance
+        {}
+    """
+
+    train: Any
+    eval: Any
+    provenance: dict[str, Any] = field(default_factory=dict)
+    selection: dict[str, Any] | None = None
+
+
+def _k_value(k: Any) -> int | float | None:
+    if k is None or k == "" or (isinstance(k, str) and k.lower() == "none"):
+        return None
+    value = float(k)
+    if value <= 0:
+        raise UniformError(f"uniform_k must be positive (rows, or a fraction in (0, 1)), got {k}")
+    return int(value) if value >= 1 and value.is_integer() else value
+
+
+def _split_eval(ds: Any, eval_size: float, seed: int) -> tuple[Any, Any]:
+    if not eval_size:
+        return ds, None
+    n_eval = int(eval_size) if eval_size >= 1 else int(round(eval_size * len(ds)))
+    if not 0 < n_eval < len(ds):
+        raise UniformError(f"eval_size {eval_size} leaves no training or no evaluation rows of {len(ds)}; "
+                           "use a fraction in (0, 1) or a smaller count")
+    parts = ds.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
+    return parts["train"], parts["test"]
+
+
+def _select_output(source: Path) -> tuple[Path, Path] | None:
+    """(subset file, selection.json) when ``source`` is an ``hf-uniform select`` folder or one of its files."""
+    if source.is_dir() and (source / SELECTION_FILE).exists():
+        sel = json.loads((source / SELECTION_FILE).read_text(encoding="utf-8"))
+        name = sel.get("subset_file") or "subset.jsonl"
+        subset = source / name
+        if not subset.exists():
+            raise UniformError(f"{source} has selection.json but no {name}; rerun hf-uniform select")
+        return subset, source / SELECTION_FILE
+    if source.is_file() and (source.parent / SELECTION_FILE).exists():
+        return source, source.parent / SELECTION_FILE
+    return None
+
+
+def _drop_selection_columns(ds: Any) -> Any:
+    from ..integration import DISTANCE_COLUMN, RANK_COLUMN
+
+    extra = [c for c in (RANK_COLUMN, DISTANCE_COLUMN) if c in ds.column_names]
+    return ds.remove_columns(extra) if extra else ds
+
+
+def load_training_data(
+    dataset_name: str,
+    *,
+    split: str = "train",
+    dataset_config: str | None = None,
+    prompt_format: str = "auto",
+    uniform_k: int | float | str | None = None,
+    subset_method: str = "uniform",
+    embedder: str | None = "w2v",
+    text_columns: Sequence[str] | str | None = None,
+    template: str | None = None,
+    embedding_column: str | None = None,
+    metric: str = "cosine",
+    seed: int = 0,
+    measure_h: bool = True,
+    eval_size: float = 0.0,
+    eval_dataset_name: str | None = None,
+    num_proc: int | None = None,
+    progress: bool = False,
+) -> TrainingData:
+    """Load the pool, hold out an evaluation set, take the subset, and record the provenance.
+
+    The source is a Hub id, a local ``.json``/``.jsonl``/``.parquet``/``.csv`` file, a ``save_to_disk``
+    folder, or the output folder (or subset file) of ``hf-uniform select`` — then its ``selection.json`` is
+    the provenance. With ``uniform_k`` the subset is selected here: ``"uniform"`` through
+    :func:`hf_uniform.filter_uniform` (greedy max-min), ``"random"`` by a seeded draw of the same size (the
+    paper's baseline, with its ``h`` measured in the same embedding when ``measure_h``). The evaluation set
+    (``eval_size``: a fraction or a row count, seeded) is held out of the pool *before* selection, so the
+    uniform, random and full runs are scored on the same rows.
+
+    Args:
+        dataset_name: the source (see above).
+        split: split of a Hub dataset or ``DatasetDict`` folder.
+        dataset_config: Hub configuration name.
+        prompt_format: see :func:`prepare_sft_dataset`.
+        uniform_k: subset size (rows, or a fraction in (0, 1)); ``None`` trains on the whole pool.
+        subset_method: ``"uniform"`` or ``"random"``.
+        embedder: embedder spec for the selection (default: the paper's Word2Vec).
+        text_columns: columns that are embedded (default: detected).
+        template: ``str.format`` template over columns, instead of ``text_columns``.
+        embedding_column: use stored vectors instead of embedding.
+        metric: ``"cosine"`` or ``"euclidean"``.
+        seed: seed of the selection's start row, of the random draw and of the evaluation split.
+        measure_h: measure ``h`` of a random subset (embeds the pool).
+        eval_size: rows held out for evaluation.
+        eval_dataset_name: a separate evaluation source instead of ``eval_size``.
+        num_proc: processes for ``map``.
+        progress: show the selection's progress bars.
+
+    Example:
+        >>> import tempfile, json, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "d.jsonl"
+        >>> _ = p.write_text("".join(json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\\n"
+        ...                          for i in range(6)))
+        >>> data = load_training_data(str(p), uniform_k=3, subset_method="random", measure_h=False)
+        >>> len(data.train), data.provenance["subset"], data.provenance["k"]
+        (3, 'random', 3)
+    """
+    from ..io import load_input
+
+    if subset_method not in SUBSET_METHODS:
+        raise UniformError(f"unknown subset_method {subset_method!r}; use one of {SUBSET_METHODS}")
+    k = _k_value(uniform_k)
+    if not dataset_name:
+        raise UniformError("no dataset given; set dataset_name (a Hub id, a local file or an hf-uniform "
+                           "select folder)")
+    source = Path(os.path.expanduser(str(dataset_name)))
+    prov: dict[str, Any] = {"dataset": str(dataset_name), "split": split, "prompt_format": prompt_format}
+    selection: dict[str, Any] | None = None
+    selected = _select_output(source) if source.exists() else None
+    if selected is not None:
+        if k is not None:
+            raise UniformError(f"{source} is already a selection (it has selection.json); drop uniform_k or "
+                               "point dataset_name at the pool")
+        subset_file, sel_path = selected
+        selection = json.loads(sel_path.read_text(encoding="utf-8"))
+        ds = _drop_selection_columns(load_input(subset_file))
+        kind = "uniform" if subset_file.name == selection.get("subset_file", "subset.jsonl") else subset_file.stem
+        stats = (selection.get("report") or {}).get(kind if kind != "uniform" else "subset") or {}
+        prov.update({"subset": kind, "source": "hf-uniform select", "subset_file": str(subset_file),
+                     "selection_json": str(sel_path), "pool": selection.get("input"), "n": selection.get("n"),
+                     "k": len(ds), "embedder": selection.get("embedder"), "metric": selection.get("metric"),
+                     "h": stats.get("h", selection.get("h") if kind == "uniform" else None),
+                     "coverage_radius": stats.get("coverage_radius",
+                                                  selection.get("coverage_radius") if kind == "uniform" else None),
+                     "seed": selection.get("seed")})
+        if kind != "uniform":
+            selection = None  # a baseline file: its rows are not the greedy order in selection.json
+        train, ev = _split_eval(ds, eval_size, seed)
+    else:
+        if dataset_config is not None and not source.exists():
+            import datasets
+
+            try:
+                pool = datasets.load_dataset(str(dataset_name), dataset_config, split=split)
+            except Exception as err:  # noqa: BLE001 - datasets raises many types
+                raise UniformError(f"cannot load {dataset_name!r} ({dataset_config}): "
+                                   f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        else:
+            pool = load_input(str(source) if source.exists() else str(dataset_name), split=split)
+        pool = _drop_selection_columns(pool)
+        pool, ev = _split_eval(pool, eval_size, seed)
+        prov.update({"n": len(pool), "metric": metric, "seed": seed})
+        if k is None:
+            train = pool
+            prov.update({"subset": "full", "k": len(pool), "embedder": None, "h": None, "coverage_radius": None})
+        elif subset_method == "uniform":
+            from ..integration import filter_uniform
+
+            train, sel = filter_uniform(pool, k, text_columns=text_columns, template=template,
+                                        embedding_column=embedding_column, embedder=embedder, metric=metric,
+                                        seed=seed, return_selection=True, progress=progress)
+            train = _drop_selection_columns(train)
+            selection = {"input": str(dataset_name), **sel.to_dict()}
+            prov.update({"subset": "uniform", "source": "filter_uniform", "k": sel.k,
+                         "embedder": sel.info.get("embedder", {"embedding_column": embedding_column}),
+                         "h": selection["h"], "coverage_radius": selection["coverage_radius"]})
+        else:
+            from ..baselines import random_subset
+
+            idx = random_subset(len(pool), k, seed=seed)
+            train = pool.select(idx.tolist())
+            prov.update({"subset": "random", "source": "random_subset", "k": len(idx), "indices": idx.tolist(),
+                         "embedder": None, "h": None, "coverage_radius": None})
+            if measure_h:
+                prov.update(_random_h(pool, idx, embedder=embedder, text_columns=text_columns, template=template,
+                                      embedding_column=embedding_column, metric=metric, progress=progress))
+    if eval_dataset_name:
+        if ev is not None:
+            raise UniformError("give either eval_size or eval_dataset_name, not both")
+        ev = _drop_selection_columns(load_input(eval_dataset_name, split=split))
+        prov["eval_dataset"] = str(eval_dataset_name)
+    prov["train_rows"] = len(train)
+    prov["eval_rows"] = len(ev) if ev is not None else 0
+    fmt = detect_prompt_format(train.column_names) if prompt_format == "auto" else prompt_format
+    prov["prompt_format"] = fmt
+    train = prepare_sft_dataset(train, fmt, num_proc=num_proc)
+    if ev is not None:
+        ev = prepare_sft_dataset(ev, fmt, num_proc=num_proc)
+    return TrainingData(train=train, eval=ev, provenance=prov, selection=selection)
+
+
+def _random_h(pool: Any, idx: Any, *, embedder: str | None, text_columns: Any, template: str | None,
+              embedding_column: str | None, metric: str, progress: bool) -> dict[str, Any]:
+    """h and coverage radius of a random subset, in the embedding a uniform selection would use."""
+    from ..embed import resolve_embedder
+    from ..integration import embed, embedding_matrix
+    from ..metrics import coverage_radius, min_pairwise_distance
+
+    if embedding_column is not None:
+        x = embedding_matrix(pool, embedding_column)
+        emb_info: Any = {"embedding_column": embedding_column}
+    else:
+        emb = resolve_embedder(embedder, text_columns=text_columns, template=template)
+        x = embed(pool, emb, progress=progress)
+        emb_info = emb.config()
+    sub = x[idx]
+    h = min_pairwise_distance(sub, metric=metric) if len(idx) > 1 else None
+    return {"embedder": emb_info, "h": h, "coverage_radius": coverage_radius(sub, x, metric=metric)}
+
+
+def write_provenance(output_dir: str | os.PathLike, data: TrainingData,
+                     extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``provenance.json`` (and the subset's ``selection.json`` when one was used) in ``output_dir``.
+
+    Example:
+        >>> import tempfile, json
+        >>> d = tempfile.mkdtemp()
+        >>> p = write_provenance(d, TrainingData(None, None, {"subset": "full", "k": 5}))
+        >>> json.loads(p.read_text())["data"]["k"]
+        5
+    """
+    from ..io import atomic_path, atomic_write_json
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prov = dict(data.provenance)
+    if data.selection is not None:
+        src = prov.get("selection_json")
+        target = out / SELECTION_FILE
+        if src and Path(src).resolve() != target.resolve():
+            with atomic_path(target) as tmp:
+                shutil.copyfile(src, tmp)
+        elif not src:
+            atomic_write_json(target, data.selection)
+        prov["selection_file"] = SELECTION_FILE
+    return atomic_write_json(out / PROVENANCE_FILE, {"data": prov, **(dict(extra) if extra else {})})

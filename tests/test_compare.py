@@ -1,0 +1,252 @@
+"""recipes/compare.py and hf_uniform.study: the uniform / random / mixed / full study end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hf_uniform.errors import UniformError
+from hf_uniform.study import (
+    StudyConfig,
+    aggregate,
+    auto_thresholds,
+    build_arm_indices,
+    curves_from_run,
+    first_crossing,
+    mean_std,
+    split_heldout,
+    table_columns,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RECIPE = """\
+prompt_format: alpaca
+tiny_model: true
+tiny_vocab_size: 400
+tiny_hidden_size: 16
+tiny_layers: 1
+max_steps: 4
+per_device_train_batch_size: 8
+per_device_eval_batch_size: 16
+learning_rate: 5.0e-3
+lr_scheduler_type: constant
+max_length: 256
+logging_steps: 1
+eval_steps: 2
+save_strategy: "no"
+report_to: none
+use_cpu: true
+bf16: false
+fp16: false
+gradient_checkpointing: false
+dataset_num_proc: 1
+dataloader_num_workers: 0
+disable_tqdm: true
+"""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               OMP_NUM_THREADS="2")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+# ---------------------------------------------------------------------------------------------------- units
+
+
+def test_split_heldout_is_fixed_and_disjoint():
+    ho, tr = split_heldout(100, 0.1, seed=3)
+    assert len(ho) == 10 and len(tr) == 90 and not set(ho) & set(tr)
+    assert sorted(np.concatenate([ho, tr]).tolist()) == list(range(100))
+    ho2, _ = split_heldout(100, 0.1, seed=3)
+    assert ho.tolist() == ho2.tolist()
+    assert len(split_heldout(100, 25, seed=0)[0]) == 25
+    for bad in (0.001, 100, 150):
+        with pytest.raises(UniformError):
+            split_heldout(100, bad, seed=0)
+
+
+def test_arm_indices_sizes_and_uniformity():
+    from hf_uniform.metrics import min_pairwise_distance
+
+    x = np.random.default_rng(0).normal(size=(300, 8))
+    idx = {a: build_arm_indices(x, a, 40, seed=1) for a in ("uniform", "random", "mixed", "full")}
+    assert [len(v) for v in idx.values()] == [40, 40, 40, 300]
+    assert all(len(set(v.tolist())) == len(v) for v in idx.values())
+    h = {a: min_pairwise_distance(x[v]) for a, v in idx.items()}
+    assert h["uniform"] > h["random"] >= h["full"] and h["uniform"] > h["mixed"]
+
+
+def test_first_crossing_and_auto_thresholds():
+    assert first_crossing([5, 10, 15], [1.0, 2.5, 4.0], [3.0, 2.0, 1.0], 2.0) == {
+        "step": 10, "seconds": 2.5, "value": 2.0}
+    assert first_crossing([5, 10], [1.0, 2.0], [3.0, 2.5], 2.0) is None
+    # tight = the worst run's minimum (2.5, rounded up); loose = halfway to the lowest start (4.0)
+    assert auto_thresholds([[4.0, 3.0, 2.0], [4.2, 3.5, 2.5]]) == [3.25, 2.5]
+    with pytest.raises(UniformError):
+        auto_thresholds([[], [float("nan")]])
+
+
+def test_curves_from_run_excludes_eval_time(tmp_path):
+    ttt = {"metric": "loss", "train_seconds": 30.0,
+           "curve": {"step": [1, 2, 3, 4], "seconds": [5.0, 6.0, 10.0, 11.0], "value": [4.0, 3.0, 2.5, 2.0],
+                     "smoothed": [4.0, 3.0, 2.5, 2.0]}}
+    history = [{"eval_loss": 4.5, "eval_runtime": 4.0, "step": 0}, {"loss": 4.0, "step": 1},
+               {"loss": 3.0, "step": 2}, {"eval_loss": 3.2, "eval_runtime": 3.0, "step": 2},
+               {"loss": 2.5, "step": 3}, {"loss": 2.0, "step": 4}, {"eval_loss": 2.4, "eval_runtime": 3.0, "step": 4}]
+    (tmp_path / "time_to_threshold.json").write_text(json.dumps(ttt))
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    c = curves_from_run(tmp_path)
+    # the eval at step 0 (4 s) precedes every training point; the one at step 2 (3 s) precedes steps 3-4
+    assert c["train"]["seconds"] == [1.0, 2.0, 3.0, 4.0]
+    assert c["heldout"]["step"] == [0, 2, 4] and c["heldout"]["value"] == [4.5, 3.2, 2.4]
+    assert c["heldout"]["seconds"] == [0.0, 2.0, 4.0]
+    assert c["eval_seconds"] == 10.0
+    (tmp_path / "trainer_state.json").unlink()
+    with pytest.raises(UniformError, match="did not finish"):
+        curves_from_run(tmp_path)
+
+
+def test_aggregate_mean_std_over_seeds():
+    def run(arm, seed, train, held, final):
+        steps = list(range(1, len(train) + 1))
+        return {"arm": arm, "seed": seed, "size": 10, "h": 0.1 * (seed + 1), "coverage_radius": 0.2,
+                "curves": {"train": {"step": steps, "seconds": [2.0 * s for s in steps], "value": train},
+                           "heldout": {"step": steps, "seconds": [2.0 * s for s in steps], "value": held}},
+                "final": {"train_loss": train[-1], "heldout_loss": final}, "lm_eval": {"arc_challenge/acc": 0.25}}
+
+    runs = [run("uniform", 0, [3, 2, 1], [3, 2, 1.5], 1.5), run("uniform", 1, [3, 2.5, 2], [3, 2.8, 2.2], 2.2)]
+    agg = aggregate(runs, {"train": [2.0], "heldout": [2.0]}, arms=["uniform"], smoothing=0.0)["uniform"]
+    steps = agg["thresholds"]["train<=2"]["steps"]
+    assert steps["values"] == [2.0, 3.0] and steps["mean"] == 2.5 and steps["std"] == pytest.approx(math.sqrt(0.5))
+    assert agg["thresholds"]["train<=2"]["seconds"]["mean"] == 5.0
+    held = agg["thresholds"]["held-out<=2"]["steps"]
+    assert held["n"] == 1 and held["of"] == 2 and held["mean"] == 2.0  # seed 1 never reached 2.0
+    assert agg["final_heldout_loss"]["mean"] == pytest.approx(1.85)
+    assert agg["h"]["mean"] == pytest.approx(0.15) and agg["lm_eval"]["arc_challenge/acc"]["mean"] == 0.25
+    assert mean_std([None, None])["mean"] is None
+
+
+def test_config_validation(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    good = dict(pool="p.jsonl", recipe=str(recipe))
+    StudyConfig(**good).validate()
+    for bad in ({"arms": ["uniform", "best"]}, {"arms": []}, {"seeds": [0, 0]}, {"metric": "dot"},
+                {"smoothing": 1.0}, {"k": 0}, {"heldout_size": 0}, {"train_thresholds": []},
+                {"recipe": str(tmp_path / "missing.yaml")}, {"pool": ""}):
+        with pytest.raises(UniformError):
+            StudyConfig(**{**good, **bad}).validate()
+
+
+# ------------------------------------------------------------------------------------------------- the study
+
+
+def test_compare_end_to_end_and_resume(shared_data, tmp_path):
+    src = shared_data("instruct/alpaca_9k.jsonl")
+    pool = tmp_path / "pool200.jsonl"
+    pool.write_text("".join(line for _, line in zip(range(200), src.open(encoding="utf-8"), strict=False)))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(RECIPE)
+    out = tmp_path / "study"
+    cmd = [sys.executable, str(ROOT / "recipes" / "compare.py"), "--pool", str(pool), "--k", "60",
+           "--recipe", str(recipe), "--seeds", "0", "1", "--heldout_size", "40", "--output_dir", str(out),
+           "--eval_tasks", "arc_challenge:2,truthfulqa_mc1:0,truthfulqa_mc2:0", "--eval_limit", "2",
+           "--eval_data_dir", str(shared_data("eval")), "--eval_batch_size", "8", "--num_threads", "2",
+           "--progress", "false", "--keep_models", "false"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    report = json.loads((out / "report.json").read_text())
+    md = (out / "report.md").read_text()
+    # every arm, both seeds; sizes as asked; the held-out split comes first and is disjoint from every arm
+    assert list(report["arms"]) == ["uniform", "random", "mixed", "full"]
+    assert report["pool"] == {**report["pool"], "rows": 200, "heldout_rows": 40, "train_rows": 160, "k": 60}
+    split = json.loads((out / "split.json").read_text())
+    heldout = set(split["heldout"])
+    assert len(heldout) == 40
+    arms = json.loads((out / "arms.json").read_text())
+    assert sorted(arms) == sorted(f"{a}-seed{s}" for a in ("uniform", "random", "mixed", "full") for s in (0, 1))
+    for key, rec in arms.items():
+        rows = set(rec["rows"])
+        assert not rows & heldout, key
+        assert len(rows) == (160 if key.startswith("full") else 60) == len(rec["rows"])
+        assert all(0 <= r < 200 for r in rows)
+    assert arms["uniform-seed0"]["h"] > arms["random-seed0"]["h"]  # max-min is more spread out
+    assert arms["uniform-seed0"]["coverage_radius"] < arms["random-seed0"]["coverage_radius"]
+    assert arms["full-seed0"]["coverage_radius"] == pytest.approx(0.0, abs=1e-9)
+
+    # per-run records: training went through run_sft (4 steps), held-out curve from step 0, lm-eval scores
+    assert len(report["runs"]) == 8
+    for run in report["runs"]:
+        assert run["final"]["steps"] == 4
+        assert run["curves"]["train"]["step"] == [1, 2, 3, 4]
+        assert run["curves"]["heldout"]["step"] == [0, 2, 4]
+        assert all(math.isfinite(v) and v > 0 for v in run["curves"]["heldout"]["value"])
+        assert run["final"]["heldout_loss"] == pytest.approx(run["final"]["heldout_loss_trainer"], rel=0.05)
+        assert run["final"]["heldout"]["examples"] == 40
+        for metric, value in run["lm_eval"].items():
+            assert 0.0 <= value <= 1.0, (metric, value)
+        assert set(run["lm_eval"]) == {"arc_challenge/acc", "arc_challenge/acc_norm", "truthfulqa_mc1/acc",
+                                       "truthfulqa_mc2/acc"}
+    # same base model per seed for every arm: identical held-out loss at step 0 within a seed
+    for seed in (0, 1):
+        starts = {r["curves"]["heldout"]["value"][0] for r in report["runs"] if r["seed"] == seed}
+        assert max(starts) - min(starts) < 1e-6
+
+    # the table: every column, one row per arm, mean ± std over the two seeds
+    th = report["thresholds"]
+    assert len(th["train"]) >= 1 and len(th["heldout"]) >= 1 and th["source"] == "automatic"
+    cols = table_columns(th, report["lm_metrics"])
+    for col in ("arm", "size", "h", "coverage radius", "final train loss", "final held-out loss",
+                "arc_challenge/acc", "arc_challenge/acc_norm", "truthfulqa_mc1/acc", "truthfulqa_mc2/acc"):
+        assert col in cols
+    assert sum(c.startswith("steps to train<=") for c in cols) == len(th["train"])
+    assert sum(c.startswith("seconds to held-out<=") for c in cols) == len(th["heldout"])
+    header = next(line for line in md.splitlines() if line.startswith("| arm | size |"))
+    assert header == "| " + " | ".join(cols) + " |"
+    for arm in ("uniform", "random", "mixed", "full"):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {arm} |"))
+        assert row.count("|") == len(cols) + 1 and "±" in row
+    assert "Did uniform reach the thresholds sooner?" in md and "Held-out loss <=" in md
+    assert "21.3" in md and "231.3" in md  # the paper's numbers for context
+    assert "python recipes/compare.py" in md
+
+    # the plots exist and are PNGs
+    plots = report["plots"]
+    assert len(plots) == 8
+    for rel in plots.values():
+        data = (out / rel).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, rel
+        assert f"]({rel})" in md
+
+    # resume: a rerun trains nothing and reads every run back
+    proc2 = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc2.returncode == 0, proc2.stderr[-4000:]
+    assert proc2.stderr.count("finished earlier") == 8 and "training on" not in proc2.stderr
+    report2 = json.loads((out / "report.json").read_text())
+    assert report2["arms"]["uniform"]["final_heldout_loss"] == report["arms"]["uniform"]["final_heldout_loss"]
+
+    # a rerun with other settings into the same folder is refused in one line
+    bad = [*cmd, "--recipe_args", "--max_steps 5"]
+    proc3 = subprocess.run(bad, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc3.returncode == 2
+    assert any(line.startswith("compare: error:") and "other settings" in line for line in proc3.stderr.splitlines())
+
+
+def test_compare_bad_input_exits_2(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "compare.py"), "--pool", "p.jsonl", "--recipe",
+                           str(tmp_path / "none.yaml")], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2
+    assert [line for line in proc.stderr.splitlines() if line.startswith("compare: error:")] == [
+        f"compare: error: recipe {tmp_path / 'none.yaml'} not found; pass an SFT recipe YAML"]

@@ -1,0 +1,133 @@
+"""Resumable runs: kill -9 mid-run, resume, get exactly the uninterrupted result; mismatches are refused."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hf_uniform import UniformError, maxmin_select
+from hf_uniform.checkpoint import Checkpointer
+
+CHILD = r"""
+import sys, time
+import numpy as np
+from hf_uniform import checkpoint as C
+from hf_uniform import maxmin_select
+
+_save = C.Checkpointer.save
+def slow_save(self, *a, **k):  # test only: make the run last long enough to be killed mid-way
+    out = _save(self, *a, **k)
+    time.sleep(0.25)
+    return out
+C.Checkpointer.save = slow_save
+x = np.load(sys.argv[1])
+maxmin_select(x, int(sys.argv[4]), seed=11, method=sys.argv[3], checkpoint_dir=sys.argv[2], checkpoint_every=100)
+print("finished", flush=True)
+"""
+
+
+def data(path: Path, n: int = 4000, d: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(15, d))
+    x = (centres[rng.integers(15, size=n)] + 0.5 * rng.normal(size=(n, d))).astype(np.float32)
+    np.save(path, x)
+    return x
+
+
+def saved_steps(folder: Path) -> list[int]:
+    return sorted(int(m.group(1)) for p in folder.glob("*.npz") if (m := re.search(r"step(\d+)", p.name)))
+
+
+@pytest.mark.parametrize("method", ["lazy", "sweep", "plain"])
+def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path, method):
+    k = 1500 if method == "lazy" else 700
+    x = data(tmp_path / "x.npy")
+    ck = tmp_path / "ck"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "x.npy"), str(ck), method, str(k)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if ck.exists() and saved_steps(ck) and saved_steps(ck)[-1] >= 300:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.05)
+        else:
+            pytest.fail("the child never wrote a checkpoint")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert b"finished" not in proc.stdout.read()
+    assert not list(ck.glob("*.tmp"))  # no half-written file is ever visible under the real name
+    last = saved_steps(ck)[-1]
+    assert 300 <= last < k
+
+    resumed = maxmin_select(x, k, seed=11, method=method, checkpoint_dir=ck, checkpoint_every=100, resume=True)
+    assert resumed.info["resumed_from_step"] == last
+    full = maxmin_select(x, k, seed=11, method=method)
+    assert resumed.indices.tolist() == full.indices.tolist()
+    np.testing.assert_array_equal(resumed.min_distances, full.min_distances)
+    assert resumed.coverage_radius == full.coverage_radius
+
+
+def test_resume_refuses_a_different_run(tmp_path):
+    x = data(tmp_path / "x.npy", n=600, d=8)
+    ck = tmp_path / "ck"
+    maxmin_select(x, 50, seed=1, checkpoint_dir=ck, checkpoint_every=10)
+    with pytest.raises(UniformError, match=r"different run \(k: 50 vs 60\)"):
+        maxmin_select(x, 60, seed=1, checkpoint_dir=ck, resume=True)
+    with pytest.raises(UniformError, match="seed"):
+        maxmin_select(x, 50, seed=2, checkpoint_dir=ck, resume=True)
+    with pytest.raises(UniformError, match="metric"):
+        maxmin_select(x, 50, seed=1, metric="euclidean", checkpoint_dir=ck, resume=True)
+    with pytest.raises(UniformError, match="method"):
+        maxmin_select(x, 50, seed=1, method="plain", checkpoint_dir=ck, resume=True)
+    y = x.copy()
+    y[0] += 1.0  # same shape, different rows
+    with pytest.raises(UniformError, match="rows"):
+        maxmin_select(y, 50, seed=1, checkpoint_dir=ck, resume=True)
+    with pytest.raises(UniformError, match=r"\bn\b"):
+        maxmin_select(x[:500], 50, seed=1, checkpoint_dir=ck, resume=True)
+    # the matching run resumes from the finished checkpoint
+    again = maxmin_select(x, 50, seed=1, checkpoint_dir=ck, resume=True)
+    assert again.info["resumed_from_step"] == 50
+    assert again.indices.tolist() == maxmin_select(x, 50, seed=1).indices.tolist()
+
+
+def test_damaged_newest_checkpoint_falls_back_and_fresh_start(tmp_path):
+    x = data(tmp_path / "x.npy", n=800, d=8)
+    ck = tmp_path / "ck"
+    maxmin_select(x, 200, seed=3, checkpoint_dir=ck, checkpoint_every=40, method="plain")
+    steps = saved_steps(ck)
+    assert steps == [160, 200]  # the two newest are kept
+    newest = next(p for p in ck.glob("*.npz") if "step200" in p.name)
+    newest.write_bytes(b"garbage")
+    sel = maxmin_select(x, 200, seed=3, checkpoint_dir=ck, resume=True, method="plain")
+    assert sel.info["resumed_from_step"] == 160
+    assert sel.indices.tolist() == maxmin_select(x, 200, seed=3, method="plain").indices.tolist()
+    empty = maxmin_select(x, 20, seed=3, checkpoint_dir=tmp_path / "new", resume=True)
+    assert "resumed_from_step" not in empty.info
+    with pytest.raises(UniformError, match="checkpoint_every"):
+        Checkpointer(tmp_path, {}, every=0)
+    with pytest.raises(UniformError, match="checkpoint_seconds"):
+        maxmin_select(x, 5, checkpoint_dir=tmp_path / "s", checkpoint_seconds=-1)
+
+
+def test_time_based_checkpoints(tmp_path):
+    x = data(tmp_path / "x.npy", n=500, d=8)
+    ck = tmp_path / "ck"
+    sel = maxmin_select(x, 120, seed=0, method="plain", checkpoint_dir=ck, checkpoint_seconds=1e-9)
+    assert saved_steps(ck)[-1] == 120 and len(saved_steps(ck)) == 2
+    assert sel.k == 120

@@ -1,0 +1,229 @@
+"""Prompt formats, response-only labels, subsets and their provenance."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("trl")
+
+from datasets import Dataset  # noqa: E402
+
+from hf_uniform.errors import UniformError  # noqa: E402
+from hf_uniform.train.data import (  # noqa: E402
+    ALPACA_PROMPT_INPUT,
+    ALPACA_PROMPT_NO_INPUT,
+    detect_prompt_format,
+    format_alpaca,
+    load_training_data,
+    prepare_sft_dataset,
+    write_provenance,
+)
+
+# Typed out from Llama-X's src/train.py (PROMPT_DICT), independently of the module under test.
+LLAMA_X_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further "
+                 "context. Write a response that appropriately completes the request.\n\n### Instruction:\n"
+                 "{instruction}\n\n### Input:\n{input}\n\n### Response:")
+LLAMA_X_NO_INPUT = ("Below is an instruction that describes a task. Write a response that appropriately "
+                    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:")
+
+
+def test_alpaca_prompt_is_the_llama_x_text():
+    assert ALPACA_PROMPT_INPUT == LLAMA_X_INPUT
+    assert ALPACA_PROMPT_NO_INPUT == LLAMA_X_NO_INPUT
+    assert format_alpaca("Sum {a}.", "1 and 2") == LLAMA_X_INPUT.replace("{instruction}", "Sum {a}.").replace(
+        "{input}", "1 and 2")  # braces in the data survive (format_map, not a second format)
+    assert format_alpaca("Name a colour.", "") == LLAMA_X_NO_INPUT.replace("{instruction}", "Name a colour.")
+    assert format_alpaca("Name a colour.", None) == format_alpaca("Name a colour.")
+
+
+def test_prepare_alpaca_with_and_without_input_column():
+    ds = Dataset.from_dict({"instruction": ["A", "B"], "input": ["x", ""], "output": ["1", "2"], "id": [0, 1]})
+    out = prepare_sft_dataset(ds)
+    assert out.column_names == ["prompt", "completion"]
+    assert out["prompt"][:] == [format_alpaca("A", "x"), format_alpaca("B")]
+    assert out["completion"][:] == ["1", "2"]
+    no_input = prepare_sft_dataset(Dataset.from_dict({"instruction": ["A"], "output": ["1"]}), "alpaca")
+    assert no_input["prompt"][:] == [format_alpaca("A")]
+
+
+def test_prepare_chat_splits_the_last_assistant_turn():
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "u1"},
+            {"role": "assistant", "content": "a1"}, {"role": "user", "content": "u2"},
+            {"role": "assistant", "content": "a2"}]
+    out = prepare_sft_dataset(Dataset.from_dict({"messages": [msgs]}))
+    assert out[0]["prompt"] == msgs[:-1]
+    assert out[0]["completion"] == [{"role": "assistant", "content": "a2"}]
+    with pytest.raises(UniformError, match="assistant"):
+        prepare_sft_dataset(Dataset.from_dict({"messages": [msgs[:2]]}))
+
+
+def test_prompt_format_errors():
+    with pytest.raises(UniformError, match="columns"):
+        detect_prompt_format(["question", "answer"])
+    with pytest.raises(UniformError, match="prompt_format"):
+        prepare_sft_dataset(Dataset.from_dict({"a": [1]}), "vicuna")
+    with pytest.raises(UniformError, match="instruction and output"):
+        prepare_sft_dataset(Dataset.from_dict({"messages": [[{"role": "user", "content": "x"}]]}), "alpaca")
+    assert prepare_sft_dataset(Dataset.from_dict({"prompt": ["p"], "completion": ["c"], "z": [1]})).column_names \
+        == ["prompt", "completion"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    from hf_uniform.train import build_tiny_llama
+
+    texts = [format_alpaca(f"Add {i} and {i + 1}.") + f"The sum is {2 * i + 1}." for i in range(200)]
+    path = build_tiny_llama(tmp_path_factory.mktemp("tiny"), texts, vocab_size=400, hidden_size=32)
+    return path, AutoTokenizer.from_pretrained(path)
+
+
+def expected_labels(tok, prompt_ids, full_ids):
+    """Response-only labels: -100 on the common prefix of prompt and prompt+completion, ids after it."""
+    n = 0
+    while n < min(len(prompt_ids), len(full_ids)) and prompt_ids[n] == full_ids[n]:
+        n += 1
+    return [-100] * n + full_ids[n:]
+
+
+def make_trainer(path, tok, ds, tmp_path):
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig
+
+    from hf_uniform.train import UniformSFTTrainer
+
+    args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, max_length=256, report_to=[],
+                     dataset_num_proc=1, shuffle_dataset=False)
+    return UniformSFTTrainer(model=AutoModelForCausalLM.from_pretrained(path), args=args, train_dataset=ds,
+                             processing_class=tok)
+
+
+def test_alpaca_labels_cover_the_response_and_eos_only(tiny, tmp_path):
+    path, tok = tiny
+    rows = {"instruction": ["Add 3 and 4.", "Add 10 and 11."], "input": ["", "quickly"],
+            "output": ["The sum is 7.", "The sum is 21."]}
+    trainer = make_trainer(path, tok, prepare_sft_dataset(Dataset.from_dict(rows)), tmp_path)
+    for i, row in enumerate(trainer.train_dataset):
+        prompt = format_alpaca(rows["instruction"][i], rows["input"][i])
+        prompt_ids = tok(prompt)["input_ids"]
+        full_ids = tok(prompt + rows["output"][i] + tok.eos_token)["input_ids"]
+        assert row["input_ids"] == full_ids
+        assert row["labels"] == expected_labels(tok, prompt_ids, full_ids)
+        trained = [t for t in row["labels"] if t != -100]
+        assert trained[-1] == tok.eos_token_id
+        assert tok.decode(trained[:-1]).strip().endswith(rows["output"][i])
+        assert len(trained) < len(full_ids) / 2  # the long prompt carries no loss
+
+
+def test_chat_labels_cover_the_last_assistant_turn_only(tiny, tmp_path):
+    path, tok = tiny
+    msgs = [{"role": "user", "content": "Add 3 and 4."}, {"role": "assistant", "content": "7"},
+            {"role": "user", "content": "And 5 and 6?"}, {"role": "assistant", "content": "The sum is 11."}]
+    trainer = make_trainer(path, tok, prepare_sft_dataset(Dataset.from_dict({"messages": [msgs]})), tmp_path)
+    row = trainer.train_dataset[0]
+    prompt_ids = tok.apply_chat_template(msgs[:-1], add_generation_prompt=True, tokenize=True, return_dict=True)
+    full_ids = tok.apply_chat_template(msgs, tokenize=True, return_dict=True)["input_ids"]
+    assert row["labels"] == expected_labels(tok, prompt_ids["input_ids"], full_ids)
+    trained = tok.decode([t for t in row["labels"] if t != -100])
+    assert trained.startswith("The sum is 11.<|im_end|>") and "7" not in trained
+
+
+@pytest.fixture(scope="module")
+def pool_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pool") / "pool.jsonl"
+    topics = ["apple pie recipe", "prime numbers", "french grammar", "python lists", "ocean tides",
+              "tax forms", "guitar chords", "mars rovers"]
+    rows = [{"instruction": f"Explain {t} number {i}.", "input": "" if i % 2 else f"detail {i}",
+             "output": f"{t} answer {i}"} for i in range(5) for t in topics]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_uniform_k_selects_like_filter_uniform_and_records_provenance(pool_file, tmp_path, monkeypatch):
+    import hf_uniform
+    from hf_uniform.io import load_input
+
+    monkeypatch.setenv("HF_UNIFORM_CACHE", str(tmp_path / "cache"))
+    data = load_training_data(str(pool_file), uniform_k=6, seed=3)
+    sub, sel = hf_uniform.filter_uniform(load_input(pool_file), 6, seed=3, return_selection=True, progress=False)
+    assert data.train["prompt"][:] == [format_alpaca(r["instruction"], r["input"]) for r in sub]
+    prov = data.provenance
+    assert (prov["subset"], prov["k"], prov["n"]) == ("uniform", 6, 40)
+    assert prov["h"] == pytest.approx(sel.h) and prov["coverage_radius"] == pytest.approx(sel.coverage_radius)
+    assert prov["embedder"]["embedder"] == "Word2VecEmbedder"
+    assert data.selection["indices"] == sel.indices.tolist()
+    p = write_provenance(tmp_path / "out", data, {"regime": {"optimizer": "l2_sgd"}})
+    written = json.loads(p.read_text())
+    assert written["data"]["k"] == 6 and written["regime"]["optimizer"] == "l2_sgd"
+    assert json.loads((tmp_path / "out" / "selection.json").read_text())["indices"] == sel.indices.tolist()
+
+
+def test_random_subset_and_full_set(pool_file, tmp_path, monkeypatch):
+    import numpy as np
+
+    from hf_uniform.baselines import random_subset
+    from hf_uniform.metrics import min_pairwise_distance
+
+    monkeypatch.setenv("HF_UNIFORM_CACHE", str(tmp_path / "cache"))
+    rnd = load_training_data(str(pool_file), uniform_k=0.25, subset_method="random", seed=1)
+    idx = random_subset(40, 10, seed=1)
+    assert rnd.provenance["indices"] == idx.tolist() and len(rnd.train) == 10
+    assert rnd.selection is None
+    # h of the random rows, measured in the same (cached) embedding as the uniform selection's
+    import hf_uniform
+    from hf_uniform.io import load_input
+
+    x = hf_uniform.embed(load_input(pool_file), "w2v", progress=False)
+    assert rnd.provenance["h"] == pytest.approx(min_pairwise_distance(x[np.asarray(idx)]))
+    full = load_training_data(str(pool_file))
+    assert len(full.train) == 40 and full.provenance["subset"] == "full" and full.provenance["h"] is None
+
+
+def test_eval_rows_are_held_out_before_selection(pool_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_UNIFORM_CACHE", str(tmp_path / "cache"))
+    a = load_training_data(str(pool_file), uniform_k=5, eval_size=8, seed=0, measure_h=False)
+    b = load_training_data(str(pool_file), uniform_k=5, subset_method="random", eval_size=8, seed=0,
+                           measure_h=False)
+    assert a.eval["prompt"][:] == b.eval["prompt"][:] and len(a.eval) == 8
+    assert not set(a.train["prompt"][:]) & set(a.eval["prompt"][:])
+    assert a.provenance["n"] == 32
+    with pytest.raises(UniformError, match="eval_size"):
+        load_training_data(str(pool_file), eval_size=40)
+
+
+def test_hf_uniform_select_folder_is_used_with_its_selection_json(pool_file, tmp_path, monkeypatch):
+    from hf_uniform.cli import main as cli
+
+    monkeypatch.setenv("HF_UNIFORM_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "sel"
+    assert cli(["select", str(pool_file), "-k", "7", "-o", str(out), "-q", "--baselines"]) == 0
+    record = json.loads((out / "selection.json").read_text())
+    subset_rows = [json.loads(line) for line in (out / "subset.jsonl").read_text().splitlines()]
+    for source in (out, out / "subset.jsonl"):
+        data = load_training_data(str(source))
+        assert data.train["completion"][:] == [r["output"] for r in subset_rows]
+        prov = data.provenance
+        assert prov["source"] == "hf-uniform select" and prov["subset"] == "uniform"
+        assert prov["k"] == 7 and prov["h"] == pytest.approx(record["h"])
+        assert prov["embedder"] == record["embedder"]
+        assert data.selection == record
+    rnd = load_training_data(str(out / "random.jsonl"))
+    assert rnd.provenance["subset"] == "random" and rnd.selection is None
+    assert rnd.provenance["h"] == pytest.approx(record["report"]["random"]["h"])
+    dst = tmp_path / "run"
+    write_provenance(dst, load_training_data(str(out)))
+    assert json.loads((dst / "selection.json").read_text()) == record
+    with pytest.raises(UniformError, match="already a selection"):
+        load_training_data(str(out), uniform_k=3)
+
+
+def test_missing_dataset_is_a_one_line_error(tmp_path):
+    with pytest.raises(UniformError, match="does not exist"):
+        load_training_data(str(tmp_path / "nope.jsonl"))
+    with pytest.raises(UniformError, match="no dataset"):
+        load_training_data("")
+    with pytest.raises(UniformError, match="subset_method"):
+        load_training_data("x.jsonl", subset_method="kmeans")

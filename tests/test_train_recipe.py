@@ -1,0 +1,313 @@
+"""recipes/sft.py: argument parsing, the shipped configs, and end-to-end runs under accelerate (CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("trl")
+
+from conftest import ROOT, shared_path  # noqa: E402
+
+from hf_uniform.errors import UniformError  # noqa: E402
+from hf_uniform.train.sft import (  # noqa: E402
+    SFTRecipeParser,
+    UniformSFTArguments,
+    check_deepspeed_optimizer,
+    find_smollm2_gguf,
+    parse_sft_args,
+    resolve_model_source,
+)
+
+CONFIGS = ROOT / "recipes" / "configs"
+CPU = ["--use_cpu", "--bf16", "false", "--fp16", "false"]
+
+
+# ---- arguments ------------------------------------------------------------------------------------------
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_yaml_then_command_line(tmp_path):
+    cfg = write_yaml(tmp_path / "c.yaml", {"learning_rate": 0.5, "uniform_k": 100, "loss_thresholds": [2.0, 1.0],
+                                           "output_dir": "x", "use_cpu": True, "bf16": False})
+    sft, model, u = parse_sft_args(["--config", str(cfg), "--uniform_k", "0.1", "--model_name_or_path", "m"])
+    assert sft.learning_rate == 0.5 and u.uniform_k == 0.1 and u.loss_thresholds == [2.0, 1.0]
+    assert model.model_name_or_path == "m" and u.custom_optimizer == "none" and u.resolved_loss() == "ce"
+    _, _, u = parse_sft_args(["--config", str(cfg), "--loss_thresholds", "3", "0.5"])
+    assert u.loss_thresholds == [3.0, 0.5]
+
+
+def test_optim_l2_sgd_from_yaml_or_command_line(tmp_path):
+    cfg = write_yaml(tmp_path / "c.yaml", {"optim": "l2_sgd", "output_dir": "x", "use_cpu": True, "bf16": False})
+    sft, _, u = parse_sft_args(["--config", str(cfg)])
+    assert u.custom_optimizer == "l2_sgd" and u.resolved_loss() == "l2" and "l2_sgd" not in str(sft.optim)
+    _, _, u = parse_sft_args(["--config", str(cfg), "--optim", "adamw_torch"])  # the command line wins
+    assert u.custom_optimizer == "none" and u.resolved_loss() == "ce"
+    sft, _, u = parse_sft_args(["--output_dir", "x", *CPU, "--optim", "sgd"])
+    assert u.custom_optimizer == "none" and sft.optim.value == "sgd"
+    _, _, u = parse_sft_args(["--output_dir", "x", *CPU, "--optim=l2_sgd", "--loss", "ce"])
+    assert u.custom_optimizer == "l2_sgd" and u.resolved_loss() == "ce"
+    assert SFTRecipeParser((UniformSFTArguments,)).parse_args_and_config([])[0].custom_optimizer == "none"
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    with pytest.raises(UniformError, match="unknown recipe arguments.*uniform_kk"):
+        parse_sft_args(["--output_dir", "x", *CPU, "--uniform_kk", "3"])
+    cfg = write_yaml(tmp_path / "c.yaml", {"output_dir": "x", "use_cpu": True, "bf16": False, "tiny_modle": True})
+    with pytest.raises(UniformError, match="tiny_modle"):
+        parse_sft_args(["--config", str(cfg)])
+    cfg = write_yaml(tmp_path / "d.yaml", {"output_dir": "x", "use_cpu": True, "bf16": False,
+                                           "prompt_format": "vicuna"})
+    with pytest.raises(UniformError, match="prompt_format"):
+        parse_sft_args(["--config", str(cfg)])
+
+
+# ---- the shipped configs --------------------------------------------------------------------------------
+def test_table1_config_is_the_papers():
+    raw = yaml.safe_load((CONFIGS / "table1_alpaca.yaml").read_text())
+    parser = SFTRecipeParser((__import__("trl").SFTConfig, __import__("trl").ModelConfig, UniformSFTArguments))
+    assert parser.set_defaults_with_config(**raw) == []  # every key is a known argument
+    assert (raw["learning_rate"], raw["per_device_train_batch_size"], raw["gradient_accumulation_steps"],
+            raw["max_length"], raw["warmup_steps"], raw["logging_steps"]) == (2e-5, 64, 1, 512, 2, 1)
+    assert raw["lr_scheduler_type"] == "constant_with_warmup"
+    assert raw["gradient_checkpointing"] is True and raw["fp16"] is True
+    assert raw["prompt_format"] == "alpaca" and raw["loss_thresholds"] == [0.65, 0.34]
+    sft, _, _ = parse_sft_args(["--config", str(CONFIGS / "table1_alpaca.yaml"), "--fp16", "false", "--use_cpu"])
+    assert sft.learning_rate == 2e-5 and sft.max_length == 512 and sft.lr_scheduler_type.value == raw[
+        "lr_scheduler_type"]
+
+
+def test_deepspeed_configs_are_tables_2_and_3():
+    adamw = json.loads((CONFIGS / "ds_zero3_offload_adamw.json").read_text())
+    sgd = json.loads((CONFIGS / "ds_zero3_offload_sgd.json").read_text())
+    for cfg in (adamw, sgd):
+        z = cfg["zero_optimization"]
+        assert z["stage"] == 3 and z["offload_param"]["device"] == "cpu" and z["offload_optimizer"]["device"] == "cpu"
+    assert adamw["optimizer"] == {"type": "AdamW", "params": {"lr": "auto", "betas": [0.9, 0.999], "eps": 1e-8,
+                                                              "weight_decay": 0}}
+    assert "optimizer" not in sgd and sgd["zero_allow_untested_optimizer"] is True
+    assert sgd["zero_force_ds_cpu_optimizer"] is False
+    assert check_deepspeed_optimizer(dict(sgd), "l2_sgd") == []
+    with pytest.raises(UniformError, match="'optimizer' block"):
+        check_deepspeed_optimizer(dict(adamw), "l2_sgd")
+    assert check_deepspeed_optimizer(dict(adamw), "none") == []  # AdamW regime: DeepSpeed's AdamW is wanted
+    bare = {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}}
+    assert check_deepspeed_optimizer(bare, "l2_sgd") == ["zero_allow_untested_optimizer",
+                                                         "zero_force_ds_cpu_optimizer"]
+    assert bare["zero_allow_untested_optimizer"] is True and bare["zero_force_ds_cpu_optimizer"] is False
+
+
+def test_accelerate_configs_point_at_existing_files():
+    expect = {"accelerate_zero3_offload_adamw.yaml": ("DEEPSPEED", "ds_zero3_offload_adamw.json"),
+              "accelerate_zero3_offload_sgd.yaml": ("DEEPSPEED", "ds_zero3_offload_sgd.json"),
+              "accelerate_zero3_cpu.yaml": ("DEEPSPEED", "ds_zero3_offload_sgd.json"),
+              "accelerate_single_gpu.yaml": ("NO", None)}
+    for name, (kind, ds_file) in expect.items():
+        cfg = yaml.safe_load((CONFIGS / name).read_text())
+        assert cfg["distributed_type"] == kind
+        if ds_file:
+            assert cfg["deepspeed_config"]["deepspeed_config_file"] == f"recipes/configs/{ds_file}"
+            assert (ROOT / cfg["deepspeed_config"]["deepspeed_config_file"]).exists()
+            assert cfg["deepspeed_config"]["zero3_init_flag"] is True
+    assert yaml.safe_load((CONFIGS / "accelerate_zero3_cpu.yaml").read_text())["num_processes"] == 1
+
+
+def test_model_specs(tmp_path):
+    assert resolve_model_source("/m/x.gguf") == ("/m", "x.gguf")
+    assert resolve_model_source("org/model") == ("org/model", None)
+    (tmp_path / "a.gguf").write_bytes(b"")
+    assert resolve_model_source(str(tmp_path), "a.gguf") == (str(tmp_path), "a.gguf")
+    with pytest.raises(UniformError, match="not found"):
+        resolve_model_source(str(tmp_path), "b.gguf")
+    with pytest.raises(UniformError, match="not installed"):
+        resolve_model_source("package:no_such_package_xyz")
+    with pytest.raises(UniformError, match="no model"):
+        resolve_model_source("")
+
+
+# ---- end-to-end runs ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    """Run recipes/sft.py under `accelerate launch` in a fresh process; return the output folder's records."""
+    cache = tmp_path_factory.mktemp("hfu_cache")
+    base = tmp_path_factory.mktemp("runs")
+
+    def run(name: str, config: str, *extra: str, accelerate_config: str | None = None,
+            timeout: int = 600, expect_fail: bool = False) -> dict:
+        out = base / name
+        env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+                   PYTHONHASHSEED="0", HF_UNIFORM_CACHE=str(cache), OMP_NUM_THREADS="2")
+        launch = ["--config_file", str(CONFIGS / accelerate_config)] if accelerate_config else [
+            "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", *launch, "recipes/sft.py",
+               "--config", str(CONFIGS / config), "--output_dir", str(out), *extra]
+        t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall = time.perf_counter() - t0
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        if expect_fail:
+            assert proc.returncode != 0
+            return {"out": out, "log": proc.stderr + proc.stdout}
+        assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        rec = {"out": out, "wall": wall, "cpu": cpu, "log": proc.stderr}
+        for key, fname in (("ttt", "time_to_threshold.json"), ("state", "trainer_state.json"),
+                           ("info", "run_info.json"), ("prov", "provenance.json")):
+            assert (out / fname).is_file(), f"{fname} missing in {out}"
+            rec[key] = json.loads((out / fname).read_text())
+        rec["losses"] = [h["loss"] for h in rec["state"]["log_history"] if "loss" in h]
+        return rec
+
+    run.cache = cache
+    run.base = base
+    return run
+
+
+def alpaca_9k() -> str:
+    return str(shared_path("instruct/alpaca_9k.jsonl"))
+
+
+def assert_loss_falls(rec: dict, drop: float) -> None:
+    losses = rec["losses"]
+    assert len(losses) == rec["state"]["global_step"]  # logging every step
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert first - last > drop, f"loss {first:.4f} -> {last:.4f}"
+    curve = rec["ttt"]["curve"]
+    assert curve["value"] == pytest.approx(losses)  # the callback saw exactly what the trainer logged
+    assert curve["step"] == list(range(1, len(losses) + 1))
+    assert all(b > a for a, b in zip(curve["seconds"], curve["seconds"][1:], strict=False))
+
+
+def assert_thresholds_consistent(rec: dict) -> None:
+    """Each recorded crossing is the first logged value below the threshold (brute force over the log)."""
+    ttt, losses = rec["ttt"], rec["losses"]
+    for t in ttt["thresholds"]:
+        key = f"{t:g}"
+        first = next((i for i, v in enumerate(losses) if v < t), None)
+        if first is None:
+            assert ttt["time_to_threshold"][key] is None
+        else:
+            assert ttt["steps_to_threshold"][key] == first + 1
+            assert ttt["time_to_threshold"][key] == ttt["curve"]["seconds"][first]
+
+
+@pytest.fixture(scope="module")
+def smoke_plain(runner):
+    return runner("smoke_plain", "smoke_cpu.yaml", "--dataset_name", alpaca_9k())
+
+
+@pytest.fixture(scope="module")
+def smoke_zero3(runner):
+    return runner("smoke_zero3", "smoke_cpu.yaml", "--dataset_name", alpaca_9k(),
+                  accelerate_config="accelerate_zero3_cpu.yaml")
+
+
+def test_smoke_cpu_runs_end_to_end(smoke_plain):
+    rec = smoke_plain
+    # "under 3 minutes on 2 cores": CPU seconds, so that other jobs sharing the cores do not make it flaky
+    assert rec["cpu"] < 2 * 180, f"{rec['cpu']:.0f} CPU seconds ({rec['wall']:.0f} s wall)"
+    assert rec["state"]["global_step"] == 100
+    assert_loss_falls(rec, drop=0.8)  # from ln(1024) = 6.93 to about 5.5
+    assert_thresholds_consistent(rec)
+    assert rec["ttt"]["time_to_threshold"]["6"] is not None
+    assert rec["info"]["optimizer_class"] == "AdamW" and rec["info"]["regime"]["deepspeed"] is False
+    data = rec["prov"]["data"]
+    selection = json.loads((rec["out"] / "selection.json").read_text())
+    assert (data["subset"], data["k"], data["n"]) == ("uniform", 256, 9229)
+    assert data["h"] == pytest.approx(selection["h"]) and data["h"] > 0
+    assert data["embedder"]["embedder"] == "Word2VecEmbedder" and len(selection["indices"]) == 256
+    logged = [h for h in rec["state"]["log_history"] if "time_to_threshold/6" in h]
+    assert logged and logged[0]["time_to_threshold/6"] == rec["ttt"]["time_to_threshold"]["6"]
+
+
+def test_smoke_cpu_under_deepspeed_zero3(smoke_zero3, smoke_plain):
+    rec = smoke_zero3
+    assert rec["state"]["global_step"] == 100
+    assert_loss_falls(rec, drop=0.8)
+    assert_thresholds_consistent(rec)
+    info = rec["info"]
+    assert info["regime"]["deepspeed"] is True
+    assert "DeepSpeedZeroOptimizer_Stage3" in info["optimizer_chain"] and info["optimizer_class"] == "AdamW"
+    # same model, data and seed: the first step's loss is the plain run's
+    assert rec["losses"][0] == pytest.approx(smoke_plain["losses"][0], abs=1e-3)
+
+
+def test_l2_sgd_steps_with_l2sgd_under_deepspeed_zero3(runner):
+    rec = runner("l2_zero3", "smoke_cpu.yaml", "--dataset_name", alpaca_9k(), "--optim", "l2_sgd",
+                 "--learning_rate", "5", "--max_steps", "40", "--loss_thresholds", "0.01", "0.005",
+                 accelerate_config="accelerate_zero3_cpu.yaml")
+    info = rec["info"]
+    assert info["optimizer_chain"][-2:] == ["DeepSpeedZeroOptimizer_Stage3", "L2SGD"]
+    params = 205_120  # the tiny model (tiny_model.json in the run folder says the same)
+    assert json.loads((rec["out"] / "tiny_model" / "tiny_llama.json").read_text())["parameters"] == params
+    # DeepSpeed calls step() once per parameter sub-group; every step updates every parameter once
+    assert info["l2sgd_steps"] >= 40 and info["l2sgd_steps"] % 40 == 0
+    assert info["l2sgd_updated_elements"] == 40 * params
+    assert info["regime"] == {**info["regime"], "optimizer": "l2_sgd", "loss": "l2/logits", "deepspeed": True}
+    losses = rec["losses"]
+    assert losses[0] == pytest.approx(0.0267, abs=0.003)  # ~mean z^2 + 1/V at initialisation
+    assert sum(losses[-5:]) / 5 < 0.3 * losses[0]
+    assert_thresholds_consistent(rec)
+    assert rec["ttt"]["time_to_threshold"]["0.005"] is not None
+
+
+def test_l2_sgd_refuses_a_deepspeed_json_with_an_optimizer_block(runner, tmp_path):
+    """The Table 2 JSON's AdamW block would silently replace L2SGD: the recipe stops before training."""
+    acc = yaml.safe_load((CONFIGS / "accelerate_zero3_cpu.yaml").read_text())
+    acc["deepspeed_config"]["deepspeed_config_file"] = "recipes/configs/ds_zero3_offload_adamw.json"
+    cfg = tmp_path / "accelerate_adamw_cpu.yaml"
+    cfg.write_text(yaml.safe_dump(acc))
+    rec = runner("l2_adamw_json", "smoke_cpu.yaml", "--dataset_name", alpaca_9k(), "--optim", "l2_sgd",
+                 "--learning_rate", "5", "--max_steps", "2", accelerate_config=str(cfg), expect_fail=True)
+    assert "has an 'optimizer' block (AdamW), which would replace l2_sgd" in rec["log"]
+    assert not (rec["out"] / "trainer_state.json").exists()
+
+
+def test_l2_sgd_without_deepspeed_in_process(runner, monkeypatch):
+    """run_sft called directly (as recipes/compare.py does), without a launcher: L2SGD steps, ℓ2 loss falls."""
+    from hf_uniform.train.sft import run_sft
+
+    monkeypatch.setenv("HF_UNIFORM_CACHE", str(runner.cache))
+    out = runner.base / "l2_plain"
+    sft, model, uargs = parse_sft_args([
+        "--config", str(CONFIGS / "smoke_cpu.yaml"), "--output_dir", str(out), "--dataset_name", alpaca_9k(),
+        "--optim", "l2_sgd", "--learning_rate", "5", "--max_steps", "30", "--loss_thresholds", "0.01",
+        "--save_final_model", "false", "--disable_tqdm", "true"])
+    info = run_sft(sft, model, uargs)
+    assert info["optimizer_chain"][-1] == "L2SGD" and info["l2sgd_steps"] == 30
+    assert info["l2sgd_updated_elements"] == 30 * 205_120
+    assert info["regime"]["loss"] == "l2/logits" and info["regime"]["deepspeed"] is False
+    state = json.loads((out / "trainer_state.json").read_text())
+    losses = [h["loss"] for h in state["log_history"] if "loss" in h]
+    assert len(losses) == 30 and sum(losses[-5:]) / 5 < 0.3 * losses[0]
+    ttt = json.loads((out / "time_to_threshold.json").read_text())
+    assert ttt["steps_to_threshold"]["0.01"] == next(i for i, v in enumerate(losses) if v < 0.01) + 1
+    assert json.loads((out / "run_info.json").read_text())["l2sgd_steps"] == 30
+
+
+def test_smollm2_ten_steps_on_alpaca_9k(runner):
+    pytest.importorskip("gguf")
+    try:
+        find_smollm2_gguf()
+    except UniformError as err:
+        pytest.skip(str(err))
+    # the shipped config, with shorter sequences to keep the CI time down
+    rec = runner("smollm2", "smollm2_cpu.yaml", "--dataset_name", alpaca_9k(), "--save_final_model", "false",
+                 "--max_length", "64")
+    assert rec["state"]["global_step"] == 10 and len(rec["losses"]) == 10
+    # a pretrained instruct model: far below a random model's ln(49152) = 10.8
+    assert all(0.2 < v < 5.0 for v in rec["losses"])
+    assert rec["info"]["regime"]["optimizer"] != "l2_sgd" and rec["prov"]["gguf_file"].endswith(".gguf")
+    assert "using '<|im_end|>'" in rec["log"]  # the GGUF tokenizer's EOS is fixed to the model's
+    assert rec["prov"]["data"]["k"] == 1000
+    assert rec["ttt"]["global_step"] == 10
