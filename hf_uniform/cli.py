@@ -99,17 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for name in ("hf-uniform", "torch", "numpy", "datasets", "gensim", "sentence-transformers", "model2vec"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
 
 def _engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     import torch
@@ -144,7 +133,7 @@ def select_command(args: argparse.Namespace) -> int:
     from .baselines import mixed_subset, random_subset
     from .embed import resolve_embedder
     from .integration import embed, embedding_matrix, select_rows, subset_from_selection
-    from .io import atomic_write_json, is_main_process, load_input
+    from .io import atomic_write_json, is_main_process, load_input, package_versions
     from .metrics import subset_stats
 
     out = Path(args.output)
@@ -209,7 +198,7 @@ def select_command(args: argparse.Namespace) -> int:
         "files": files,
         "subset_file": subset_path.name,
         "engine": sel.info,
-        "versions": _versions(),
+        "versions": package_versions("hf-uniform", "torch", "numpy", "datasets", "gensim", "sentence-transformers", "model2vec", "numba"),
         "timings": timings,
         "indices": sel.indices.tolist(),
         "min_distances": sel.to_dict()["min_distances"],

@@ -74,6 +74,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def package_versions(*names: str) -> dict[str, str]:
+    """Installed versions of the named distributions (missing ones are left out), for provenance.
+
+    Example:
+        >>> "numpy" in package_versions("numpy", "not-a-real-package-xyz")
+        True
+    """
+    from importlib import metadata
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
 def _json_safe(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None

@@ -51,13 +51,7 @@ def pca_coverage_plot(
         >>> pca_coverage_plot(x, {"first": range(10)}, d + "/pca.png").name
         'pca.png'
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:  # pragma: no cover - depends on the install
-        raise UniformError("plots need matplotlib; pip install 'hf-uniform[eval]'") from err
+    plt = _pyplot()
     p = pca_2d(embeddings)
     panels = {"full": np.arange(len(p)), **{k: np.asarray(v, dtype=np.int64) for k, v in subsets.items()}}
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
@@ -72,13 +66,7 @@ def pca_coverage_plot(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return _save(fig, path)
 
 
 # ----------------------------------------------------------------------------- study figures (Figures 4–8, 11)

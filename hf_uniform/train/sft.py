@@ -33,7 +33,7 @@ from typing import Any
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
 
 from ..errors import UniformError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, package_versions
 from .callbacks import TimeToThresholdCallback
 from .data import (
     PROMPT_FORMATS,
@@ -419,17 +419,6 @@ def check_deepspeed_optimizer(config: dict[str, Any] | None, custom_optimizer: s
     return changed
 
 
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for name in ("hf-uniform", "torch", "transformers", "trl", "accelerate", "deepspeed", "datasets"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
 
 def _resume_value(value: Any) -> Any:
     if isinstance(value, str) and value.lower() in ("true", "yes", "1"):
@@ -535,7 +524,7 @@ def run_sft(training_args: SFTConfig, model_args: ModelConfig, uargs: UniformSFT
         "train_rows": len(data.train),
         "data": {k: v for k, v in data.provenance.items() if k != "indices"},
         "args": {"sft": training_args.to_dict(), "model": asdict(model_args), "uniform": asdict(uargs)},
-        "versions": _versions(),
+        "versions": package_versions("hf-uniform", "torch", "transformers", "trl", "accelerate", "deepspeed", "datasets"),
     }
     if trainer.is_world_process_zero():
         atomic_write_json(out / RUN_INFO_FILE, json.loads(json.dumps(info, default=str)))
