@@ -183,22 +183,30 @@ def assert_loss_falls(rec: dict, drop: float) -> None:
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert first - last > drop, f"loss {first:.4f} -> {last:.4f}"
     curve = rec["ttt"]["curve"]
-    assert curve["value"] == pytest.approx(losses)  # the callback saw exactly what the trainer logged
-    assert curve["step"] == list(range(1, len(losses) + 1))
-    assert all(b > a for a, b in zip(curve["seconds"], curve["seconds"][1:], strict=False))
+    assert [e["loss"] for e in curve] == pytest.approx(losses)  # the callback saw what the trainer logged
+    assert [e["step"] for e in curve] == list(range(1, len(losses) + 1))
+    seconds = [e["seconds"] for e in curve]
+    assert all(b > a for a, b in zip(seconds, seconds[1:], strict=False))
 
 
 def assert_thresholds_consistent(rec: dict) -> None:
-    """Each recorded crossing is the first logged value below the threshold (brute force over the log)."""
+    """Each recorded crossing is the first step whose trailing mean over `window` logged losses is <= the
+    threshold (brute force over the trainer's log); the raw crossing is the first raw loss <= it."""
     ttt, losses = rec["ttt"], rec["losses"]
+    w = ttt["window"]
+    means = [sum(losses[max(0, i - w + 1):i + 1]) / len(losses[max(0, i - w + 1):i + 1]) for i in range(len(losses))]
     for t in ttt["thresholds"]:
         key = f"{t:g}"
-        first = next((i for i, v in enumerate(losses) if v < t), None)
+        first = next((i for i, v in enumerate(means) if v <= t), None)
         if first is None:
             assert ttt["time_to_threshold"][key] is None
         else:
             assert ttt["steps_to_threshold"][key] == first + 1
-            assert ttt["time_to_threshold"][key] == ttt["curve"]["seconds"][first]
+            assert ttt["time_to_threshold"][key] == ttt["curve"][first]["seconds"]
+            assert ttt["reached"][key]["value"] == pytest.approx(means[first])
+        first_raw = next((i for i, v in enumerate(losses) if v <= t), None)
+        raw = ttt["reached_raw"][key]
+        assert (raw and raw["step"]) == (None if first_raw is None else first_raw + 1)
 
 
 @pytest.fixture(scope="module")

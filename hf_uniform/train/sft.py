@@ -34,7 +34,7 @@ from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
 
 from ..errors import UniformError
 from ..io import atomic_write_json, package_versions
-from .callbacks import TimeToThresholdCallback
+from .callbacks import DEFAULT_WINDOW, TimeToThresholdCallback, mean_train_loss
 from .data import (
     PROMPT_FORMATS,
     SUBSET_METHODS,
@@ -104,7 +104,9 @@ class UniformSFTArguments:
     loss_thresholds: list[float] = field(default_factory=lambda: [0.65, 0.34], metadata={
         "help": "record the time at which the loss first falls below each of these"})
     threshold_metric: str = field(default="loss", metadata={"help": "loss (training) or eval_loss"})
-    threshold_smoothing: float = field(default=0.0, metadata={"help": "EMA factor in [0, 1) for the threshold"})
+    threshold_window: int = field(default=DEFAULT_WINDOW, metadata={
+        "help": "thresholds are crossed by the moving average of the loss over this many optimizer steps "
+                "(1 = raw loss; raw crossings are recorded beside either way)"})
     stop_at_last_threshold: bool = field(default=False, metadata={"help": "stop once every threshold is reached"})
     save_final_model: bool = field(default=True, metadata={"help": "save the model in output_dir at the end"})
 
@@ -480,6 +482,8 @@ def run_sft(training_args: SFTConfig, model_args: ModelConfig, uargs: UniformSFT
                                           trust_remote_code=getattr(training_args, "trust_remote_code", False))
     t_model = time.perf_counter()
 
+    if training_args.include_num_input_tokens_seen in ("no", False, None):
+        training_args.include_num_input_tokens_seen = "non_padding"  # tokens to each threshold
     loss_kind = uargs.resolved_loss()
     optim_kwargs = None
     if uargs.custom_optimizer == "l2_sgd":
@@ -494,7 +498,7 @@ def run_sft(training_args: SFTConfig, model_args: ModelConfig, uargs: UniformSFT
     if changed:
         logger.warning("DeepSpeed config: set %s so that %s is kept", changed, uargs.custom_optimizer)
     callback = TimeToThresholdCallback(thresholds=uargs.loss_thresholds, metric=uargs.threshold_metric,
-                                       smoothing=uargs.threshold_smoothing,
+                                       window=uargs.threshold_window,
                                        stop_after_last=uargs.stop_at_last_threshold).attach(trainer)
     regime = {"optimizer": uargs.custom_optimizer if uargs.custom_optimizer != "none" else training_args.optim,
               "loss": loss_kind if loss_kind == "ce" else f"l2/{uargs.l2_variant}",
@@ -510,6 +514,7 @@ def run_sft(training_args: SFTConfig, model_args: ModelConfig, uargs: UniformSFT
     if uargs.save_final_model:
         trainer.save_model(str(out))
     inner = unwrap_optimizer(trainer.optimizer)
+    whole_loss = mean_train_loss(trainer.state.log_history)
     info = {
         "regime": regime,
         "optimizer_chain": optimizer_chain(trainer.optimizer),
@@ -517,7 +522,11 @@ def run_sft(training_args: SFTConfig, model_args: ModelConfig, uargs: UniformSFT
         "l2sgd_steps": getattr(inner, "num_steps", None) if isinstance(inner, L2SGD) else None,
         "l2sgd_updated_elements": getattr(inner, "num_updated", None) if isinstance(inner, L2SGD) else None,
         "global_step": trainer.state.global_step,
-        "train_loss": result.training_loss,
+        # the whole run's mean (transformers averages only the steps after a resume)
+        "train_loss": whole_loss if whole_loss is not None else result.training_loss,
+        "train_loss_this_session": result.training_loss,
+        "train_cpu_seconds": callback.cpu_elapsed(),
+        "train_tokens": int(trainer.state.num_input_tokens_seen),
         "time_to_threshold": callback.result(trainer.state)["time_to_threshold"],
         "seconds": {"data": t_data - t_start, "model": t_model - t_data, "setup": t_train - t_model,
                     "train": t_end - t_train, "train_measured_by_callback": callback.elapsed()},
