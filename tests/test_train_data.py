@@ -182,16 +182,96 @@ def test_random_subset_and_full_set(pool_file, tmp_path, monkeypatch):
     assert len(full.train) == 40 and full.provenance["subset"] == "full" and full.provenance["h"] is None
 
 
+def pool_rows(pool_file):
+    return [json.loads(line) for line in pool_file.read_text().splitlines()]
+
+
 def test_eval_rows_are_held_out_before_selection(pool_file, tmp_path, monkeypatch):
+    import numpy as np
+
     monkeypatch.setenv("HF_UNIFORM_CACHE", str(tmp_path / "cache"))
-    a = load_training_data(str(pool_file), uniform_k=5, eval_size=8, seed=0, measure_h=False)
-    b = load_training_data(str(pool_file), uniform_k=5, subset_method="random", eval_size=8, seed=0,
-                           measure_h=False)
-    assert a.eval["prompt"][:] == b.eval["prompt"][:] and len(a.eval) == 8
-    assert not set(a.train["prompt"][:]) & set(a.eval["prompt"][:])
-    assert a.provenance["n"] == 32
+    rows = pool_rows(pool_file)
+    held = sorted(np.random.default_rng(0).choice(40, size=8, replace=False).tolist())
+    expected_eval = [rows[i]["output"] for i in held]
+    arms = {m: load_training_data(str(pool_file), uniform_k=5, subset_method=m, eval_size=8, seed=0,
+                                  measure_h=False) for m in ("uniform", "random", "mixed", "first_k")}
+    for m, d in arms.items():  # every arm is scored on the same rows, none of which it trains on
+        assert d.eval["completion"][:] == expected_eval, m
+        assert not set(d.train["completion"][:]) & set(expected_eval), m
+        assert d.provenance["n"] == 32 and len(d.train) == 5
+    # the rest keeps the pool order: first_k is the first 5 rows of the pool that are not held out
+    rest = [r["output"] for i, r in enumerate(rows) if i not in held]
+    assert arms["first_k"].train["completion"][:] == rest[:5]
     with pytest.raises(UniformError, match="eval_size"):
         load_training_data(str(pool_file), eval_size=40)
+
+
+def test_mixed_and_first_k_are_the_papers_baselines(pool_file, tmp_path, monkeypatch):
+    import numpy as np
+
+    import hf_uniform
+    from hf_uniform.baselines import mixed_subset
+    from hf_uniform.io import load_input
+    from hf_uniform.metrics import coverage_radius, min_pairwise_distance
+
+    monkeypatch.setenv("HF_UNIFORM_CACHE", str(tmp_path / "cache"))
+    rows = pool_rows(pool_file)
+    first = load_training_data(str(pool_file), uniform_k=6, subset_method="first_k", seed=5, measure_h=False)
+    assert first.train["completion"][:] == [r["output"] for r in rows[:6]]
+    assert (first.provenance["subset"], first.provenance["indices"], first.provenance["h"]) == (
+        "first_k", list(range(6)), None)
+    mixed = load_training_data(str(pool_file), uniform_k=8, subset_method="mixed", seed=2)
+    x = hf_uniform.embed(load_input(pool_file), "w2v", progress=False)
+    idx = mixed_subset(x, 8, seed=2)
+    assert mixed.provenance["indices"] == idx.tolist() and len(set(idx.tolist())) == 8
+    assert mixed.train["completion"][:] == [rows[i]["output"] for i in idx]
+    assert mixed.provenance["h"] == pytest.approx(min_pairwise_distance(x[np.asarray(idx)]))
+    assert mixed.provenance["coverage_radius"] == pytest.approx(coverage_radius(x[np.asarray(idx)], x))
+    uni = load_training_data(str(pool_file), uniform_k=8, seed=2)
+    # the half chosen to minimise distances packs the rows: h far below the uniform subset's
+    assert mixed.provenance["h"] < uni.provenance["h"]
+
+
+def make_select_folder(pool_file, out, k=6, heldout=(0, 1, 2, 3)):
+    """An `hf-uniform select --heldout` folder, by hand: heldout.jsonl, subset.jsonl, random.jsonl."""
+    rows = pool_rows(pool_file)
+    out.mkdir(parents=True)
+    rest = [i for i in range(len(rows)) if i not in heldout]
+    sub, rnd = rest[::3][:k], rest[1::3][:k]
+    for name, idx in (("heldout", heldout), ("subset", sub), ("random", rnd)):
+        (out / f"{name}.jsonl").write_text("".join(json.dumps(rows[i]) + "\n" for i in idx))
+    (out / "selection.json").write_text(json.dumps({
+        "input": str(pool_file), "n": len(rest), "k": k, "h": 0.5, "coverage_radius": 0.9, "seed": 0,
+        "indices": sub, "subset_file": "subset.jsonl", "embedder": {"embedder": "Word2VecEmbedder"},
+        "files": {"subset": "subset.jsonl", "random": "random.jsonl", "heldout": "heldout.jsonl"},
+        "report": {"random": {"h": 0.2, "coverage_radius": 1.0}}}))
+    return [rows[i]["output"] for i in heldout], [rows[i]["output"] for i in sub], [rows[i]["output"] for i in rnd]
+
+
+def test_select_folder_with_heldout_evaluates_every_arm_on_it(pool_file, tmp_path):
+    out = tmp_path / "sel"
+    held, sub, rnd = make_select_folder(pool_file, out)
+    for source, expected in ((out, sub), (out / "subset.jsonl", sub), (out / "random.jsonl", rnd)):
+        data = load_training_data(str(source))
+        assert data.train["completion"][:] == expected  # all k rows train: nothing split off the subset
+        assert data.eval["completion"][:] == held
+        assert data.provenance["eval_dataset"] == str(out / "heldout.jsonl")
+        assert data.provenance["eval_rows"] == 4 and data.provenance["train_rows"] == 6
+    with pytest.raises(UniformError, match=r"drop eval_size: its heldout.jsonl is the evaluation set") as err:
+        load_training_data(str(out), eval_size=2)
+    assert "\n" not in str(err.value)
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"instruction": "q", "output": "elsewhere"}) + "\n")
+    assert load_training_data(str(out), eval_dataset_name=str(other)).eval["completion"][:] == ["elsewhere"]
+
+
+def test_select_folder_without_heldout_refuses_eval_size(pool_file, tmp_path):
+    out = tmp_path / "sel"
+    make_select_folder(pool_file, out)
+    (out / "heldout.jsonl").unlink()
+    assert load_training_data(str(out)).eval is None
+    with pytest.raises(UniformError, match=r"hf-uniform select \.\.\. --heldout N"):
+        load_training_data(str(out / "random.jsonl"), eval_size=0.25)
 
 
 def test_hf_uniform_select_folder_is_used_with_its_selection_json(pool_file, tmp_path, monkeypatch):

@@ -46,8 +46,13 @@ ALPACA_PROMPT_NO_INPUT = (
     "### Instruction:\n{instruction}\n\n### Response:"
 )
 PROMPT_FORMATS = ("auto", "alpaca", "chat", "prompt_completion")
-SUBSET_METHODS = ("uniform", "random")
+#: On-the-fly subsets: greedy max-min, and the paper's baselines: a seeded random draw, ``mixed`` (its
+#: TeaMs-RL baseline: half random, half chosen to minimise distances) and ``first_k`` (its WizardLM baseline:
+#: the first k rows of the already shuffled pool).
+SUBSET_METHODS = ("uniform", "random", "mixed", "first_k")
 SELECTION_FILE = "selection.json"
+#: Held-out rows written by ``hf-uniform select --heldout N`` before it selects from the rest.
+HELDOUT_FILE = "heldout.jsonl"
 PROVENANCE_FILE = "provenance.json"
 
 
@@ -186,15 +191,37 @@ def _k_value(k: Any) -> int | float | None:
     return int(value) if value >= 1 and value.is_integer() else value
 
 
-def _split_eval(ds: Any, eval_size: float, seed: int) -> tuple[Any, Any]:
+def split_eval(ds: Any, eval_size: float, seed: int) -> tuple[Any, Any]:
+    """``(rest, held_out)``: ``eval_size`` rows (a count, or a fraction of ``len(ds)``) drawn with ``seed``.
+
+    Both parts keep the pool's row order (so ``first_k`` of the rest is still "the first rows"); the same
+    seed and size give the same held-out rows. ``eval_size=0`` returns ``(ds, None)``.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> rest, held = split_eval(Dataset.from_dict({"i": list(range(10))}), 0.3, seed=0)
+        >>> len(rest), len(held), rest["i"][:] == sorted(rest["i"][:])
+        (7, 3, True)
+    """
     if not eval_size:
         return ds, None
     n_eval = int(eval_size) if eval_size >= 1 else int(round(eval_size * len(ds)))
     if not 0 < n_eval < len(ds):
         raise UniformError(f"eval_size {eval_size} leaves no training or no evaluation rows of {len(ds)}; "
                            "use a fraction in (0, 1) or a smaller count")
-    parts = ds.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
-    return parts["train"], parts["test"]
+    import numpy as np
+
+    held = np.sort(np.random.default_rng(seed).choice(len(ds), size=n_eval, replace=False))
+    rest = np.setdiff1d(np.arange(len(ds)), held)
+    return ds.select(rest.tolist()), ds.select(held.tolist())
+
+
+def _heldout_file(sel_path: Path, selection: Mapping[str, Any]) -> Path | None:
+    """The ``heldout.jsonl`` beside ``selection.json`` (or the file its ``files`` map names), if any."""
+    files = selection.get("files") if isinstance(selection.get("files"), Mapping) else {}
+    name = files.get("heldout") or HELDOUT_FILE
+    path = sel_path.parent / str(name)
+    return path if path.is_file() else None
 
 
 def _select_output(source: Path) -> tuple[Path, Path] | None:
@@ -241,12 +268,23 @@ def load_training_data(
     """Load the pool, hold out an evaluation set, take the subset, and record the provenance.
 
     The source is a Hub id, a local ``.json``/``.jsonl``/``.parquet``/``.csv`` file, a ``save_to_disk``
-    folder, or the output folder (or subset file) of ``hf-uniform select`` — then its ``selection.json`` is
-    the provenance. With ``uniform_k`` the subset is selected here: ``"uniform"`` through
-    :func:`hf_uniform.filter_uniform` (greedy max-min), ``"random"`` by a seeded draw of the same size (the
-    paper's baseline, with its ``h`` measured in the same embedding when ``measure_h``). The evaluation set
-    (``eval_size``: a fraction or a row count, seeded) is held out of the pool *before* selection, so the
-    uniform, random and full runs are scored on the same rows.
+    folder, or the output folder (or one of its subset files: ``subset``, ``random``, ``mixed``) of
+    ``hf-uniform select`` — then its ``selection.json`` is the provenance.
+
+    With ``uniform_k`` the subset is selected here from the pool: ``"uniform"`` through
+    :func:`hf_uniform.filter_uniform` (greedy max-min); the paper's baselines of the same size are
+    ``"random"`` (a seeded draw), ``"mixed"`` (its TeaMs-RL baseline, :func:`hf_uniform.baselines.mixed_subset`:
+    half random, half chosen to minimise distances, in the same embedding) and ``"first_k"`` (its WizardLM
+    baseline: the first k rows of the pool, which the paper had shuffled beforehand). ``h`` of a baseline is
+    measured in the same embedding when ``measure_h`` (``mixed`` always embeds).
+
+    Held-out rows are never taken from a subset. From a pool, ``eval_size`` (a fraction or a row count,
+    seeded, order-preserving: :func:`split_eval`) is held out *before* selection, so the uniform, baseline
+    and full runs are scored on the same rows. From an ``hf-uniform select`` folder, the evaluation set is
+    the folder's ``heldout.jsonl`` (written by ``hf-uniform select --heldout N`` before selecting), the same
+    for every subset file of the folder; ``eval_size`` is refused there, because splitting a subset would
+    give each arm different held-out rows and train it on ``k − eval`` rows. ``eval_dataset_name`` (an
+    explicit source) always wins.
 
     Args:
         dataset_name: the source (see above).
@@ -254,7 +292,7 @@ def load_training_data(
         dataset_config: Hub configuration name.
         prompt_format: see :func:`prepare_sft_dataset`.
         uniform_k: subset size (rows, or a fraction in (0, 1)); ``None`` trains on the whole pool.
-        subset_method: ``"uniform"`` or ``"random"``.
+        subset_method: ``"uniform"``, ``"random"``, ``"mixed"`` or ``"first_k"``.
         embedder: embedder spec for the selection (default: the paper's Word2Vec).
         text_columns: columns that are embedded (default: detected).
         template: ``str.format`` template over columns, instead of ``text_columns``.
@@ -262,7 +300,7 @@ def load_training_data(
         metric: ``"cosine"`` or ``"euclidean"``.
         seed: seed of the selection's start row, of the random draw and of the evaluation split.
         measure_h: measure ``h`` of a random subset (embeds the pool).
-        eval_size: rows held out for evaluation.
+        eval_size: rows held out of the pool for evaluation (not allowed with a selection folder).
         eval_dataset_name: a separate evaluation source instead of ``eval_size``.
         num_proc: processes for ``map``.
         progress: show the selection's progress bars.
@@ -294,6 +332,13 @@ def load_training_data(
                                "point dataset_name at the pool")
         subset_file, sel_path = selected
         selection = json.loads(sel_path.read_text(encoding="utf-8"))
+        heldout = _heldout_file(sel_path, selection)
+        if eval_size:
+            fix = (f"its {heldout.name} is the evaluation set already" if heldout is not None else
+                   "hold rows out before selection with `hf-uniform select ... --heldout N`, or pass "
+                   "eval_dataset_name")
+            raise UniformError(f"eval_size would split the subset {subset_file.name} itself (different held-out "
+                               f"rows per arm, k − eval training rows); drop eval_size: {fix}")
         ds = _drop_selection_columns(load_input(subset_file))
         kind = "uniform" if subset_file.name == selection.get("subset_file", "subset.jsonl") else subset_file.stem
         stats = (selection.get("report") or {}).get(kind if kind != "uniform" else "subset") or {}
@@ -306,7 +351,13 @@ def load_training_data(
                      "seed": selection.get("seed")})
         if kind != "uniform":
             selection = None  # a baseline file: its rows are not the greedy order in selection.json
-        train, ev = _split_eval(ds, eval_size, seed)
+        train, ev = ds, None
+        if heldout is not None and eval_dataset_name:
+            logger.info("evaluating on %s instead of %s (eval_dataset_name wins)", eval_dataset_name, heldout)
+        elif heldout is not None:
+            ev = _drop_selection_columns(load_input(heldout))
+            prov["eval_dataset"] = str(heldout)
+            prov["eval_source"] = "hf-uniform select --heldout: held out of the pool before selection"
     else:
         if dataset_config is not None and not source.exists():
             import datasets
@@ -319,7 +370,9 @@ def load_training_data(
         else:
             pool = load_input(str(source) if source.exists() else str(dataset_name), split=split)
         pool = _drop_selection_columns(pool)
-        pool, ev = _split_eval(pool, eval_size, seed)
+        pool, ev = split_eval(pool, eval_size, seed)
+        if ev is not None:
+            prov["eval_source"] = f"eval_size {eval_size} of the pool, held out before selection (seed {seed})"
         prov.update({"n": len(pool), "metric": metric, "seed": seed})
         if k is None:
             train = pool
@@ -336,15 +389,24 @@ def load_training_data(
                          "embedder": sel.info.get("embedder", {"embedding_column": embedding_column}),
                          "h": selection["h"], "coverage_radius": selection["coverage_radius"]})
         else:
-            from ..baselines import random_subset
+            from ..baselines import first_k, mixed_subset, random_subset
 
-            idx = random_subset(len(pool), k, seed=seed)
+            x = emb_info = None
+            if subset_method == "mixed" or measure_h:
+                x, emb_info = _pool_embeddings(pool, embedder=embedder, text_columns=text_columns,
+                                               template=template, embedding_column=embedding_column,
+                                               progress=progress)
+            if subset_method == "random":
+                idx, how = random_subset(len(pool), k, seed=seed), "random_subset"
+            elif subset_method == "first_k":
+                idx, how = first_k(len(pool), k), "first_k"
+            else:
+                idx, how = mixed_subset(x, k, metric=metric, seed=seed), "mixed_subset"
             train = pool.select(idx.tolist())
-            prov.update({"subset": "random", "source": "random_subset", "k": len(idx), "indices": idx.tolist(),
+            prov.update({"subset": subset_method, "source": how, "k": len(idx), "indices": idx.tolist(),
                          "embedder": None, "h": None, "coverage_radius": None})
-            if measure_h:
-                prov.update(_random_h(pool, idx, embedder=embedder, text_columns=text_columns, template=template,
-                                      embedding_column=embedding_column, metric=metric, progress=progress))
+            if x is not None:
+                prov.update(_subset_h(x, idx, emb_info, metric=metric))
     if eval_dataset_name:
         if ev is not None:
             raise UniformError("give either eval_size or eval_dataset_name, not both")
@@ -360,20 +422,22 @@ def load_training_data(
     return TrainingData(train=train, eval=ev, provenance=prov, selection=selection)
 
 
-def _random_h(pool: Any, idx: Any, *, embedder: str | None, text_columns: Any, template: str | None,
-              embedding_column: str | None, metric: str, progress: bool) -> dict[str, Any]:
-    """h and coverage radius of a random subset, in the embedding a uniform selection would use."""
+def _pool_embeddings(pool: Any, *, embedder: str | None, text_columns: Any, template: str | None,
+                     embedding_column: str | None, progress: bool) -> tuple[Any, Any]:
+    """The pool's vectors in the embedding a uniform selection would use, and that embedding's record."""
     from ..embed import resolve_embedder
     from ..integration import embed, embedding_matrix
-    from ..metrics import coverage_radius, min_pairwise_distance
 
     if embedding_column is not None:
-        x = embedding_matrix(pool, embedding_column)
-        emb_info: Any = {"embedding_column": embedding_column}
-    else:
-        emb = resolve_embedder(embedder, text_columns=text_columns, template=template)
-        x = embed(pool, emb, progress=progress)
-        emb_info = emb.config()
+        return embedding_matrix(pool, embedding_column), {"embedding_column": embedding_column}
+    emb = resolve_embedder(embedder, text_columns=text_columns, template=template)
+    return embed(pool, emb, progress=progress), emb.config()
+
+
+def _subset_h(x: Any, idx: Any, emb_info: Any, *, metric: str) -> dict[str, Any]:
+    """h and coverage radius of the rows ``idx`` of ``x``."""
+    from ..metrics import coverage_radius, min_pairwise_distance
+
     sub = x[idx]
     h = min_pairwise_distance(sub, metric=metric) if len(idx) > 1 else None
     return {"embedder": emb_info, "h": h, "coverage_radius": coverage_radius(sub, x, metric=metric)}

@@ -72,12 +72,15 @@ class UniformSFTArguments:
         "help": "alpaca (the Llama-X prompt), chat (the tokenizer's chat template on `messages`), "
                 "prompt_completion, or auto", "choices": PROMPT_FORMATS})
     eval_size: float = field(default=0.0, metadata={
-        "help": "rows held out of the pool for evaluation before selection (fraction or count)"})
+        "help": "rows held out of the pool for evaluation before selection (fraction or count); refused for an "
+                "hf-uniform select folder, whose heldout.jsonl (select --heldout N) is the evaluation set"})
     eval_dataset_name: str | None = field(default=None, metadata={"help": "a separate evaluation dataset"})
     uniform_k: float | None = field(default=None, metadata={
         "help": "select a subset of this many rows (or this fraction) on the fly; unset = the whole pool"})
     subset_method: str = field(default="uniform", metadata={
-        "help": "uniform (greedy max-min) or random (the paper's baseline, same k)", "choices": SUBSET_METHODS})
+        "help": "uniform (greedy max-min), or a paper baseline of the same k: random, mixed (TeaMs-RL: half "
+                "random, half min-distance) or first_k (WizardLM: the first k rows of the shuffled pool)",
+        "choices": SUBSET_METHODS})
     uniform_embedder: str = field(default="w2v", metadata={"help": "embedder: w2v (the paper's) or st:MODEL, ..."})
     uniform_text_columns: str | None = field(default=None, metadata={"help": "comma-separated columns to embed"})
     uniform_template: str | None = field(default=None, metadata={"help": "str.format template to embed"})
