@@ -220,24 +220,30 @@ def check_k(k: int | float, n: int) -> int:
 
 def _as_rows(embeddings: np.ndarray | torch.Tensor, metric: str, device: torch.device,
              dtype: torch.dtype) -> torch.Tensor:
-    """Rows on ``device`` in ``dtype``; unit-normalised (in float32) for the cosine metric."""
+    """Prepared rows on ``device`` in ``dtype``: the float32 rows of :func:`~hf_uniform.engine.store.prepare_rows`
+    (unit-normalised with a float64 norm for cosine) -- the rows every engine selects on -- then cast."""
+    from .engine.store import prepare_rows
+
     with warnings.catch_warnings():  # read-only memmaps: copied below
         warnings.simplefilter("ignore", UserWarning)
-        x = torch.as_tensor(embeddings)
-    x = x.to(device=device, dtype=torch.float32)
-    if metric == "cosine":
-        x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
-    return x.to(dtype).contiguous()
+        if isinstance(embeddings, torch.Tensor) and embeddings.device.type != "cpu":
+            x = embeddings.to(torch.float32)
+            if metric == "cosine":
+                nrm = torch.sqrt((x.double() ** 2).sum(dim=1, keepdim=True)).float()
+                x = x / nrm
+            return x.to(device=device, dtype=dtype).contiguous()
+        arr = embeddings.numpy() if isinstance(embeddings, torch.Tensor) else np.asarray(embeddings)
+    x = torch.from_numpy(prepare_rows(arr, metric))
+    return x.to(device=device, dtype=dtype).contiguous()
 
 
 def point_distances(rows: torch.Tensor, centre: torch.Tensor, metric: str) -> torch.Tensor:
-    """Distances (float32) from each of ``rows`` to one ``centre``; rows prepared by the engine.
+    """Filter distances (float32) from each of ``rows`` to one ``centre``; rows prepared by the engine.
 
     For cosine the rows are unit vectors and the distance is ``1 - <x, c>``; for euclidean it is computed
-    from differences (not the ``|x|^2 + |c|^2 - 2<x, c>`` expansion), so it is exact to float32 rounding.
-    Cosine uses a BLAS matrix-vector product, whose blocking may change the last bit of a row's value with
-    the matrix shape (chunk size, shard size); the selection is the same on tie-free data. The lazy
-    engine's per-pair kernel (:func:`hf_uniform.engine._kernels.dist`) is bitwise independent of both.
+    from differences. These values carry the storage dtype's and the GEMV's rounding; the ``plain`` and
+    ``sweep`` engines use them only as a filter with a proven error bound and decide every pick with exact
+    float64 re-evaluations (:mod:`hf_uniform.engine.exact`).
 
     Example:
         >>> import torch
@@ -291,30 +297,20 @@ class MaxMinState:
         self.radii.append(radius)
 
 
-def _argmax_lowest(values: torch.Tensor) -> tuple[int, float]:
-    """(index, value) of the maximum, ties to the lowest index (torch.argmax returns the first maximum)."""
-    i = int(torch.argmax(values))
-    return i, float(values[i])
-
-
-def _argmin_unchosen(values: torch.Tensor) -> tuple[int, float]:
-    """(index, value) of the minimum over unchosen rows (chosen rows hold -inf), ties to the lowest index."""
-    masked = torch.where(values < 0, torch.full_like(values, math.inf), values)
-    i = int(torch.argmin(masked))
-    return i, float(values[i])
-
-
 METHODS = ("auto", "plain", "sweep", "lazy")
 
 
 class _PlainEngine:
-    """The reference loop as a step engine: one distance pass per chosen row, state in a MaxMinState."""
+    """The reference loop as a step engine: one fast distance pass per chosen row (the filter, state in a
+    MaxMinState), exact picks by :class:`~hf_uniform.engine.exact.ExactPicker`."""
 
     def __init__(self, rows: torch.Tensor | None, chunks: Any, n_local: int, metric: str, step: int,
-                 objective: str, st: MaxMinState):
+                 objective: str, st: MaxMinState, picker: Any, storage: torch.dtype):
         self.rows, self.chunks, self.n, self.metric, self.step = rows, chunks, n_local, metric, step
-        self.choose = _argmax_lowest if objective == "max" else _argmin_unchosen
+        self.objective = objective
         self.st = st
+        self.picker = picker
+        self.storage = storage
 
     def distances(self, centre: torch.Tensor) -> torch.Tensor:
         if self.rows is None:
@@ -324,35 +320,32 @@ class _PlainEngine:
         return torch.cat([point_distances(self.rows[i:i + self.step], centre, self.metric)
                           for i in range(0, self.n, self.step)])
 
-    def vector(self, local: int) -> torch.Tensor:
-        if self.rows is not None:
-            return self.rows[local]
-        for off, b in self.chunks():
-            if off <= local < off + b.shape[0]:
-                return b[local - off]
-        raise IndexError(local)
+    def vector(self, local: int) -> np.ndarray:
+        """The prepared float32 vector of local row ``local`` (exact, whatever the storage dtype)."""
+        if self.picker.exact_rows is not None:
+            return self.picker.exact_rows[local].cpu().numpy().copy()
+        return np.asarray(self.picker.fetch(np.array([local], dtype=np.int64))[0], dtype=np.float32)
 
     def value_of(self, local: int) -> float:
-        return float(self.st.min_dist[local])
+        return self.picker.value(local)
 
     def best(self) -> tuple[float, int]:
-        if not bool((self.st.min_dist >= 0).any()):
-            return -math.inf, -1
-        i, v = self.choose(self.st.min_dist)
-        return v, i
+        return self.picker.pick(self.st.min_dist, self.objective)
 
     def add(self, vec: Any, local: int, radius: float, gidx: int) -> None:
         dev = self.st.min_dist.device
-        centre = torch.as_tensor(vec).to(device=dev, dtype=self.rows.dtype if self.rows is not None else vec.dtype)
+        v32 = np.asarray(vec.cpu() if isinstance(vec, torch.Tensor) else vec, dtype=np.float32)
+        centre = torch.from_numpy(v32).to(device=dev, dtype=self.storage)
         torch.minimum(self.st.min_dist, self.distances(centre), out=self.st.min_dist)
+        self.picker.add(v32)
         if local >= 0:
             self.st.min_dist[local] = -math.inf
+            self.picker.mark_chosen(local)
         self.st.indices.append(int(gidx))
         self.st.radii.append(float(radius))
 
     def coverage(self) -> float:
-        live = self.st.min_dist[self.st.min_dist >= 0]
-        return float(live.max()) if live.numel() else -math.inf
+        return self.picker.pick(self.st.min_dist, "max")[0]
 
 
 def _resolve_method(method: str, dev: torch.device, objective: str, state: Any, callback: Any) -> str:
@@ -402,7 +395,9 @@ def maxmin_select(
 ) -> Selection:
     """Greedy max-min selection of ``k`` rows of ``embeddings`` (farthest-first traversal).
 
-    Every method returns the exact greedy selection (ties to the lowest row index); they differ in speed.
+    Every method returns the exact greedy selection on the float32 rows (each pick attains the float64
+    maximum of the min-distance array, ties to the lowest row index, duplicates at radius 0); they differ
+    in speed. float64 input is cast to float32 first (logged once): the selection is exact on those rows.
 
     Args:
         embeddings: ``(n, d)`` array, tensor, numpy memmap or Arrow fixed-size-list column.
@@ -413,9 +408,9 @@ def maxmin_select(
         chunk_size: rows per distance block / GEMM (bounds temporary memory); ``None`` picks a default.
             Results do not depend on it.
         device: ``"cpu"``, ``"cuda"``, ``"auto"``/``None`` (CUDA when available).
-        dtype: storage dtype of the rows for ``plain``/``sweep`` (``torch.float16``/``bfloat16`` halve memory
-            traffic; distances are then those of the rounded rows). ``lazy`` always selects on float32 rows
-            exactly and uses a bfloat16 copy only as a proven-safe filter.
+        dtype: storage dtype of the filter pass of ``plain``/``sweep`` (``torch.float16``/``bfloat16`` halve
+            its memory traffic). Every method selects exactly on the float32 rows; the reduced-precision
+            pass is only a filter (its error bound widens the set of rows re-checked exactly).
         progress: show a tqdm progress bar.
         state: continue a ``plain`` run from this state (legacy; prefer ``checkpoint_dir``).
         callback: ``plain`` only: called as ``callback(state)`` after each chosen row.
@@ -672,8 +667,11 @@ def _run_sweep(embeddings: Any, k: int, starts: list[int], metric: str, chunk_si
     d = shape_of(embeddings)[1]
     step = chunk_size or (n_local if metric == "cosine" else max(1, (1 << 24) // max(1, d)))
     st = None
+    picker = _make_picker(embeddings, rows, src_stream, metric, n_local, d, k, dev, dtype, lo)
+    centres = None
     if saved is not None:
         t0 = saved["step"]
+        centres = _prepared(embeddings, saved["indices"], metric)
         idx = torch.full((k,), -1, dtype=torch.int64, device=dev)
         rad = torch.full((k,), -math.inf, dtype=torch.float32, device=dev)
         idx[:t0] = torch.from_numpy(saved["indices"]).to(dev)
@@ -686,14 +684,35 @@ def _run_sweep(embeddings: Any, k: int, starts: list[int], metric: str, chunk_si
             ck.save(t, i, r, md, np.full(n_local, t, dtype=np.int64))
 
     idx, rad, md = run_sweep(rows, chunks, k=k, starts=starts, metric=metric, chunk=step, n=n_local, lo=lo, state=st,
-                             on_step=on_step if ck is not None else None, bar=bar)
-    live = md[md >= 0]
-    cov = float(live.max()) if live.numel() else -math.inf
+                             on_step=on_step if ck is not None else None, bar=bar, picker=picker,
+                             centres=centres)
+    cov = picker.pick(md, "max")[0]
     if ctx is not None:
         from . import distributed as D
 
         cov = D.all_reduce_max(cov)
     return idx.cpu().numpy(), rad.double().cpu().numpy(), cov
+
+
+def _make_picker(embeddings: Any, rows: torch.Tensor | None, src_stream: Any, metric: str, n_local: int, d: int,
+                 k: int, dev: torch.device, dtype: torch.dtype, lo: int) -> Any:
+    """The exact picker of a pass-per-step run: exact rows from ``rows`` (float32) or fetched and prepared
+    from the source (streamed or reduced-precision storage)."""
+    from .engine.exact import ExactPicker
+    from .engine.store import prepare_rows, take_rows
+
+    if src_stream is not None:
+        fetch = src_stream.rows
+    else:
+        def fetch(ids: np.ndarray) -> np.ndarray:
+            return prepare_rows(take_rows(embeddings, np.asarray(ids, dtype=np.int64) + lo), metric)
+    xmax = None
+    if metric == "euclidean" and rows is None:
+        xmax = 0.0
+        for _, raw in src_stream.raw_chunks():
+            xmax = max(xmax, float(np.sqrt(np.einsum("ij,ij->i", *(2 * [prepare_rows(raw, metric)
+                                                                          .astype(np.float64)])).max())))
+    return ExactPicker(rows, n_local, d, metric, k, fetch=fetch, row_norm_max=xmax, storage=dtype, device=dev)
 
 
 def _run_plain(embeddings: Any, k: int, starts: list[int], metric: str, chunk_size: int | None, src_stream: Any,
@@ -713,7 +732,14 @@ def _run_plain(embeddings: Any, k: int, starts: list[int], metric: str, chunk_si
         st.min_dist = torch.from_numpy(saved["m"]).to(dev)
         st.indices = saved["indices"].tolist()
         st.radii = saved["radii"].tolist()
-    eng = _PlainEngine(rows, chunks, n_local, metric, max(1, int(chunk_size)), objective, st)
+    picker = _make_picker(embeddings, rows, src_stream, metric, n_local, d, k, dev, dtype, lo)
+    if st.indices:  # resumed / continued: the centres so far, exact values rebuilt on demand
+        for v in _prepared(embeddings, np.asarray(st.indices, dtype=np.int64), metric):
+            picker.add(v)
+        for g in st.indices:
+            if lo <= g < hi:
+                picker.mark_chosen(g - lo)
+    eng = _PlainEngine(rows, chunks, n_local, metric, max(1, int(chunk_size)), objective, st, picker, dtype)
     if ctx is not None:
         from . import distributed as D
     for j in range(len(st.indices), k):

@@ -71,12 +71,9 @@ def test_two_gloo_ranks_select_what_one_process_selects(two_ranks, case):
         got = res[case["name"]]
         assert got["world"] == 2 and got["shards"] == [1501, 1500]
         assert got["indices"] == ref.indices.tolist()
-        if case["name"].startswith("lazy"):  # one per-pair kernel: bit for bit
-            np.testing.assert_array_equal(np.array(got["radii"]), ref.min_distances[1:])
-            assert got["cov"] == ref.coverage_radius
-        else:  # BLAS mv on a shard may differ from the full matrix in the last bit
-            np.testing.assert_allclose(np.array(got["radii"]), ref.min_distances[1:], atol=1e-6)
-            assert got["cov"] == pytest.approx(ref.coverage_radius, abs=1e-6)
+        # every method decides with one per-row exact kernel: bit for bit
+        np.testing.assert_array_equal(np.array(got["radii"]), ref.min_distances[1:])
+        assert got["cov"] == ref.coverage_radius
 
 
 def test_distributed_checkpoint_resume_and_coreset(two_ranks):

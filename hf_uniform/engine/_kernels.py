@@ -364,3 +364,62 @@ def to_bf16(x, bits, res, scratch_u, scratch_f):
             r = np.float64(x[i, j]) - np.float64(scratch_f[j])
             s += r * r
         res[i] = np.sqrt(s)
+
+
+@nb.njit(cache=True, nogil=True)
+def refine_rows(rows, rid, ids, E, ep, C, cn2, t, metric, cnt):
+    """``E[ids[j]]`` brought up to date over the centres ``C[ep[ids[j]]:t]`` (row ``rows[rid[j]]``)."""
+    for j in range(ids.shape[0]):
+        i = ids[j]
+        e = ep[i]
+        if e < t and E[i] != -np.inf:
+            E[i] = exact_value(rows[rid[j]], E[i], C, cn2, e, t, metric)
+            cnt[0] += t - e
+            ep[i] = t
+
+
+@nb.njit(cache=True, nogil=True)
+def pick_exact(rows, rid, ids, bound, E, ep, C, cn2, t, metric, is_max, cnt):
+    """Exact best row among candidates ``ids`` walked in order of ``bound`` (upper bounds, descending, for
+    the max objective; lower bounds, ascending, for min). ``E[i]`` is row ``i``'s exact min-distance over
+    the first ``ep[i]`` centres (an upper bound of its current value); a row is refreshed only while it can
+    still win, and the walk stops at the first bound that cannot. Ties go to the lowest id.
+    Returns ``(value, id)``; id is -1 when there is no candidate."""
+    best = -np.inf if is_max else np.inf
+    bid = _BIG
+    for j in range(ids.shape[0]):
+        b = bound[j]
+        if is_max:
+            if b < best:
+                break
+        elif b > best:
+            break
+        i = ids[j]
+        v = E[i]
+        if is_max and (v < best or (v == best and i > bid)):
+            continue
+        e = ep[i]
+        if e < t:
+            x = rows[rid[j]]
+            nx = dot64(x, x)
+            while e < t:
+                dd = dist(metric, x, C[e], nx, cn2[e])
+                cnt[0] += 1
+                e += 1
+                if dd < v:
+                    v = dd
+                    if is_max and (v < best or (v == best and i > bid)):
+                        break
+            E[i] = v
+            ep[i] = e
+        if e == t:
+            if is_max:
+                if v > best or (v == best and i < bid):
+                    best = v
+                    bid = i
+            elif v < best or (v == best and i < bid):
+                best = v
+                bid = i
+    if bid == _BIG:
+        return best, -1
+    return best, bid
