@@ -129,8 +129,11 @@ def check_embeddings(
 ) -> None:
     """Raise :class:`UniformError` if ``embeddings`` cannot be used for selection.
 
-    Checks: a non-empty 2-D numeric array, finite values, and no zero rows under the cosine metric
-    (their direction is undefined; drop them with ``drop_zero_vectors=True`` / ``--drop-zero-vectors``).
+    The rows are checked as the engine sees them -- cast to float32 and, for cosine, normalised -- chunk by
+    chunk (no full-size temporaries): finite values within the float32 range, and under cosine no zero rows
+    (their direction is undefined; drop them with ``drop_zero_vectors=True`` / ``--drop-zero-vectors``) and
+    no norms that are subnormal or overflow in float32 (see
+    :func:`hf_uniform.engine.store.check_chunk`).
 
     Example:
         >>> import numpy as np
@@ -140,6 +143,8 @@ def check_embeddings(
         ...
         hf_uniform.errors.UniformError: 2 zero vector(s) under the cosine metric at rows [0, 1]; drop them with drop_zero_vectors=True (CLI: --drop-zero-vectors) or use metric='euclidean'
     """
+    from .engine.store import check_chunk, slice_rows
+
     if metric not in METRICS:
         raise UniformError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     shape = tuple(embeddings.shape)
@@ -149,52 +154,26 @@ def check_embeddings(
         raise UniformError("the dataset is empty: there is nothing to select from")
     if shape[1] == 0:
         raise UniformError("embeddings have zero dimensions; check the embedding column")
-    if isinstance(embeddings, np.ndarray) and np.issubdtype(embeddings.dtype, np.floating):
-        _check_numpy(embeddings, metric)  # chunked numpy: no full-size temporaries, no thread sync
-        return
-    with warnings.catch_warnings():  # read-only memmaps: only read here
-        warnings.simplefilter("ignore", UserWarning)
-        t = torch.as_tensor(embeddings)
-    if t.is_complex() or t.dtype == torch.bool:
-        raise UniformError(f"embeddings must be real numbers, got dtype {t.dtype}")
-    finite = torch.isfinite(t).all(dim=1)
-    if not bool(finite.all()):
-        bad = torch.nonzero(~finite).flatten()[:10].tolist()
-        raise UniformError(f"embeddings contain NaN or inf at rows {bad}; clean or re-embed those rows")
-    if metric == "cosine":
-        zero = ~(t != 0).any(dim=1)
-        if bool(zero.any()):
-            rows = torch.nonzero(zero).flatten()
-            shown = rows[:10].tolist()
-            more = "" if rows.numel() <= 10 else f" (and {rows.numel() - 10} more)"
-            raise UniformError(
-                f"{rows.numel()} zero vector(s) under the cosine metric at rows {shown}{more}; drop them with "
-                "drop_zero_vectors=True (CLI: --drop-zero-vectors) or use metric='euclidean'"
-            )
+    if isinstance(embeddings, torch.Tensor) and (embeddings.is_complex() or embeddings.dtype == torch.bool):
+        raise UniformError(f"embeddings must be real numbers, got dtype {embeddings.dtype}")
+    if isinstance(embeddings, np.ndarray) and embeddings.dtype == np.bool_:
+        raise UniformError(f"embeddings must be real numbers, got dtype {embeddings.dtype}")
+    step = max(1, (1 << 22) // max(1, shape[1]))
+    for a in range(0, shape[0], step):
+        with warnings.catch_warnings():  # read-only memmaps: only read here
+            warnings.simplefilter("ignore", UserWarning)
+            check_chunk(slice_rows(embeddings, a, min(shape[0], a + step)), metric, a)
 
 
-def _check_numpy(x: np.ndarray, metric: str, chunk: int = 1 << 15) -> None:
-    bad_rows: list[int] = []
-    zero_rows: list[int] = []
-    n_zero = 0
-    for a in range(0, x.shape[0], chunk):
-        block = x[a:a + chunk]
-        if not np.isfinite(block).all():
-            bad_rows += (np.flatnonzero(~np.isfinite(block).all(axis=1)) + a).tolist()
-            if len(bad_rows) >= 10:
-                break
-        if metric == "cosine" and not bad_rows:
-            z = np.flatnonzero(~block.any(axis=1))
-            n_zero += z.size
-            zero_rows += (z[:10] + a).tolist()
-    if bad_rows:
-        raise UniformError(f"embeddings contain NaN or inf at rows {bad_rows[:10]}; clean or re-embed those rows")
-    if n_zero:
-        more = "" if n_zero <= 10 else f" (and {n_zero - 10} more)"
-        raise UniformError(
-            f"{n_zero} zero vector(s) under the cosine metric at rows {zero_rows[:10]}{more}; drop them with "
-            "drop_zero_vectors=True (CLI: --drop-zero-vectors) or use metric='euclidean'"
-        )
+_CAST_LOGGED: set[str] = set()
+
+
+def _log_cast(embeddings: Any) -> None:
+    """Say once per dtype that wider input is cast to the float32 rows the selection is exact on."""
+    dt = str(getattr(embeddings, "dtype", ""))
+    if dt in ("float64", "torch.float64", "double") and dt not in _CAST_LOGGED:
+        _CAST_LOGGED.add(dt)
+        logger.info("embeddings are %s: selection runs (exactly) on their float32 rounding", dt)
 
 
 def check_k(k: int | float, n: int) -> int:
@@ -451,6 +430,7 @@ def maxmin_select(
     if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
         raise UniformError(f"chunk_size must be a positive number of rows, got {chunk_size!r}")
     budget = parse_bytes(max_memory)
+    _log_cast(embeddings)
     ctx = D.context()
     rank, world = ctx if ctx is not None else (0, 1)
     if budget is None and ctx is None:

@@ -219,3 +219,57 @@ def test_the_replay_catches_the_old_float32_loop():
         rad.append(float(m[i]))
     with pytest.raises(AssertionError):
         replay(x, "cosine", idx, rad, 1)
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def _angles(*deg: float) -> list[list[float]]:
+    return [[np.cos(np.radians(a)), np.sin(np.radians(a))] for a in deg]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("streamed", [False, True])
+def test_issue_reproducers_raise_one_line_errors(method, streamed):
+    from hf_uniform import UniformError
+
+    kw = {"method": method, "max_memory": 16 if streamed else None}
+    a = _angles(25.8, 0.0, -15.0)
+    subnormal = np.array([a[0], [1e-45, 1e-45], a[1], a[2]], dtype=np.float32)  # float32 norm 2e-45
+    with pytest.raises(UniformError, match=r"rows \[1\] have a float32 norm below 1.2e-38 .*subnormal.*rescale"):
+        maxmin_select(subnormal, 3, metric="cosine", start=[0, 1], **kw)
+    x64 = np.random.default_rng(0).normal(size=(50, 4))
+    with pytest.raises(UniformError, match=r"rows \[0, 1, 2.*beyond the float32 range.*rescale"):
+        maxmin_select(x64 * 1e39, 5, **kw)
+    with pytest.raises(UniformError, match=r"rows \[0, 1, 2.*underflow to zero in float32.*rescale"):
+        maxmin_select(x64 * 1e-50, 5, metric="cosine", **kw)
+    big = np.array([[1.0, 0.0], [3e38, 3e38], [0.0, 1.0]], dtype=np.float32)  # finite, norm 4.2e38
+    with pytest.raises(UniformError, match=r"rows \[1\] have a norm beyond the float32 range"):
+        maxmin_select(big, 2, metric="cosine", **kw)
+    with pytest.raises(UniformError, match=r"rows \[1\] have a norm above 1e18"):
+        maxmin_select(big, 2, metric="euclidean", **kw)
+    for bad in (subnormal, x64 * 1e39, big):  # one line each
+        try:
+            maxmin_select(bad, 2, metric="cosine", **kw)
+        except UniformError as e:
+            assert "\n" not in str(e)
+
+
+def test_subnormal_reproducer_rescaled_gives_the_float64_answer():
+    # the issue's rows, scaled into the normal range: every method gives the float64 greedy [0, 1, 3]
+    a = _angles(25.8, 0.0, -15.0)
+    rows = np.array([a[0], [1e-30, 1e-30], a[1], a[2]], dtype=np.float32)
+    for method in METHODS:
+        sel = maxmin_select(rows, 3, metric="cosine", start=[0, 1], method=method)
+        assert sel.indices.tolist() == [0, 1, 3], method
+        replay(rows, "cosine", sel.indices, sel.min_distances, 2)
+
+
+def test_float64_input_is_selected_exactly_on_its_float32_rows(caplog):
+    x64 = np.random.default_rng(4).normal(size=(300, 3)) * 1e-20  # tiny but normal in float32
+    with caplog.at_level("INFO", logger="hf_uniform.selection"):
+        sel = maxmin_select(x64, 100, metric="euclidean", start=0, method="plain")
+    replay(x64.astype(np.float32), "euclidean", sel.indices, sel.min_distances, 1, sel.coverage_radius)
+    assert sel.indices.tolist() == maxmin_select(x64.astype(np.float32), 100, metric="euclidean", start=0).indices.tolist()
+    x = x64 * 1e20
+    for method in METHODS:
+        sel = maxmin_select(x, 100, metric="cosine", seed=1, method=method)
+        replay(x.astype(np.float32), "cosine", sel.indices, sel.min_distances, 1, sel.coverage_radius)

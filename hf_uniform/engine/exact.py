@@ -133,7 +133,8 @@ class ExactPicker:
         """Current bound on ``|A - true min-distance|`` for any row (grows with the centre norms, euclidean)."""
         if self.metric == "cosine":
             return self.unit
-        return self.unit * (self.xmax + self.cmax) + 1e-30
+        # + float32 underflow of the squares in the norm: at most d * 2^-126 in the squared distance
+        return self.unit * (self.xmax + self.cmax) + 2.0 * math.sqrt(self.d * 2.0 ** -126)
 
     def add(self, vec: Any) -> None:
         """Record the next centre (its prepared float32 vector)."""

@@ -135,26 +135,76 @@ def prepare_rows(x: np.ndarray, metric: str, out: np.ndarray | None = None) -> n
     return out
 
 
+#: smallest normal float32: a cosine row whose float32 norm is below it cannot be normalised accurately
+F32_TINY = float(np.finfo(np.float32).tiny)
+#: largest float32 row norm accepted under euclidean: squared distances stay finite in float32
+EUCLIDEAN_NORM_MAX = 1e18
+
+
+def _rows_msg(rows: np.ndarray, offset: int) -> str:
+    shown = (rows[:10] + offset).tolist()
+    more = "" if rows.size <= 10 else f" (and {rows.size - 10} more)"
+    return f"rows {shown}{more}"
+
+
 def check_chunk(x: np.ndarray, metric: str, offset: int) -> None:
-    """The checks of :func:`~hf_uniform.selection.check_embeddings` on one chunk starting at row ``offset``.
+    """Validate rows ``offset ..`` as the engine sees them: after the cast to float32 (and, for cosine, the
+    float64 norm used to normalise them). Raises a one-line :class:`~hf_uniform.errors.UniformError` naming
+    the rows and the fix for: NaN/inf values; values that overflow float32; under cosine, rows that are zero
+    (or underflow to zero in float32), whose norm is subnormal (below ``F32_TINY``) or overflows float32;
+    under euclidean, rows whose norm exceeds ``EUCLIDEAN_NORM_MAX``.
 
     Example:
         >>> check_chunk(np.ones((2, 2)), "cosine", 0)
+        >>> check_chunk(np.array([[1.0, 0.0], [1e39, 0.0]]), "cosine", 10)
+        Traceback (most recent call last):
+        ...
+        hf_uniform.errors.UniformError: rows [11] have values beyond the float32 range (|v| > 3.4e38) that the engine works in; rescale the embeddings (e.g. divide by their largest norm) or drop those rows
     """
+    x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise UniformError(f"embeddings must be real numbers, got dtype {x.dtype}")
-    finite = np.isfinite(x).all(axis=1)
+    finite_src = np.isfinite(x).all(axis=1) if np.issubdtype(x.dtype, np.floating) else np.ones(len(x), bool)
+    if not finite_src.all():
+        raise UniformError(f"embeddings contain NaN or inf at {_rows_msg(np.flatnonzero(~finite_src), offset)}; "
+                           "clean or re-embed those rows")
+    with np.errstate(over="ignore", under="ignore"):
+        x32 = x.astype(np.float32, copy=False)
+    finite = np.isfinite(x32).all(axis=1)
     if not finite.all():
-        bad = (np.flatnonzero(~finite)[:10] + offset).tolist()
-        raise UniformError(f"embeddings contain NaN or inf at rows {bad}; clean or re-embed those rows")
+        raise UniformError(f"{_rows_msg(np.flatnonzero(~finite), offset)} have values beyond the float32 range "
+                           "(|v| > 3.4e38) that the engine works in; rescale the embeddings (e.g. divide by "
+                           "their largest norm) or drop those rows")
+    nrm = np.sqrt(np.einsum("ij,ij->i", x32, x32, dtype=np.float64))
     if metric == "cosine":
-        zero = ~(x != 0).any(axis=1)
+        zero = nrm == 0.0
         if zero.any():
-            rows = (np.flatnonzero(zero) + offset).tolist()
+            under = zero & (x != 0).any(axis=1)
+            if under.any():
+                raise UniformError(f"{_rows_msg(np.flatnonzero(under), offset)} underflow to zero in float32 "
+                                   "(values below 1.4e-45); rescale the embeddings (e.g. divide each row by its "
+                                   "norm in float64 first) or drop those rows")
             raise UniformError(
-                f"zero vector(s) under the cosine metric at rows {rows[:10]}; drop them with "
-                "drop_zero_vectors=True (CLI: --drop-zero-vectors) or use metric='euclidean'"
-            )
+                f"{int(zero.sum())} zero vector(s) under the cosine metric at {_rows_msg(np.flatnonzero(zero), offset)}"
+                "; drop them with drop_zero_vectors=True (CLI: --drop-zero-vectors) or use metric='euclidean'")
+        with np.errstate(over="ignore"):
+            n32 = nrm.astype(np.float32)
+        tiny = n32 < F32_TINY
+        if tiny.any():
+            raise UniformError(f"{_rows_msg(np.flatnonzero(tiny), offset)} have a float32 norm below 1.2e-38 "
+                               "(subnormal), too small to normalise exactly; rescale the embeddings (e.g. divide "
+                               "each row by its norm in float64 first) or drop those rows")
+        big = ~np.isfinite(n32)
+        if big.any():
+            raise UniformError(f"{_rows_msg(np.flatnonzero(big), offset)} have a norm beyond the float32 range "
+                               "(> 3.4e38); rescale the embeddings (e.g. divide each row by its norm in float64 "
+                               "first) or drop those rows")
+    else:
+        big = nrm > EUCLIDEAN_NORM_MAX
+        if big.any():
+            raise UniformError(f"{_rows_msg(np.flatnonzero(big), offset)} have a norm above 1e18, where squared "
+                               "float32 distances overflow; rescale the embeddings (divide all rows by one "
+                               "constant) or drop those rows")
 
 
 class InMemorySource:
