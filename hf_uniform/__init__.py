@@ -9,49 +9,85 @@ Improves Training Efficiency and More, with a Convergence Framework Beyond the N
 ...                         "output": ["3", "red", "4"]})
 >>> len(ds.filter_uniform(k=2, progress=False))
 2
+
+Importing the package is cheap: the public names below are loaded on first use, and
+``Dataset.filter_uniform`` is added as soon as ``datasets`` is imported (at once if it already is).
 """
 
 from __future__ import annotations
 
-from .baselines import first_k, mixed_subset, random_subset
-from .coreset import coreset_select
-from .embed import (
-    Embedder,
-    Model2VecEmbedder,
-    SentenceTransformerEmbedder,
-    Word2VecEmbedder,
-    resolve_embedder,
-)
-from .errors import UniformError
-from .integration import embed, embedding_matrix, filter_uniform, register_dataset_methods
-from .metrics import coverage_radius, mean_nn_distance, min_pairwise_distance, uniformity_report
-from .selection import Selection, maxmin_select, uniform_rank
-from .text import TextRenderer
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+from typing import Any
 
 __version__ = "0.1.0"
 
-register_dataset_methods()
+_EXPORTS = {
+    "first_k": "baselines", "mixed_subset": "baselines", "random_subset": "baselines",
+    "coreset_select": "coreset",
+    "Embedder": "embed", "Model2VecEmbedder": "embed", "SentenceTransformerEmbedder": "embed",
+    "Word2VecEmbedder": "embed", "resolve_embedder": "embed",
+    "UniformError": "errors",
+    "embed": "integration", "embedding_matrix": "integration", "filter_uniform": "integration",
+    "register_dataset_methods": "integration",
+    "coverage_radius": "metrics", "mean_nn_distance": "metrics", "min_pairwise_distance": "metrics",
+    "uniformity_report": "metrics",
+    "Selection": "selection", "maxmin_select": "selection", "uniform_rank": "selection",
+    "TextRenderer": "text",
+}
 
-__all__ = [
-    "Embedder",
-    "Model2VecEmbedder",
-    "SentenceTransformerEmbedder",
-    "Selection",
-    "TextRenderer",
-    "UniformError",
-    "Word2VecEmbedder",
-    "coreset_select",
-    "coverage_radius",
-    "embed",
-    "embedding_matrix",
-    "filter_uniform",
-    "first_k",
-    "maxmin_select",
-    "mean_nn_distance",
-    "min_pairwise_distance",
-    "mixed_subset",
-    "random_subset",
-    "resolve_embedder",
-    "uniform_rank",
-    "uniformity_report",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hf_uniform' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+def _register() -> None:
+    from .integration import register_dataset_methods
+
+    register_dataset_methods()
+
+
+class _RegisterOnDatasetsImport(importlib.abc.MetaPathFinder):
+    """Adds ``Dataset.filter_uniform`` right after ``datasets`` is imported (keeps ``import hf_uniform`` fast)."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != "datasets":
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            pass
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_and_register(module: Any) -> None:
+            exec_module(module)
+            try:
+                _register()
+            except ImportError:  # someone else's filter_uniform: leave theirs, as register refuses to overwrite
+                pass
+
+        loader.exec_module = exec_and_register  # type: ignore[method-assign]
+        return spec
+
+
+if "datasets" in sys.modules:
+    _register()
+elif not any(isinstance(f, _RegisterOnDatasetsImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterOnDatasetsImport())

@@ -7,8 +7,11 @@ Layout under the cache root (env ``HF_UNIFORM_CACHE``, else ``$XDG_CACHE_HOME/hf
     embeddings/<key>.json   what the key was made of (fingerprint, text settings, embedder config)
     m2v/<name>-<hash>/      static models distilled by :class:`~hf_uniform.embed.Model2VecEmbedder`
 
-The embedding key hashes the dataset fingerprint (``ds._fingerprint``, which ``datasets`` derives from the
-data files or the in-memory content and updates on every ``select``/``map``/``shuffle``), the row count and
+The embedding key hashes the dataset fingerprint (``ds._fingerprint``: for files read by
+:func:`hf_uniform.io.load_input` / :func:`~hf_uniform.io.read_source` it is derived from a BLAKE2b hash of the
+file's bytes, computed while they are read, so an edit that keeps the size and modification time still
+changes the key; ``datasets`` updates it on every ``select``/``map``/``shuffle``), the row count, the
+resolved text layout (which columns, which template) and
 :meth:`Embedder.cache_identity() <hf_uniform.embed.Embedder.cache_identity>` (the embedder configuration,
 text columns and template, library versions). Files are written atomically, so a crash never leaves a
 partial entry; a damaged entry is ignored (with a warning) and rewritten.
@@ -42,7 +45,7 @@ from .io import atomic_path, atomic_write_json
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "HF_UNIFORM_CACHE"
-KEY_VERSION = 1  # bump when the meaning of cached vectors changes
+KEY_VERSION = 2  # bump when the meaning of cached vectors changes
 
 
 def cache_root() -> Path:
@@ -109,7 +112,15 @@ def embedding_key_parts(ds: Any, embedder: Any) -> dict[str, Any] | None:
     identity = embedder.cache_identity()
     if identity is None:
         return None
-    return {"version": KEY_VERSION, "fingerprint": str(fingerprint), "n_rows": len(ds), "embedder": identity}
+    text = None
+    renderer = getattr(embedder, "renderer", None)
+    if renderer is not None and hasattr(ds, "column_names"):
+        try:
+            text = renderer.describe(ds.column_names)
+        except UniformError:
+            text = None
+    return {"version": KEY_VERSION, "fingerprint": str(fingerprint), "n_rows": len(ds), "text": text,
+            "embedder": identity}
 
 
 def embedding_cache_key(ds: Any, embedder: Any) -> str | None:

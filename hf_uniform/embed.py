@@ -70,6 +70,7 @@ class Embedder:
     """
 
     needs_fit = False
+    progress = False  # show a bar while fitting (set by :func:`~hf_uniform.integration.embed`)
 
     def __init__(self, *, text_columns: Sequence[str] | str | None = None, template: str | None = None,
                  output_column: str = "embedding"):
@@ -89,6 +90,11 @@ class Embedder:
         """Learn from the corpus (a ``Dataset`` or an iterable of texts); a no-op for pretrained models."""
         return self
 
+    @property
+    def fitted(self) -> bool:
+        """True when :meth:`fit` has run (always true for embedders that do not learn from the corpus)."""
+        return not self.needs_fit
+
     # -- optional hooks -----------------------------------------------------------------------------
     def prepare(self) -> Embedder:
         """Load (download, distil) the model now rather than at the first batch; a no-op by default.
@@ -99,15 +105,23 @@ class Embedder:
         return self
 
     def cache_identity(self) -> dict[str, Any] | None:
-        """What the embedding cache key is made of: :meth:`config` plus library versions.
+        """What the embedding cache key is made of: :meth:`config` plus library versions (plus, for an
+        embedder already fitted, the fingerprint of the corpus it was fitted on).
 
-        Return ``None`` to disable caching (e.g. for a model object whose weights cannot be identified).
+        Return ``None`` to disable caching (e.g. for a model object whose weights cannot be identified, or
+        an embedder fitted on texts that are not a fingerprinted ``Dataset``).
 
         Example:
             >>> Word2VecEmbedder(vector_size=8).cache_identity()["vector_size"]
             8
         """
-        return {**self.config(), "versions": self._versions()}
+        ident = {**self.config(), "versions": self._versions()}
+        if self.needs_fit and self.fitted:
+            fitted_on = getattr(self, "_fitted_on", None)
+            if fitted_on is None:
+                return None
+            ident["fitted_on"] = fitted_on
+        return ident
 
     def _versions(self) -> dict[str, str]:
         from importlib.metadata import PackageNotFoundError, version
@@ -212,20 +226,38 @@ class Word2VecEmbedder(Embedder):
     def fit(self, data: Any) -> Word2VecEmbedder:
         """Train Word2Vec on the corpus: a ``Dataset`` (rendered with this embedder's renderer) or texts."""
         from gensim.models import Word2Vec
+        from gensim.models.callbacks import CallbackAny2Vec
+        from tqdm.auto import tqdm
 
+        self._fitted_on = getattr(data, "_fingerprint", None)
         sentences = [tokenize(t) for t in _iter_texts(data, self.renderer)]
         if not any(sentences):
-            raise UniformError("the corpus has no words to train Word2Vec on; check the text columns")
+            raise UniformError("the corpus has no words to train Word2Vec on; check the text columns "
+                               "(--text-columns / --template)")
         logger.info("training Word2Vec (d=%d, %d epochs) on %d texts", self.vector_size, self.epochs,
                     len(sentences))
-        self.model = Word2Vec(sentences, vector_size=self.vector_size, window=self.window,
-                              min_count=self.min_count, epochs=self.epochs, seed=self.seed, workers=1,
-                              hashfxn=_stable_hash)
+
+        class _Bar(CallbackAny2Vec):
+            def __init__(self, bar: Any):
+                self.bar = bar
+
+            def on_epoch_end(self, model: Any) -> None:
+                self.bar.update(1)
+
+        with tqdm(total=self.epochs, desc="train Word2Vec", unit="epoch", disable=not self.progress) as bar:
+            self.model = Word2Vec(sentences, vector_size=self.vector_size, window=self.window,
+                                  min_count=self.min_count, epochs=self.epochs, seed=self.seed, workers=1,
+                                  hashfxn=_stable_hash, callbacks=[_Bar(bar)])
+        self.model.callbacks = ()  # keep the model picklable / hashable by datasets
         return self
 
     @property
     def dimension(self) -> int:
         return self.vector_size
+
+    @property
+    def fitted(self) -> bool:
+        return self.model is not None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if self.model is None and getattr(self, "_pending_fit", None) is not None:

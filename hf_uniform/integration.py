@@ -57,6 +57,10 @@ def embedding_matrix(ds: Any, column: str) -> np.ndarray:
         d = int(lengths[0])
     else:
         raise UniformError(f"column {column!r} holds {arr.type}, not vectors; pass a list-of-floats column")
+    value_type = arr.type.value_type
+    if not (pa.types.is_floating(value_type) or pa.types.is_integer(value_type)):
+        raise UniformError(f"column {column!r} holds lists of {value_type}, not numbers; store the vectors as "
+                           "lists of floats (numbers written as strings are not accepted)")
     if arr.null_count:
         raise UniformError(f"embedding column {column!r} has {arr.null_count} missing rows; re-embed them")
     flat = arr.flatten()
@@ -120,13 +124,14 @@ def embed(ds: Any, embedder: str | Embedder | None = None, *, text_columns: Sequ
     if key is not None:
         hit = cache_mod.load_embeddings(key, n_rows=len(ds), cache_dir=cache_dir)
         if de.all_ranks_true(hit is not None, ctx):  # every rank must take the same branch
-            if emb.needs_fit:
+            if emb.needs_fit and not emb.fitted:
                 emb.defer_fit(ds)
             return hit
 
     with de.local_main_first(ctx):  # download / distil once per node, the other ranks read the cache
         emb.prepare()
-    if emb.needs_fit:
+    if emb.needs_fit and not emb.fitted:
+        emb.progress = progress and ctx.is_main
         emb.fit(ds)  # the full corpus on every rank (deterministic), so all shards share one space
     if ctx.enabled:
         probe = ds.select(range(min(8, len(ds))))
@@ -232,6 +237,66 @@ def subset_from_selection(ds: Any, selection: Selection) -> Any:
             enable_progress_bar()
 
 
+def check_start(start: Any) -> list[int] | None:
+    """Validate ``start=`` of the Python API: ``None``, a row index, or a sequence of distinct row indices.
+
+    Floats, booleans and strings are refused (``2.7``, ``True`` and ``"3"`` are not row indices).
+
+    Example:
+        >>> check_start(3), check_start([0, 5]), check_start(None)
+        ([3], [0, 5], None)
+        >>> check_start(2.7)
+        Traceback (most recent call last):
+        ...
+        hf_uniform.errors.UniformError: start must be a row index (an int) or a list of them, got 2.7
+    """
+    if start is None:
+        return None
+    items = [start] if not isinstance(start, (list, tuple, np.ndarray, range)) else list(start)
+    if isinstance(start, np.ndarray) and not np.issubdtype(start.dtype, np.integer):
+        items = [start]
+    out = []
+    for s in items:
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
+            raise UniformError(f"start must be a row index (an int) or a list of them, got {start!r}")
+        if s < 0:
+            raise UniformError(f"start rows must be 0 or more, got {int(s)}")
+        out.append(int(s))
+    if not out:
+        raise UniformError("start is empty; pass at least one row index or None for a seeded random start")
+    if len(set(out)) != len(out):
+        raise UniformError("start rows contain repeats; pass each row once")
+    return out
+
+
+def check_k_arg(k: Any, n: int) -> int:
+    """Rows for ``k`` on ``n`` rows: an int in [1, n] or a fraction in (0, 1) that gives at least one row.
+
+    Example:
+        >>> check_k_arg(0.25, 8), check_k_arg(3, 8)
+        (2, 3)
+        >>> check_k_arg(0.001, 8)
+        Traceback (most recent call last):
+        ...
+        hf_uniform.errors.UniformError: k=0.001 of n=8 rows rounds to 0 rows; pass a larger fraction or a row count
+    """
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, float, np.integer, np.floating)):
+        raise UniformError(f"k must be an int or a fraction in (0, 1), got {k!r}")
+    if isinstance(k, (float, np.floating)):
+        if not 0 < float(k) < 1:
+            raise UniformError(f"a float k is a fraction and must lie in (0, 1), got {k}; pass an int for a row "
+                               "count (k=n for every row)")
+        rows = round(float(k) * n)
+        if rows < 1:
+            raise UniformError(f"k={k} of n={n} rows rounds to 0 rows; pass a larger fraction or a row count")
+        return int(rows)
+    if k < 1:
+        raise UniformError(f"k must be at least 1, got {k}")
+    if k > n:
+        raise UniformError(f"k={k} exceeds the number of rows n={n}; pass k <= {n}")
+    return int(k)
+
+
 def filter_uniform(
     ds: Any,
     k: int | float,
@@ -245,6 +310,8 @@ def filter_uniform(
     start: int | Sequence[int] | None = None,
     device: str | None = "cpu",
     drop_zero_vectors: bool = False,
+    drop_empty: bool = False,
+    splits: str | Sequence[str] | None = None,
     return_selection: bool = False,
     progress: bool = True,
     cache: bool = True,
@@ -253,13 +320,19 @@ def filter_uniform(
     """The max-min uniform subset of ``ds``, in greedy order, as a ``Dataset``.
 
     Embeds ``ds`` when no ``embedding_column`` is given (default: the paper's Word2Vec over the
-    instruction–input–output triple), runs the exact greedy max-min selection, and returns
-    ``ds.select(order)`` with ``uniform_rank`` (0 = first chosen) and ``uniform_min_distance`` (the radius at
-    which each row was chosen). A ``DatasetDict`` is handled split by split.
+    instruction–input–output triple, or the detected layout, see :class:`~hf_uniform.text.TextRenderer`),
+    runs the exact greedy max-min selection, and returns ``ds.select(order)`` with ``uniform_rank``
+    (0 = first chosen) and ``uniform_min_distance`` (the radius at which each row was chosen); the rows are
+    otherwise unchanged.
+
+    A ``DatasetDict``: only the ``splits`` are filtered (default: ``"train"`` when present, else the only
+    split; with several splits and no ``"train"``, pass ``splits=``); the other splits are returned
+    unchanged, so a test split stays whole. One embedder is fitted once, on all filtered splits together, and
+    ``k`` applies to each filtered split.
 
     Args:
         ds: a ``Dataset`` or ``DatasetDict``.
-        k: number of rows, or a fraction in (0, 1).
+        k: number of rows (an int), or a fraction in (0, 1) (a float; it must give at least one row).
         text_columns: columns whose text is embedded (default: detected, see
             :class:`~hf_uniform.text.TextRenderer`).
         template: a ``str.format`` template over columns, instead of ``text_columns``.
@@ -270,11 +343,17 @@ def filter_uniform(
         start: start row(s) instead of a random one (e.g. to extend an earlier selection).
         device: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available).
         drop_zero_vectors: ignore all-zero embeddings (undefined under cosine) instead of raising.
-        return_selection: also return the :class:`~hf_uniform.selection.Selection` (h, coverage, trace).
+        drop_empty: leave out rows whose rendered text is empty instead of raising.
+        splits: the splits of a ``DatasetDict`` to filter (see above).
+        return_selection: also return the :class:`~hf_uniform.selection.Selection` (h, coverage, trace;
+            indices refer to rows of ``ds``).
         progress: show progress bars.
         cache: reuse embeddings computed earlier for the same data, text and embedder.
         **engine_kwargs: passed to :func:`~hf_uniform.selection.maxmin_select` (``dtype``, ``method``,
             ``chunk_size``, ``max_memory``, ``checkpoint_dir``, ``resume``, ...).
+
+    Raises:
+        UniformError: bad ``k``/``start``, an unknown layout, empty texts, or unusable vectors.
 
     Example:
         >>> from datasets import Dataset
@@ -284,28 +363,81 @@ def filter_uniform(
         >>> sub.column_names
         ['instruction', 'output', 'uniform_rank', 'uniform_min_distance']
     """
-    from datasets import DatasetDict
+    from datasets import DatasetDict, concatenate_datasets
 
+    starts = check_start(start)
     if isinstance(ds, DatasetDict):
         if return_selection:
             raise UniformError("return_selection=True needs a Dataset; call filter_uniform per split")
+        if splits is None:
+            if "train" in ds:
+                chosen = ["train"]
+            elif len(ds) == 1:
+                chosen = list(ds)
+            else:
+                raise UniformError(f"no 'train' split among {list(ds)}; pass splits=[...] to say which to filter")
+        else:
+            chosen = [splits] if isinstance(splits, str) else list(splits)
+        unknown = [s for s in chosen if s not in ds]
+        if unknown or not chosen:
+            raise UniformError(f"splits {unknown or chosen} not in the DatasetDict; available splits: {list(ds)}")
+        emb = None
+        if embedding_column is None:
+            emb = embedder if isinstance(embedder, Embedder) else resolve_embedder(
+                embedder, text_columns=text_columns, template=template)
+            if emb.needs_fit:  # one embedder for every filtered split: fitted once on all of them
+                cols = [emb.renderer.required_columns(ds[s].column_names) for s in chosen]
+                emb.progress = progress
+                emb.fit(concatenate_datasets([ds[s].select_columns(c) for s, c in zip(chosen, cols, strict=True)]))
         return DatasetDict({
-            name: filter_uniform(split, k, text_columns=text_columns, template=template,
-                                 embedding_column=embedding_column, embedder=embedder, metric=metric,
-                                 seed=seed, start=start, device=device, drop_zero_vectors=drop_zero_vectors,
-                                 progress=progress, cache=cache, **engine_kwargs)
+            name: filter_uniform(split, k, embedding_column=embedding_column, embedder=emb, metric=metric,
+                                 seed=seed, start=starts, device=device, drop_zero_vectors=drop_zero_vectors,
+                                 drop_empty=drop_empty, progress=progress, cache=cache, **engine_kwargs)
+            if name in chosen else split
             for name, split in ds.items()
         })
+    if splits is not None:
+        raise UniformError("splits= applies to a DatasetDict; this is a single Dataset")
+    n = len(ds)
+    if n == 0:
+        raise UniformError("the dataset is empty: there is nothing to select from")
+    rows = np.arange(n)
     if embedding_column is not None:
+        check_k_arg(k, n)
         x = embedding_matrix(ds, embedding_column)
         source = {"embedding_column": embedding_column}
     else:
         emb = embedder if isinstance(embedder, Embedder) else resolve_embedder(
             embedder, text_columns=text_columns, template=template)
-        x = embed(ds, emb, progress=progress, cache=cache)
-        source = {"embedder": emb.config()}
-    sel = select_rows(x, k, metric=metric, drop_zero_vectors=drop_zero_vectors, seed=seed, start=start,
+        text = emb.renderer.describe(ds.column_names)
+        check_k_arg(k, n)
+        work = ds.select_columns(text["columns"])
+        empty = emb.renderer.empty_rows(work)
+        if empty and not drop_empty:
+            raise UniformError(f"{len(empty)} of {n} rows have empty text in columns {text['columns']} (rows "
+                               f"{empty[:10]}); pass drop_empty=True to leave them out, or other text_columns")
+        if empty:
+            logger.warning("leaving out %d row(s) with empty text (rows %s)", len(empty), empty[:10])
+            rows = np.setdiff1d(rows, np.asarray(empty, dtype=np.int64))
+            if not len(rows):
+                raise UniformError("every row has empty text; check text_columns / template")
+            work = work.select(rows.tolist())
+        x = embed(work, emb, progress=progress, cache=cache)
+        source = {"embedder": emb.config(), "text": text, "dropped_empty_rows": empty}
+    kk = check_k_arg(k, len(rows))
+    pos = {int(r): i for i, r in enumerate(rows)}
+    if starts is not None:
+        if any(s >= n for s in starts):
+            raise UniformError(f"start rows {[s for s in starts if s >= n][:10]} are out of range for n={n}")
+        if any(s not in pos for s in starts):
+            raise UniformError("a start row has empty text and was left out; choose other start rows")
+        starts = [pos[s] for s in starts]
+    sel = select_rows(x, kk, metric=metric, drop_zero_vectors=drop_zero_vectors, seed=seed, start=starts,
                       device=device, progress=progress, **engine_kwargs)
+    if len(rows) != n:  # positions among the kept rows -> rows of ds
+        info = {**sel.info, "dropped_rows": sorted(set(rows[sel.info.get("dropped_rows", [])].tolist()) |
+                                                   set(np.setdiff1d(np.arange(n), rows).tolist()))}
+        sel = Selection(rows[sel.indices], sel.min_distances, sel.coverage_radius, sel.metric, n, info)
     sel.info.update(source)
     logger.info("selected %d of %d rows: h=%.6g coverage=%.6g", sel.k, sel.n, sel.h, sel.coverage_radius)
     subset = subset_from_selection(ds, sel)

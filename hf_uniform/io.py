@@ -1,26 +1,38 @@
 """Reading inputs and writing outputs safely.
 
-* :func:`load_input`: a ``.json``/``.jsonl``/``.parquet``/``.csv`` file, a ``save_to_disk`` folder, or a Hub
-  dataset id, as a ``Dataset``. Malformed JSON Lines are reported with the file and line.
+* :func:`read_source`: the rows of a ``.json``/``.jsonl``/``.parquet``/``.csv`` file exactly as stored (no schema
+  cast: ``1`` stays ``1``, a key a row lacks stays absent, an empty CSV field stays ``""``), with a content
+  hash computed while the bytes are read; or a ``save_to_disk`` folder / Hub dataset through ``datasets``.
+  :meth:`SourceData.write_rows` writes chosen rows back unchanged, plus our columns.
+* :func:`load_input`: the same inputs as a ``Dataset`` whose fingerprint is the content hash.
 * :func:`atomic_write_text`, :func:`atomic_write_json`, :func:`atomic_path`: write to a temporary name in
-  the same folder, then rename, so an interrupted run never leaves a partial file.
+  the same folder, then rename, so an interrupted run never leaves a partial file. Files follow the umask.
 * :func:`is_main_process`: only rank 0 writes under ``torchrun`` / ``accelerate launch``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import hashlib
+import io
 import json
+import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import UniformError
 
+logger = logging.getLogger(__name__)
+
 _SUFFIX_BUILDER = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+TMP_MARK = ".tmp"  # every temporary file we write is named ".<final name>.<random>.tmp<suffix>"
+_BOM = b"\xef\xbb\xbf"
 
 
 def is_main_process() -> bool:
@@ -30,16 +42,36 @@ def is_main_process() -> bool:
         >>> is_main_process()
         True
     """
-    import torch.distributed as dist
+    if "torch.distributed" in __import__("sys").modules:
+        import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank() == 0
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: str | os.PathLike, mode: int = 0o666) -> None:
+    """Give ``path`` the permissions a plain ``open()`` would (``mode & ~umask``); temp files start private.
+
+    Example:
+        >>> import tempfile; p = Path(tempfile.mkstemp()[1]); follow_umask(p)
+        >>> oct(p.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+        True
+    """
+    os.chmod(path, mode & ~_umask())
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The temporary file is removed on any error (Ctrl-C included); the final file follows the umask.
 
     Example:
         >>> import tempfile; d = Path(tempfile.mkdtemp())
@@ -50,15 +82,44 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_MARK + path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
+        if tmp.exists():
+            follow_umask(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_tmp(folder: str | os.PathLike, names: Sequence[str] | None = None) -> list[Path]:
+    """Delete temporary files left in ``folder`` by killed runs (``.NAME.*.tmp*``); return what was removed.
+
+    Args:
+        folder: the output folder.
+        names: only temporary files of these final names (default: any of ours).
+
+    Example:
+        >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / ".subset.jsonl.ab12.tmp.jsonl").write_text("x")
+        >>> [p.name for p in remove_stale_tmp(d)]
+        ['.subset.jsonl.ab12.tmp.jsonl']
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in folder.iterdir():
+        if not (p.name.startswith(".") and TMP_MARK in p.name and p.is_file()):
+            continue
+        if names is not None and not any(p.name.startswith(f".{n}.") for n in names):
+            continue
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p)
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -116,6 +177,407 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def _read_bytes(path: Path) -> tuple[bytes, str]:
+    """The file's bytes and their BLAKE2b hash, computed chunk by chunk while reading (one pass)."""
+    h = hashlib.blake2b(digest_size=16)
+    chunks = []
+    try:
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(1 << 22)
+                if not chunk:
+                    break
+                h.update(chunk)
+                chunks.append(chunk)
+    except IsADirectoryError:
+        raise UniformError(f"{path} is a folder but not one written by save_to_disk (no dataset_info.json)") from None
+    except OSError as err:
+        raise UniformError(f"cannot read {path}: {err.strerror or err}") from None
+    return b"".join(chunks), h.hexdigest()
+
+
+def _decode(line: bytes, path: Path, lineno: int) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UniformError(f"{path}: line {lineno} is not UTF-8 text ({err.reason}); convert the file to UTF-8") from None
+
+
+def _parse_jsonl(data: bytes, path: Path) -> list[dict]:
+    rows = []
+    for lineno, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        text = _decode(line, path, lineno)
+        try:
+            rec = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UniformError(f"{path}: line {lineno} is not valid JSON ({err.msg}); fix or remove it") from None
+        if not isinstance(rec, dict):
+            raise UniformError(f"{path}: line {lineno} is not a JSON object; each line must be {{...}}")
+        rows.append(rec)
+    return rows
+
+
+def _rows_from_json_document(doc: Any, path: Path) -> list[dict]:
+    """Rows of a whole-file JSON document: a list of objects, columns (dict of equal-length lists), or
+    an object with one list of row objects (e.g. ``{"data": [...]}``)."""
+    if isinstance(doc, list):
+        bad = next((i for i, r in enumerate(doc) if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise UniformError(f"{path}: item {bad} of the top-level list is not a JSON object; each row must be {{...}}")
+        return doc
+    if isinstance(doc, dict) and doc:
+        values = list(doc.values())
+        if all(isinstance(v, list) for v in values):
+            lists_of_rows = [k for k, v in doc.items() if v and all(isinstance(r, dict) for r in v)]
+            if len(doc) == 1 and lists_of_rows:
+                return values[0]
+            lengths = {len(v) for v in values}
+            if len(lengths) != 1:
+                raise UniformError(f"{path}: columns have different lengths {sorted(lengths)}; every column of "
+                                   "a columnar JSON file must have one value per row")
+            keys = list(doc)
+            return [dict(zip(keys, cells, strict=True)) for cells in zip(*values, strict=True)]
+    raise UniformError(f"{path}: JSON is neither rows (JSON Lines or a list of objects) nor columns (an object "
+                       "of equal-length lists); convert it to JSON Lines")
+
+
+def _parse_json(data: bytes, path: Path, suffix: str) -> tuple[list[dict], str]:
+    """Rows and the layout (``"jsonl"`` or ``"json"``) of a .json/.jsonl file; a BOM is accepted."""
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    head = data.lstrip()[:1]
+    if head == b"[":
+        kind = "json"
+    elif head == b"{":
+        first = data.lstrip().split(b"\n", 1)[0]
+        try:
+            json.loads(first)
+            kind = "jsonl"
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            kind = "json" if suffix == ".json" or not first.rstrip().endswith(b"}") else "jsonl"
+    else:
+        kind = "jsonl"
+    if kind == "jsonl":
+        return _parse_jsonl(data, path), kind
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise UniformError(f"{path}: not UTF-8 text ({err.reason}); convert it to UTF-8") from None
+    except json.JSONDecodeError as err:
+        raise UniformError(f"{path}: line {err.lineno} is not valid JSON ({err.msg}); fix it") from None
+    return _rows_from_json_document(doc, path), kind
+
+
+def _parse_csv(data: bytes, path: Path) -> tuple[list[dict], list[str]]:
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UniformError(f"{path}: not UTF-8 text ({err.reason}); convert it to UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if not header:
+            raise UniformError(f"{path} has no header row: the first line must name the columns")
+        dupes = sorted({c for c in header if header.count(c) > 1})
+        if dupes:
+            raise UniformError(f"{path}: column names {dupes} appear more than once in the header; rename them")
+        rows = []
+        for rec in reader:
+            if not rec:
+                continue
+            if len(rec) != len(header):
+                raise UniformError(f"{path}: line {reader.line_num} has {len(rec)} fields but the header has "
+                                   f"{len(header)}; fix the quoting or the row")
+            rows.append(dict(zip(header, rec, strict=True)))
+    except csv.Error as err:
+        raise UniformError(f"{path}: line {reader.line_num} is not valid CSV ({err}); fix it") from None
+    return rows, header
+
+
+def _union_columns(rows: Sequence[Mapping]) -> list[str]:
+    seen: dict[str, None] = {}
+    for r in rows:
+        for k in r:
+            if k not in seen:
+                seen[k] = None
+    return list(seen)
+
+
+@dataclass
+class SourceData:
+    """The rows of an input as stored, for rendering, embedding and writing back unchanged.
+
+    Attributes:
+        source: what was read (path or Hub id).
+        kind: ``"jsonl"``, ``"json"``, ``"csv"``, ``"parquet"`` or ``"datasets"`` (a ``save_to_disk`` folder
+            or a Hub dataset, read through ``datasets``).
+        columns: every column name, in first-seen order (a key present in any row).
+        content_hash: BLAKE2b of the file bytes (``None`` for ``"datasets"``: its fingerprint is used).
+        rows: the source rows (JSON/CSV inputs).
+        table: the Arrow table (parquet inputs).
+        dataset: the ``Dataset`` (``"datasets"`` inputs).
+
+    Example:
+        >>> import tempfile; p = Path(tempfile.mkdtemp()) / "a.jsonl"
+        >>> _ = p.write_text('{"a": 1}\\n{"a": 2, "b": "x"}\\n')
+        >>> src = read_source(p)
+        >>> src.n, src.columns, src.rows[0]
+        (2, ['a', 'b'], {'a': 1})
+    """
+
+    source: str
+    kind: str
+    columns: list[str]
+    content_hash: str | None = None
+    rows: list[dict] | None = None
+    table: Any = None
+    dataset: Any = None
+    _datasets: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n(self) -> int:
+        """Number of rows."""
+        if self.rows is not None:
+            return len(self.rows)
+        if self.table is not None:
+            return self.table.num_rows
+        return len(self.dataset)
+
+    @property
+    def default_format(self) -> str:
+        """The output format that keeps rows exactly: ``csv`` for CSV, ``parquet`` for parquet, else ``jsonl``."""
+        return {"csv": "csv", "parquet": "parquet"}.get(self.kind, "jsonl")
+
+    def fingerprint(self) -> str:
+        """An identifier of the content (the content hash, or the ``datasets`` fingerprint).
+
+        Example:
+            >>> import tempfile; p = Path(tempfile.mkdtemp()) / "a.jsonl"; _ = p.write_text('{"a": 1}')
+            >>> read_source(p).fingerprint()
+            'hfu-6903fb303cd60ccb0a2b9c2592fa773b'
+        """
+        if self.content_hash is not None:
+            return f"hfu-{self.content_hash}"
+        return str(getattr(self.dataset, "_fingerprint", "")) or "unknown"
+
+    def to_dataset(self, columns: Sequence[str] | None = None) -> Any:
+        """The rows as a ``Dataset`` (only ``columns`` when given), fingerprinted by content.
+
+        A key a row lacks is ``None`` there, and a column of mixed types is kept as JSON values (datasets'
+        ``on_mixed_types="use_json"``); the source rows themselves are never changed.
+
+        Example:
+            >>> import tempfile; p = Path(tempfile.mkdtemp()) / "a.jsonl"
+            >>> _ = p.write_text('{"a": 1}\\n{"a": 2, "b": "x"}\\n')
+            >>> read_source(p).to_dataset()["b"][:]
+            [None, 'x']
+        """
+        cols = list(self.columns) if columns is None else [c for c in columns if c in self.columns]
+        key = tuple(cols)
+        if key in self._datasets:
+            return self._datasets[key]
+        from datasets import Dataset
+
+        if self.dataset is not None:
+            ds = self.dataset if cols == list(self.dataset.column_names) else self.dataset.select_columns(cols)
+        elif self.table is not None:
+            from datasets.table import InMemoryTable
+
+            ds = Dataset(InMemoryTable(self.table.select(cols)), fingerprint=self._fp(cols))
+        else:
+            data = {c: [r.get(c) for r in self.rows] for c in cols}
+            try:
+                ds = Dataset.from_dict(data, on_mixed_types="use_json")
+            except Exception as err:  # arrow raises several types for values it cannot store
+                msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise UniformError(f"cannot hold the rows of {self.source} as a dataset ({msg}); "
+                                   "give each column one type") from None
+            ds = Dataset(ds.data, info=ds.info, fingerprint=self._fp(cols))
+        self._datasets[key] = ds
+        return ds
+
+    def _fp(self, cols: Sequence[str]) -> str:
+        h = hashlib.blake2b(digest_size=16)
+        h.update(self.fingerprint().encode())
+        h.update(json.dumps(list(cols)).encode())
+        return h.hexdigest()
+
+    def write_rows(self, indices: Sequence[int], path: str | os.PathLike, fmt: str | None = None,
+                   extra: Mapping[str, Sequence[Any]] | None = None) -> Path:
+        """Write the rows at ``indices`` (in that order) to ``path``, unchanged, plus ``extra`` columns.
+
+        JSON Lines rows are the source objects with ``extra`` keys appended (a key the source already has is
+        replaced in place); CSV keeps every field as text; parquet keeps the Arrow schema. Written to a
+        temporary file, then renamed.
+
+        Args:
+            indices: row positions.
+            path: output file.
+            fmt: ``"jsonl"``, ``"csv"`` or ``"parquet"`` (default :attr:`default_format`).
+            extra: column name -> one value per written row.
+
+        Example:
+            >>> import tempfile; d = Path(tempfile.mkdtemp()); p = d / "a.jsonl"
+            >>> _ = p.write_text('{"a": 1}\\n{"a": 2.0}\\n')
+            >>> _ = read_source(p).write_rows([1], d / "o.jsonl", extra={"r": [0]})
+            >>> (d / "o.jsonl").read_text()
+            '{"a": 2.0, "r": 0}\\n'
+        """
+        fmt = fmt or self.default_format
+        idx = [int(i) for i in indices]
+        extra = {k: list(v) for k, v in (extra or {}).items()}
+        for k, v in extra.items():
+            if len(v) != len(idx):
+                raise UniformError(f"column {k!r} has {len(v)} values for {len(idx)} rows")
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            if fmt == "parquet":
+                self._write_parquet(idx, tmp, extra)
+            elif fmt == "csv":
+                self._write_csv(idx, tmp, extra)
+            elif fmt == "jsonl":
+                with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+                    for j, row in enumerate(self._pyrows(idx)):
+                        out = dict(row)
+                        for k, v in extra.items():
+                            out[k] = v[j]
+                        f.write(json.dumps(out, ensure_ascii=False, default=str) + "\n")
+            else:
+                raise UniformError(f"unknown output format {fmt!r}; use jsonl, csv or parquet")
+        return path
+
+    def _pyrows(self, idx: list[int]) -> Iterator[dict]:
+        if self.rows is not None:
+            for i in idx:
+                yield self.rows[i]
+        elif self.table is not None:
+            yield from self.table.take(idx).to_pylist()
+        else:
+            sub = self.dataset.select(idx)
+            for start in range(0, len(idx), 1000):
+                batch = sub[start:start + 1000]
+                keys = list(batch)
+                for j in range(len(batch[keys[0]]) if keys else 0):
+                    yield {k: batch[k][j] for k in keys}
+
+    def _write_csv(self, idx: list[int], tmp: Path, extra: Mapping[str, list]) -> None:
+        cols = list(self.columns) + [k for k in extra if k not in self.columns]
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(cols)
+            for j, row in enumerate(self._pyrows(idx)):
+                vals = {**row, **{k: v[j] for k, v in extra.items()}}
+                w.writerow(["" if vals.get(c) is None else
+                            (json.dumps(vals[c], ensure_ascii=False) if isinstance(vals[c], (dict, list)) else vals[c])
+                            for c in cols])
+
+    def _write_parquet(self, idx: list[int], tmp: Path, extra: Mapping[str, list]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.table is not None:
+            table = self.table.take(idx)
+        elif self.dataset is not None:
+            sub = self.dataset.select(idx).flatten_indices()
+            table = sub.data.table
+        else:
+            try:
+                table = _table_from_rows([self.rows[i] for i in idx], self.columns)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+                raise UniformError(f"the rows of {self.source} cannot be stored as parquet ({err}); "
+                                   "use --format jsonl") from None
+        for k, v in extra.items():
+            if k in table.column_names:
+                table = table.remove_column(table.column_names.index(k))
+            table = table.append_column(k, pa.array(v))
+        pq.write_table(table, tmp)
+
+
+def _table_from_rows(rows: list[dict], columns: Sequence[str]) -> Any:
+    import pyarrow as pa
+
+    return pa.table({c: pa.array([r.get(c) for r in rows]) for c in columns})
+
+
+def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceData:
+    """Read an input's rows exactly as stored, hashing the bytes while reading them (one pass).
+
+    Args:
+        source: a ``.json``/``.jsonl`` (JSON Lines, a list of objects, or columns; a UTF-8 BOM is accepted),
+            ``.csv`` or ``.parquet`` file, a ``save_to_disk`` folder, or a Hub dataset id.
+        split: split to take from a ``DatasetDict`` or a Hub dataset.
+
+    Raises:
+        UniformError: a missing, unreadable, malformed or empty input (one line naming file and line).
+
+    Example:
+        >>> import tempfile; p = Path(tempfile.mkdtemp()) / "a.json"
+        >>> _ = p.write_text('{\\n  "q": ["x", "y"],\\n  "n": [1, 2]\\n}\\n')
+        >>> read_source(p).rows
+        [{'q': 'x', 'n': 1}, {'q': 'y', 'n': 2}]
+    """
+    path = Path(source)
+    if path.is_dir():
+        import datasets
+
+        if not ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
+            raise UniformError(f"{path} is a folder but not one written by save_to_disk (no dataset_info.json)")
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise UniformError(f"split {split!r} not in {path}; available splits: {list(ds)}")
+            ds = ds[split]
+        return _from_dataset(str(path), ds)
+    suffix = path.suffix.lower()
+    if suffix in _SUFFIX_BUILDER or path.exists():
+        if not path.exists():
+            raise UniformError(f"input file {path} does not exist")
+        if suffix not in _SUFFIX_BUILDER:
+            raise UniformError(f"{path}: unsupported file type {suffix!r}; use .json, .jsonl, .parquet or .csv")
+        data, digest = _read_bytes(path)
+        if suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            try:
+                table = pq.read_table(pa.BufferReader(data))
+            except (pa.ArrowException, OSError) as err:
+                raise UniformError(f"cannot read {path} as parquet: {str(err).splitlines()[0]}") from None
+            if table.num_rows == 0:
+                raise UniformError(f"{path} has no records: the dataset is empty")
+            return SourceData(str(path), "parquet", list(table.column_names), digest, table=table)
+        if suffix == ".csv":
+            rows, header = _parse_csv(data, path)
+            kind, columns = "csv", header
+        else:
+            rows, kind = _parse_json(data, path, suffix)
+            columns = _union_columns(rows)
+        if not rows:
+            raise UniformError(f"{path} has no records: the dataset is empty")
+        return SourceData(str(path), kind, columns, digest, rows=rows)
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(str(source), split=split)
+    except Exception as err:
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UniformError(f"cannot load {source!r} as a file, folder or Hub dataset: {msg}") from None
+    return _from_dataset(str(source), ds)
+
+
+def _from_dataset(source: str, ds: Any) -> SourceData:
+    if len(ds) == 0:
+        raise UniformError(f"{source} has no records: the dataset is empty")
+    return SourceData(source, "datasets", list(ds.column_names), None, dataset=ds)
+
+
 def check_jsonl(path: str | os.PathLike) -> int:
     """Validate a JSON Lines file; return its number of records.
 
@@ -129,28 +591,17 @@ def check_jsonl(path: str | os.PathLike) -> int:
         >>> check_jsonl(p)
         2
     """
-    count = 0
-    try:
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise UniformError(f"{path}: line {lineno} is not valid JSON ({err.msg}); fix or remove it") from None
-                if not isinstance(rec, dict):
-                    raise UniformError(f"{path}: line {lineno} is not a JSON object; each line must be {{...}}")
-                count += 1
-    except UnicodeDecodeError as err:
-        raise UniformError(f"{path}: not UTF-8 text ({err.reason}); convert it to UTF-8 JSON Lines") from None
-    except OSError as err:
-        raise UniformError(f"cannot read {path}: {err.strerror}") from None
-    return count
+    data, _ = _read_bytes(Path(path))
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    return len(_parse_jsonl(data, Path(path)))
 
 
 def load_input(source: str | os.PathLike, *, split: str = "train") -> Any:
     """Load a dataset from a file, a ``save_to_disk`` folder, or a Hub dataset id.
+
+    Files are read by :func:`read_source` (no ``datasets`` build cache, so an edited file is always read
+    anew); the ``Dataset``'s fingerprint is derived from the file's content hash.
 
     Args:
         source: ``.json``/``.jsonl``/``.parquet``/``.csv`` path, a folder written by ``save_to_disk``, or a
@@ -163,48 +614,4 @@ def load_input(source: str | os.PathLike, *, split: str = "train") -> Any:
         >>> len(load_input(p))
         2
     """
-    import datasets
-
-    path = Path(source)
-    if path.is_dir():
-        if not ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
-            raise UniformError(f"{path} is a folder but not one written by save_to_disk (no dataset_info.json)")
-        ds = datasets.load_from_disk(str(path))
-        if isinstance(ds, datasets.DatasetDict):
-            if split not in ds:
-                raise UniformError(f"split {split!r} not in {path}; available splits: {list(ds)}")
-            ds = ds[split]
-        return ds
-    suffix = path.suffix.lower()
-    if suffix in _SUFFIX_BUILDER or path.exists():
-        if not path.exists():
-            raise UniformError(f"input file {path} does not exist")
-        if suffix not in _SUFFIX_BUILDER:
-            raise UniformError(f"{path}: unsupported file type {suffix!r}; use .json, .jsonl, .parquet or .csv")
-        if suffix == ".jsonl" or (suffix == ".json" and _looks_like_jsonl(path)):
-            if check_jsonl(path) == 0:
-                raise UniformError(f"{path} has no records: the dataset is empty")
-        try:
-            ds = datasets.load_dataset(_SUFFIX_BUILDER[suffix], data_files=str(path), split="train")
-        except Exception as err:  # datasets raises many types for malformed files
-            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise UniformError(f"cannot read {path}: {msg}") from None
-        if len(ds) == 0:
-            raise UniformError(f"{path} has no records: the dataset is empty")
-        return ds
-    try:
-        return datasets.load_dataset(str(source), split=split)
-    except Exception as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UniformError(f"cannot load {source!r} as a file, folder or Hub dataset: {msg}") from None
-
-
-def _looks_like_jsonl(path: Path) -> bool:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        head = f.read(1).lstrip()
-        while not head:
-            c = f.read(1)
-            if not c:
-                return False
-            head = c.strip()
-    return head == "{"
+    return read_source(source, split=split).to_dataset()

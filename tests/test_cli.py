@@ -118,7 +118,7 @@ def test_console_script_reports_bad_input_without_traceback(tmp_path):
 
 
 def test_drop_zero_vectors_flag(tmp_path):
-    rows = [{"instruction": "alpha beta", "output": "gamma"}, {"instruction": "", "output": ""},
+    rows = [{"instruction": "alpha beta", "output": "gamma"}, {"instruction": "?!", "output": "..."},  # no word
             {"instruction": "delta", "output": "epsilon zeta"}, {"instruction": "beta", "output": "delta"}]
     src = tmp_path / "z.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))

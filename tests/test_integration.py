@@ -113,12 +113,43 @@ def test_filter_uniform_on_real_dataset(shared_data):
     assert sel.info["embedder"]["embedder"] == "Word2VecEmbedder"
 
 
-def test_filter_uniform_datasetdict_per_split():
+def test_filter_uniform_datasetdict_filters_train_only_by_default():
     rng = np.random.default_rng(1)
-    dd = DatasetDict({s: Dataset.from_dict({"embedding": rng.normal(size=(n, 4)).tolist()})
+    dd = DatasetDict({s: Dataset.from_dict({"embedding": rng.normal(size=(n, 4)).tolist(), "id": list(range(n))})
                       for s, n in (("train", 50), ("test", 20))})
     out = dd.filter_uniform(k=0.5, embedding_column="embedding", progress=False)
-    assert {s: len(d) for s, d in out.items()} == {"train": 25, "test": 10}
+    assert {s: len(d) for s, d in out.items()} == {"train": 25, "test": 20}
+    assert out["test"]["id"][:] == list(range(20)) and out["test"].column_names == ["embedding", "id"]
+    both = dd.filter_uniform(k=0.5, embedding_column="embedding", progress=False, splits=["train", "test"])
+    assert {s: len(d) for s, d in both.items()} == {"train": 25, "test": 10}
+    with pytest.raises(UniformError, match="available splits"):
+        dd.filter_uniform(k=0.5, embedding_column="embedding", splits="validation")
+    no_train = DatasetDict({"a": dd["train"], "b": dd["test"]})
+    with pytest.raises(UniformError, match="pass splits="):
+        no_train.filter_uniform(k=0.5, embedding_column="embedding")
+
+
+def test_datasetdict_fits_one_word2vec_for_all_filtered_splits(monkeypatch):
+    words = ["alpha beta", "gamma delta", "beta gamma", "epsilon zeta", "eta theta", "iota kappa"]
+    dd = DatasetDict({"train": Dataset.from_dict({"text": words[:4]}),
+                      "extra": Dataset.from_dict({"text": words[4:]})})
+    fits = []
+    orig = Word2VecEmbedder.fit
+
+    def counting_fit(self, data):
+        fits.append(len(data))
+        return orig(self, data)
+
+    monkeypatch.setattr(Word2VecEmbedder, "fit", counting_fit)
+    out = dd.filter_uniform(k=2, splits=["train", "extra"], progress=False, cache=False, seed=0)
+    assert fits == [6]  # once, on both splits together
+    assert len(out["train"]) == 2 and len(out["extra"]) == 2
+    # the vectors are those of the jointly fitted model: words of "extra" are known when embedding "train"
+    emb = Word2VecEmbedder()
+    orig(emb, Dataset.from_dict({"text": words}))
+    x = emb.encode(words[:4])
+    sel = maxmin_select(x, 2, seed=0)
+    assert out["train"]["text"][:] == [words[i] for i in sel.indices]
 
 
 def test_zero_vectors_error_names_rows_and_drop_option():
