@@ -53,6 +53,8 @@ def _k_value(text: str) -> int | float:
     """-k: a whole number of rows, or a fraction strictly between 0 and 1 (written with a decimal point)."""
     t = text.strip()
     if t.lstrip("+").isdigit():
+        if int(t) < 1:
+            raise argparse.ArgumentTypeError(f"k must be at least 1, got {text}")
         return int(t)
     try:
         value = float(t)
@@ -100,6 +102,13 @@ def _int_list(text: str) -> list[int]:
     return rows
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``hf-uniform select: error: ...; see --help``), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="a .json/.jsonl/.parquet/.csv file, a save_to_disk folder, or a Hub dataset id")
     p.add_argument("--split", default="train", help="split of a DatasetDict or Hub dataset (default: train)")
@@ -127,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["select", "data.jsonl", "-k", "10", "-o", "out"]).k
         10
     """
-    parser = argparse.ArgumentParser(prog="hf-uniform", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="hf-uniform", description=__doc__.splitlines()[0])
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"hf-uniform {__version__}")
@@ -651,7 +660,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         2
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as err:  # --help, --version (0) or a bad argument (2, one line already printed)
+        return int(err.code or 0)
     _configure_output(getattr(args, "quiet", False))
     code = 0
     try:

@@ -171,3 +171,54 @@ def test_keys_and_identity(tmp_path):
         load_embeddings("../../etc/passwd", cache_dir=tmp_path)
     with pytest.raises(UniformError, match="2-D"):
         save_embeddings("ab", np.zeros(3, np.float32), cache_dir=tmp_path)
+
+
+def test_edit_keeping_size_and_mtime_recomputes(tmp_path, monkeypatch):
+    """The stale-row reproducer: edit a row keeping the file size, restore the mtime (as cp -p, rsync -a or
+    tar x do), rerun: the new text is embedded and written, with and without --no-cache."""
+    import json
+    import os
+
+    from hf_uniform.cli import main
+
+    monkeypatch.setenv("HF_UNIFORM_CACHE", str(tmp_path / "cache"))
+    words = ["alpha beta", "gamma delta", "epsilon zeta", "eta theta", "iota kappa", "lambda mu"]
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(json.dumps({"instruction": w, "output": "ok"}) + "\n" for w in words))
+    st = src.stat()
+    assert main(["select", str(src), "-k", "6", "-o", str(tmp_path / "a"), "-q", "--no-plot"]) == 0
+    edited = src.read_text().replace("gamma delta", "GAMMA DELTA")
+    src.write_text(edited)
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert src.stat().st_size == st.st_size and src.stat().st_mtime_ns == st.st_mtime_ns
+    for extra in ([], ["--no-cache"]):
+        out = tmp_path / f"b{len(extra)}"
+        assert main(["select", str(src), "-k", "6", "-o", str(out), "-q", "--no-plot", *extra]) == 0
+        texts = [json.loads(line)["instruction"] for line in (out / "subset.jsonl").read_text().splitlines()]
+        assert "GAMMA DELTA" in texts and "gamma delta" not in texts
+    keys = sorted(p.name for p in (tmp_path / "cache" / "embeddings").glob("*.npy"))
+    assert len(keys) == 2  # one entry per content, not per path/size/mtime
+
+
+def test_content_hash_is_computed_while_reading_once(tmp_path, monkeypatch):
+    """read_source opens the input once (hash while reading, no second pass)."""
+    import builtins
+
+    from hf_uniform.io import read_source
+
+    src = tmp_path / "d.jsonl"
+    src.write_text('{"text": "a"}\n{"text": "b"}\n')
+    opened = []
+    real_open = builtins.open
+
+    def spy(file, *a, **k):
+        if str(file) == str(src):
+            opened.append(file)
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", spy)
+    one = read_source(src)
+    assert len(opened) == 1
+    monkeypatch.undo()
+    src.write_text('{"text": "a"}\n{"text": "c"}\n')
+    assert read_source(src).fingerprint() != one.fingerprint()

@@ -23,6 +23,7 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=900)
 
 
+@pytest.mark.slow
 def test_select_end_to_end_on_alpaca_9k(shared_data, tmp_path):
     src = shared_data("instruct/alpaca_9k.jsonl")
     out = tmp_path / "out"
@@ -34,11 +35,14 @@ def test_select_end_to_end_on_alpaca_9k(shared_data, tmp_path):
     assert record["k"] == 4500 and record["n"] == 9229 and record["metric"] == "cosine"
     assert record["report"]["subset"]["h"] > record["report"]["random"]["h"]
     assert record["report"]["subset"]["coverage_radius"] < record["report"]["random"]["coverage_radius"]
-    assert record["h"] == pytest.approx(record["report"]["subset"]["h"], abs=1e-5)
+    assert record["h"] == record["report"]["subset"]["h"]  # one value of h everywhere
     assert len(record["indices"]) == len(record["min_distances"]) == 4500
     assert record["embedder"]["embedder"] == "Word2VecEmbedder"
-    assert {"torch", "datasets"} <= set(record["versions"])
-    for name in ("random.jsonl", "mixed.jsonl", "coverage.png"):
+    assert {"torch", "datasets"} <= set(record["engine"]["versions"])
+    assert record["embedded"]["columns"] == ["instruction", "input", "output"]
+    assert record["meaning"]["h"].endswith("higher is better: the subset is more spread out. The greedy max-min "
+                                           "selection maximises it") or "higher is better" in record["meaning"]["h"]
+    for name in ("random.jsonl", "mixed.jsonl", "uniformity.png"):
         assert (out / name).exists(), name
     # the subset rows are the pool rows at the recorded indices, in greedy order
     pool = [json.loads(line) for line in src.read_text().splitlines() if line.strip()]
@@ -126,3 +130,146 @@ def test_drop_zero_vectors_flag(tmp_path):
     assert main(["select", str(src), "-k", "2", "-o", str(tmp_path / "b"), "-q", "--drop-zero-vectors"]) == 0
     record = json.loads((tmp_path / "b" / "selection.json").read_text())
     assert record["engine"]["dropped_rows"] == [1] and 1 not in record["indices"]
+
+
+# ------------------------------------------------------------------ errors first, work later; safe outputs
+
+
+def _small(tmp: Path, name: str = "s.jsonl", n: int = 8) -> Path:
+    words = ["alpha beta", "gamma delta", "epsilon zeta", "eta theta", "iota kappa", "lambda mu", "nu xi",
+             "omicron pi", "rho sigma", "tau upsilon"]
+    p = tmp / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("".join(json.dumps({"instruction": words[i % 10] + f" {i}", "output": "ok"}) + "\n"
+                         for i in range(n)))
+    return p
+
+
+def test_every_bad_argument_is_refused_before_reading_the_data(tmp_path, monkeypatch, capsys):
+    import hf_uniform.io as hio
+
+    def no_read(*a, **k):
+        raise AssertionError("the data was read before the arguments were checked")
+
+    monkeypatch.setattr(hio, "read_source", no_read)
+    src = str(_small(tmp_path))
+    (tmp_path / "afile").write_text("x")
+    cases = {
+        "empty field": (["--template", "{instruction} {}"], "without a column name"),
+        "open brace": (["--template", "{instruction"], "malformed"),
+        "huge width": (["--template", "{x:>99999999999}"], "more than 10000 characters"),
+        "negative seed": (["--seed=-1"], "--seed must be 0 or more"),
+        "tpu": (["--device", "tpu"], "unknown device 'tpu'"),
+        "k 1.0": (["-k", "1.0"], "neither a whole number"),
+        "k zero": (["-k", "0"], "k must be at least 1"),
+        "k nan": (["-k", "nan"], "neither a whole number"),
+        "bad embedder": (["--embedder", "bogus"], "unknown embedder"),
+        "both text options": (["--text-columns", "a", "--template", "{a}"], "not both"),
+        "resume alone": (["--resume"], "--resume needs --checkpoint"),
+        "bad method": (["--method", "fast"], "invalid choice"),
+    }
+    import torch
+
+    if not torch.cuda.is_available():
+        cases["cuda"] = (["--device", "cuda"], "no CUDA device")
+    for name, (extra, needle) in cases.items():
+        args = ["select", src, "-o", str(tmp_path / "o"), "-q", *extra]
+        if "-k" not in extra:
+            args += ["-k", "2"]
+        code = main(args)  # argparse errors are returned too, not raised
+        err = capsys.readouterr().err.strip()
+        assert code == 2, name
+        assert needle in err, (name, err)
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, (name, err)
+    for out, needle in ((tmp_path / "afile", "is not a folder"), (tmp_path / "afile" / "sub", "under the file"),
+                        (Path("/dev/full"), "is not a folder"), (tmp_path, "holds the input")):
+        assert main(["select", src, "-k", "2", "-o", str(out), "-q"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_fraction_rounding_to_zero_is_refused_before_embedding(tmp_path, monkeypatch, capsys):
+    import hf_uniform.integration as integ
+
+    monkeypatch.setattr(integ, "embed", lambda *a, **k: (_ for _ in ()).throw(AssertionError("embedded")))
+    assert main(["select", str(_small(tmp_path)), "-k", "1e-7", "-o", str(tmp_path / "o"), "-q"]) == 2
+    assert "rounds to 0 rows" in capsys.readouterr().err
+    assert main(["select", str(_small(tmp_path)), "-k", "9", "-o", str(tmp_path / "o"), "-q"]) == 2
+    assert "exceeds the number of rows n=8" in capsys.readouterr().err
+
+
+def test_ctrl_c_exits_130_in_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatch, capsys):
+    from hf_uniform.io import SourceData
+
+    real = SourceData.write_rows
+
+    def interrupted(self, indices, path, fmt=None, extra=None):
+        from hf_uniform.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.write_text("partial")
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(SourceData, "write_rows", interrupted)
+    out = tmp_path / "o"
+    assert main(["select", str(_small(tmp_path)), "-k", "3", "-o", str(out), "-q", "--no-plot"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "interrupted" in err
+    assert sorted(p.name for p in out.iterdir()) == []  # no .tmp, no subset, no selection.json
+    monkeypatch.setattr(SourceData, "write_rows", real)
+    assert main(["select", str(_small(tmp_path)), "-k", "3", "-o", str(out), "-q", "--no-plot"]) == 0
+
+
+def test_overwrite_removes_every_earlier_file_and_selection_json_is_the_commit_marker(tmp_path):
+    src = _small(tmp_path, n=10)
+    out = tmp_path / "o"
+    assert main(["select", str(src), "-k", "4", "-o", str(out), "-q", "--baselines", "--no-plot"]) == 0
+    assert {"random.jsonl", "mixed.jsonl", "subset.jsonl", "selection.json"} <= {p.name for p in out.iterdir()}
+    (out / "notes.txt").write_text("mine")  # not ours: kept
+    assert main(["select", str(src), "-k", "3", "-o", str(out), "-q", "--no-plot"]) == 2  # finished: refused
+    assert main(["select", str(src), "-k", "3", "-o", str(out), "-q", "--no-plot", "--overwrite",
+                 "--format", "parquet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "selection.json", "subset.parquet"]
+    # a run killed before selection.json: its files are an unfinished selection, replaced by a rerun
+    (out / "selection.json").unlink()
+    (out / "random.jsonl").write_text("stale\n")
+    (out / ".subset.jsonl.x1y2.tmp.jsonl").write_text("partial")
+    assert main(["select", str(src), "-k", "2", "-o", str(out), "-q", "--no-plot"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "selection.json", "subset.jsonl"]
+    assert json.loads((out / "selection.json").read_text())["k"] == 2
+
+
+def test_overwrite_cannot_destroy_an_input_inside_the_output_folder(tmp_path, capsys):
+    out = tmp_path / "o"
+    src = _small(tmp_path)
+    assert main(["select", str(src), "-k", "4", "-o", str(out), "-q", "--no-plot"]) == 0
+    before = (out / "subset.jsonl").read_bytes()
+    assert main(["select", str(out / "subset.jsonl"), "-k", "2", "-o", str(out), "-q", "--overwrite"]) == 2
+    assert "holds the input" in capsys.readouterr().err
+    assert (out / "subset.jsonl").read_bytes() == before
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        out = tmp_path / "o"
+        assert main(["select", str(_small(tmp_path)), "-k", "3", "-o", str(out), "-q", "--baselines"]) == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert modes and all(m == 0o640 for m in modes.values()), modes
+
+
+def test_stdout_on_a_full_disk_is_one_line_not_a_traceback(tmp_path):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    src = tmp_path / "v.jsonl"
+    src.write_text("".join(json.dumps({"v": [float(i), 1.0]}) + "\n" for i in range(5)))
+    with open("/dev/full", "w") as full:
+        exe = shutil.which("hf-uniform")
+        cmd = [exe] if exe else [sys.executable, "-m", "hf_uniform.cli"]
+        res = subprocess.run([*cmd, "stats", str(src), "--embedding-column", "v", "-q"], stdout=full,
+                             stderr=subprocess.PIPE, text=True, timeout=300)
+    assert res.returncode == 2
+    assert res.stderr.strip().startswith("hf-uniform: error:") and len(res.stderr.strip().splitlines()) == 1
