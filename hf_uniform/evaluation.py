@@ -624,8 +624,10 @@ def evaluate_checkpoint(
     heldout: Any = None,
     heldout_max_length: int | None = 512,
     heldout_prompt_format: str = "auto",
+    heldout_limit: int | float | None = None,
     skip_lm_eval: bool = False,
     model_args: Mapping[str, Any] | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint: lm-eval benchmarks and, with ``heldout``, held-out loss; write the results.
 
@@ -645,8 +647,11 @@ def evaluate_checkpoint(
             layout (Alpaca columns, ``prompt``/``completion`` or ``messages``).
         heldout_max_length: cut sequences as training does.
         heldout_prompt_format: ``"auto"``, ``"alpaca"``, ``"chat"`` or ``"prompt_completion"`` (as training).
+        heldout_limit: score only the first rows of the held-out split (a count, or a fraction < 1); default:
+            ``limit``, so ``--limit`` bounds every part of the evaluation.
         skip_lm_eval: only compute held-out loss.
         model_args: extra ``HFLM`` arguments.
+        progress: show a progress bar for the held-out loss.
 
     Example:
         >>> evaluate_checkpoint("ckpt", "out/eval", data_dir="../shared/data/eval", limit=8)  # doctest: +SKIP
@@ -660,7 +665,9 @@ def evaluate_checkpoint(
     if heldout is not None:
         result["heldout"] = checkpoint_heldout_loss(model, heldout, device=device, dtype=dtype,
                                                     max_length=heldout_max_length,
-                                                    prompt_format=heldout_prompt_format)
+                                                    prompt_format=heldout_prompt_format,
+                                                    limit=heldout_limit if heldout_limit is not None else limit,
+                                                    progress=progress)
     if not skip_lm_eval:
         result["lm_eval"] = run_lm_eval(model, tasks, work_dir=output_dir, data_dir=data_dir, limit=limit,
                                         batch_size=batch_size, device=device, dtype=dtype,
@@ -680,11 +687,14 @@ def checkpoint_heldout_loss(
     max_length: int | None = 512,
     prompt_format: str = "auto",
     batch_size: int = 8,
+    limit: int | float | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Held-out loss of a checkpoint folder (or a loaded model + ``tokenizer``) on a split, as a dict.
 
     The split is rendered into ``(prompt, response)`` pairs with the training recipe's formatter, so the
-    prompt template matches training.
+    prompt template matches training. ``limit`` scores only the first rows (a count, or a fraction < 1 of
+    the split); ``progress`` shows a bar.
 
     Example:
         >>> checkpoint_heldout_loss("ckpt", "heldout.jsonl")["loss"]  # doctest: +SKIP
@@ -697,11 +707,18 @@ def checkpoint_heldout_loss(
     elif tokenizer is None:
         raise UniformError("pass the tokenizer with a loaded model")
     ds = load_input(heldout) if isinstance(heldout, (str, os.PathLike)) else heldout
+    total = len(ds)
+    if limit is not None:
+        if isinstance(limit, bool) or not limit > 0:
+            raise UniformError(f"held-out limit must be a positive count or a fraction in (0, 1), got {limit!r}")
+        rows = int(limit) if limit >= 1 else max(1, round(float(limit) * total))
+        ds = ds.select(range(min(rows, total)))
     pairs = format_pairs(ds, prompt_format=prompt_format)
     t0 = time.perf_counter()
-    res = heldout_loss(model, tokenizer, pairs, max_length=max_length, batch_size=batch_size)
+    res = heldout_loss(model, tokenizer, pairs, max_length=max_length, batch_size=batch_size, progress=progress)
     return {"loss": res.loss, "perplexity": res.perplexity, "tokens": res.tokens, "examples": res.examples,
-            "truncated": res.truncated, "max_length": max_length, "seconds": time.perf_counter() - t0}
+            "rows_in_split": total, "truncated": res.truncated, "max_length": max_length,
+            "seconds": time.perf_counter() - t0}
 
 
 def summary_table(result: Mapping[str, Any]) -> str:
@@ -766,9 +783,12 @@ class EvalArguments:
     heldout: str | None = field(default=None, metadata={
         "help": "also compute held-out loss (mean per-token CE on response tokens) on this split (a data file)"})
     heldout_max_length: int = field(default=512, metadata={"help": "cut held-out sequences as training does"})
+    heldout_limit: float | None = field(default=None, metadata={
+        "help": "score only the first rows of --heldout (count, or fraction < 1); default: --limit"})
     heldout_prompt_format: str = field(default="auto", metadata={
         "help": "auto, alpaca, chat or prompt_completion (as the training recipe)"})
     skip_lm_eval: bool = field(default=False, metadata={"help": "only held-out loss"})
+    no_progress: bool = field(default=False, metadata={"help": "hide the held-out loss progress bar"})
     num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads"})
 
 
@@ -795,6 +815,8 @@ def parse_eval_args(argv: Sequence[str] | None = None) -> EvalArguments:
     try:
         out = parse(list(argv) if argv is not None else None, return_remaining_strings=True)
     except SystemExit as err:
+        if not err.code:  # --help printed the usage: exit 0 as argparse does
+            raise
         raise UniformError(f"bad arguments for eval (exit status {err.code}); see --help") from None
     except ValueError as err:
         raise UniformError(f"bad arguments for eval: {str(err).splitlines()[0]}") from None
@@ -837,7 +859,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = evaluate_checkpoint(
             args.model, out, tasks=args.tasks, data_dir=args.data_dir, limit=limit, batch_size=bs,
             device=args.device, dtype=args.dtype, heldout=args.heldout, heldout_max_length=args.heldout_max_length,
-            heldout_prompt_format=args.heldout_prompt_format, skip_lm_eval=args.skip_lm_eval)
+            heldout_prompt_format=args.heldout_prompt_format, skip_lm_eval=args.skip_lm_eval,
+            heldout_limit=args.heldout_limit, progress=not args.no_progress)
     except UniformError as err:
         logger.error("%s", err)
         print(f"eval: error: {err}", file=sys.stderr)

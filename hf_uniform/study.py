@@ -108,7 +108,7 @@ class StudyConfig:
     device: str = field(default="cpu", metadata={"help": "device for evaluation (training follows the recipe)"})
     keep_models: bool = field(default=True, metadata={"help": "keep each arm's final weights in WORK_DIR"})
     num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)"})
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    progress: bool = field(default=True, metadata={"help": "progress bars are on by default; --no_progress hides them"})
     command: str | None = field(default=None, metadata={"help": "the command line, recorded in the report"})
 
     def validate(self) -> None:
@@ -1127,6 +1127,8 @@ def parse_study_args(argv: Sequence[str] | None = None) -> StudyConfig:
         (cfg, rest) = parser.parse_args_and_config(list(argv) if argv is not None else None,
                                                    return_remaining_strings=True)
     except SystemExit as err:
+        if not err.code:  # --help printed the usage: exit 0 as argparse does
+            raise
         raise UniformError(f"bad arguments for compare (exit status {err.code}); see --help") from None
     except ValueError as err:
         raise UniformError(f"bad arguments for compare: {str(err).splitlines()[0]}") from None

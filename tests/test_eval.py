@@ -146,7 +146,8 @@ def test_eval_recipe_end_to_end(tiny_model, shared_data, tmp_path):
     assert result["lm_eval"]["n_samples"] == {"arc_challenge": 8, "truthfulqa_mc1": 8, "truthfulqa_mc2": 8}
     assert result["lm_eval"]["n_shot"] == {"arc_challenge": 25, "truthfulqa_mc1": 0, "truthfulqa_mc2": 0}
     ho = result["heldout"]
-    assert ho["examples"] == 12 and ho["tokens"] > 100 and math.isfinite(ho["loss"]) and ho["loss"] > 0
+    assert ho["examples"] == 8 and ho["rows_in_split"] == 12  # --limit bounds the held-out loss too
+    assert ho["tokens"] > 50 and math.isfinite(ho["loss"]) and ho["loss"] > 0
     summary = (out / "summary.md").read_text()
     assert summary.startswith("| task | shots | metric | value | stderr | n |")
     assert "| arc_challenge | 25 | acc_norm |" in summary and "held-out split" in summary
@@ -220,3 +221,13 @@ def test_zero_shot_arc_needs_no_training_file(shared_data, tmp_path):
     assert "fewshot_split: null" in Path(paths["arc_challenge"]).read_text()
     with pytest.raises(UniformError, match="few-shot"):
         prepare_tasks(parse_tasks("arc_challenge:25"), tmp_path / "w2", data_dir=tmp_path / "data")
+
+
+@pytest.mark.parametrize("recipe", ["eval.py", "compare.py"])
+def test_recipe_help_exits_0(recipe):
+    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / recipe), "--help"], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage:" in proc.stdout and "error" not in proc.stderr
+    if recipe == "compare.py":
+        assert "--no_progress hides" in proc.stdout and "show progress bars" not in proc.stdout
