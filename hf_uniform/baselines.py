@@ -4,6 +4,9 @@
 * :func:`first_k`: the first ``k`` rows.
 * :func:`mixed_subset`: the paper's TeaMs-RL "random" baseline: half the rows drawn at random, the other
   half added greedily to *minimise* distances (each step adds the unchosen row nearest to the chosen set).
+* :func:`length_matched_subset`: random rows drawn to match another subset's length histogram (quantile
+  bins of the pool's lengths, the same count per bin), the control that separates "uniform data trains
+  faster" from "uniform data is shorter".
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .errors import UniformError
 from .selection import check_k, maxmin_select
 
 
@@ -60,3 +64,49 @@ def mixed_subset(
     start = np.random.default_rng(seed).choice(n, size=half, replace=False).tolist()
     sel = maxmin_select(embeddings, k, metric=metric, start=start, objective="min", **kwargs)
     return sel.indices
+
+
+def length_bins(lengths: np.ndarray, bins: int = 10) -> np.ndarray:
+    """Bin of every row: quantile bins of the pool's ``lengths`` (``bins`` equal-count bins, fewer when
+    lengths repeat so much that quantile edges coincide).
+
+    Bin ``b`` holds the rows with ``edges[b] <= length < edges[b + 1]`` over the unique inner quantile edges,
+    so equal lengths always share a bin.
+
+    Example:
+        >>> length_bins(np.array([1, 2, 3, 4, 5, 6, 7, 8]), bins=4).tolist()
+        [0, 0, 1, 1, 2, 2, 3, 3]
+    """
+    lengths = np.asarray(lengths, dtype=np.float64)
+    if bins < 1:
+        raise UniformError(f"bins must be >= 1, got {bins}")
+    inner = np.unique(np.quantile(lengths, np.linspace(0, 1, bins + 1)[1:-1]))
+    return np.searchsorted(inner, lengths, side="right").astype(np.int64)
+
+
+def length_matched_subset(
+    lengths: np.ndarray, target: np.ndarray, *, bins: int = 10, seed: int | None = 0,
+) -> np.ndarray:
+    """Random rows with the same length histogram as the rows ``target`` (e.g. the uniform subset).
+
+    The rows of the pool (``lengths``: one length per pool row) are put in :func:`length_bins`; for each
+    bin, as many rows as ``target`` has in it are drawn at random without replacement from *all* pool rows
+    of that bin (the target rows themselves included, nothing else excluded), with one seeded generator
+    visiting bins in order. Always feasible, since the target's rows lie in their own bins. Sorted indices.
+
+    Example:
+        >>> lens = np.arange(100)
+        >>> picked = length_matched_subset(lens, np.arange(10), bins=10, seed=0)
+        >>> len(picked), int(lens[picked].max()) < 10
+        (10, True)
+    """
+    lengths = np.asarray(lengths)
+    target = np.asarray(target, dtype=np.int64)
+    n = len(lengths)
+    if len(np.unique(target)) != len(target) or (len(target) and (target.min() < 0 or target.max() >= n)):
+        raise UniformError(f"target must be distinct row indices in [0, {n}), got {len(target)} rows")
+    b = length_bins(lengths, bins)
+    need = np.bincount(b[target], minlength=int(b.max()) + 1)
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(b == i), size=int(c), replace=False) for i, c in enumerate(need) if c]
+    return np.sort(np.concatenate(picked)).astype(np.int64) if picked else np.zeros(0, dtype=np.int64)
