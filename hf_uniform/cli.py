@@ -536,7 +536,7 @@ def _evidence(args: argparse.Namespace, x: Any, sel: Any, timings: dict[str, flo
         "lengths": None,
         "heldout": None,
         "input": str(args.input),
-        "command": "hf-uniform " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None,
+        "command": "hf-uniform " + shlex.join(getattr(args, "argv", None) or sys.argv[1:]),
         "seed": args.seed,
         "start": sel.info.get("start"),
         "embedder": None,
@@ -636,7 +636,7 @@ def _configure_output(quiet: bool) -> None:
         lg = logging.getLogger(name)
         lg.handlers[:] = [handler]
         lg.propagate = False
-        lg.setLevel(logging.WARNING if quiet else logging.INFO)
+        lg.setLevel(logging.ERROR if quiet else logging.INFO)
     if quiet:
         for var, value in (("TQDM_DISABLE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
                            ("TRANSFORMERS_VERBOSITY", "error"), ("DATASETS_VERBOSITY", "error"),
@@ -664,6 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as err:  # --help, --version (0) or a bad argument (2, one line already printed)
         return int(err.code or 0)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     _configure_output(getattr(args, "quiet", False))
     code = 0
     try:

@@ -50,7 +50,7 @@ MODEL_TAGS = ["hf-uniform", "uniform-subset", "data-selection", "sft"]
 DEFAULT_TASK_CATEGORIES = ["text-generation"]  # instruction-tuning data, as the selected pools are
 MAX_SHARD_BYTES = 500 * 1024**2
 # remote files a new subset push replaces: stale shards of an earlier, larger push must not linger
-SUBSET_DELETE_PATTERNS = ["data/*", "baselines/*", "coverage.png"]
+SUBSET_DELETE_PATTERNS = ["data/*", "baselines/*", "coverage.png", "uniformity.png"]
 REGIMES = {
     "adamw-ce": ("AdamW-CE", "AdamW on the token-level cross-entropy loss (the standard SFT recipe)"),
     "l2-sgd": ("ℓ2-SGD", "plain SGD on the squared-error (ℓ2) loss between the logits and the one-hot next token, "
@@ -401,8 +401,8 @@ def _resolve_inputs(subset: Any, record: dict, sel_folder: Path | None, coverage
         if not plot.is_file():
             raise UniformError(f"coverage plot {plot} does not exist; pass an existing PNG or None")
     elif out_dir is not None:
-        name = files.get("coverage_plot") or "coverage.png"
-        plot = out_dir / name if (out_dir / name).is_file() else None
+        names = [files.get("coverage_plot"), "uniformity.png", "coverage.png"]
+        plot = next((out_dir / n for n in names if n and (out_dir / n).is_file()), None)
     extra: dict[str, Any] = {}
     if baselines is None and out_dir is not None:
         baselines = {b: out_dir / files[b] for b in ("random", "mixed") if files.get(b) and (out_dir / files[b]).is_file()}
@@ -557,7 +557,7 @@ def render_dataset_card(
     task_categories: str | Sequence[str] | None = None,
     source_dataset: str | None = None,
     pretty_name: str | None = None,
-    coverage_plot: str | None = "coverage.png",
+    coverage_plot: str | None = "uniformity.png",
     revision: str | None = None,
     template: str | os.PathLike | None = None,
     token: str | bool | None = None,
@@ -581,7 +581,8 @@ def render_dataset_card(
         task_categories: Hub task categories (default: the source's, else ``text-generation``).
         source_dataset: the Hub id of the source when ``selection["input"]`` is a local file.
         pretty_name: the card title.
-        coverage_plot: file name of the PCA plot in the repo, or ``None`` when there is none.
+        coverage_plot: file name of the figure (``uniformity.png``: radius trace, nearest-neighbour distances,
+            PCA map) in the repo, or ``None`` when there is none.
         revision: branch the subset is pushed to (shown in the load snippet).
         template: a Jinja card template instead of ``model_cards/dataset_card.md``.
         token: used only to read the source dataset's card on the Hub.
@@ -630,7 +631,8 @@ def render_dataset_card(
         pretty_name=pretty_name or f"Uniform subset of {source_name} (k={k})", tags=list(SUBSET_TAGS), **extra)
     command, code = _reproduce(record)
     engine = record.get("engine") if isinstance(record.get("engine"), Mapping) else {}
-    versions = record.get("versions") if isinstance(record.get("versions"), Mapping) else {}
+    versions = record.get("versions") or engine.get("versions")
+    versions = versions if isinstance(versions, Mapping) else {}
     baseline_configs = [
         {"name": c["config_name"], "path": c["data_files"][0]["path"] + ".parquet",
          "description": BASELINE_DESCRIPTIONS.get(c["config_name"], f"the {c['config_name']} baseline")}
@@ -693,7 +695,7 @@ def stage_subset(
     """Write the dataset repo of a uniform subset into ``folder`` (new or empty); return its file paths.
 
     Layout: ``README.md`` (the card), ``data/train-*.parquet``, ``baselines/<name>/train-*.parquet``,
-    ``selection.json`` and ``coverage.png``. This is what :func:`push_subset` uploads. Arguments as there.
+    ``selection.json`` and ``uniformity.png``. This is what :func:`push_subset` uploads. Arguments as there.
 
     Example:
         >>> from datasets import Dataset
@@ -759,7 +761,7 @@ def _stage_subset(subset: Any, repo_id: str, folder: Path, *, selection: Any, ba
         card = render_dataset_card(
             record, repo_id, subset=ds, configs=configs, dataset_info=holder.to_dict().get("dataset_info"),
             license=license, language=language, task_categories=task_categories, source_dataset=source_dataset,
-            pretty_name=pretty_name, coverage_plot="coverage.png" if plot else None, revision=revision,
+            pretty_name=pretty_name, coverage_plot="uniformity.png" if plot else None, revision=revision,
             template=template, token=token)
         generated: dict[str, bytes] = {"README.md": _card_bytes(card)}
         sel_path = sel_folder / "selection.json" if sel_folder is not None else None
@@ -769,7 +771,7 @@ def _stage_subset(subset: Any, repo_id: str, folder: Path, *, selection: Any, ba
         else:
             generated["selection.json"] = _json_bytes(clean)
         if plot is not None:
-            generated["coverage.png"] = plot.read_bytes()
+            generated["uniformity.png"] = plot.read_bytes()
         _check_no_secret(generated, secret)
         for path_in_repo, data in generated.items():
             (stage / path_in_repo).write_bytes(data)
@@ -824,7 +826,7 @@ def push_subset(
 
     The repo gets ``data/train-*.parquet`` (the subset, in greedy order), ``baselines/<name>/train-*.parquet``
     (configs ``random``/``mixed`` when ``hf-uniform select --baselines`` wrote them), ``selection.json``,
-    ``coverage.png`` and ``README.md`` (see :func:`render_dataset_card`). Everything is built and checked
+    ``uniformity.png`` and ``README.md`` (see :func:`render_dataset_card`). Everything is built and checked
     locally first, then uploaded in one commit with ``HfApi.upload_folder``; shards of an earlier push that the
     new one does not overwrite are deleted in the same commit.
 
@@ -839,7 +841,8 @@ def push_subset(
         commit_message: default ``"Upload uniform subset (k=.. of n=..) with hf-uniform"``.
         dry_run_to: write the repo folder here instead of uploading.
         baselines: ``{config name: Dataset or file}``; default: the baselines in the ``subset`` folder.
-        coverage_plot: the PCA plot; default: ``coverage.png`` in the ``subset`` folder when present.
+        coverage_plot: the figure; default: ``uniformity.png`` (or an older ``coverage.png``) in the ``subset``
+            folder when present.
         license: Hub licence id; default: the source's when it is recorded.
         language: language code(s); default: the source's when recorded.
         task_categories: default: the source's, else ``text-generation``.
@@ -1263,7 +1266,7 @@ def add_push_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "push", help="push the folder written by `hf-uniform select` to the Hub as a dataset with its card",
         description="Push the folder written by `hf-uniform select` to the Hub as a dataset (data/train-*.parquet, "
-                    "selection.json, coverage.png and a dataset card). The token comes from HF_TOKEN or "
+                    "selection.json, uniformity.png and a dataset card). The token comes from HF_TOKEN or "
                     "`hf auth login`.")
     p.add_argument("out", metavar="OUT", help="the folder written by `hf-uniform select`")
     p.add_argument("--repo-id", required=True, help="USER/NAME of the dataset repo (created when missing)")
@@ -1327,7 +1330,7 @@ def push_command(args: argparse.Namespace) -> int:
         if not _is_network_error(err):
             raise
         print(f"hf-uniform: error: push to {args.repo_id} failed: {_first_line(err)}", file=sys.stderr)
-        return 1
+        return 2
     print(f"pushed {len(result.files)} files to {result.url}")
     if result.commit_url:
         print(f"commit: {result.commit_url}")

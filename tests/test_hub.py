@@ -119,8 +119,8 @@ def test_dry_run_folder_is_the_dataset_with_its_card(select_out, tmp_path, capsy
     assert code == 0
     files = _files(dry)
     assert sorted(files) == ["README.md", "baselines/mixed/train-00000-of-00001.parquet",
-                             "baselines/random/train-00000-of-00001.parquet", "coverage.png",
-                             "data/train-00000-of-00001.parquet", "selection.json"]
+                             "baselines/random/train-00000-of-00001.parquet",
+                             "data/train-00000-of-00001.parquet", "selection.json", "uniformity.png"]
     assert "data/train-00000-of-00001.parquet" in capsys.readouterr().out
 
     # the card: metadata parsed by huggingface_hub
@@ -145,8 +145,8 @@ def test_dry_run_folder_is_the_dataset_with_its_card(select_out, tmp_path, capsy
         row = f"| {label} | {rep[name]['k']} | {rep[name]['h']:.4g} | {rep[name]['coverage_radius']:.4g} |"
         assert row in body, row
     assert rep["subset"]["h"] > rep["random"]["h"]  # the subset this card describes is the more uniform one
-    assert "](coverage.png)" in body and "[`selection.json`](selection.json)" in body
-    assert record["command"] in body and "ds.filter_uniform(k=24, metric=\"cosine\", seed=0)" in body
+    assert "](uniformity.png)" in body and "[`selection.json`](selection.json)" in body
+    assert record["command"] in body and "ds.filter_uniform(k=24, metric=\"cosine\", seed=0, text_columns=" in body
     assert "arXiv:2506.24120" in body and hub.PAPER_TITLE in body
 
     # load_dataset on the folder returns the subset, in greedy order; the baselines are configs
@@ -158,8 +158,8 @@ def test_dry_run_folder_is_the_dataset_with_its_card(select_out, tmp_path, capsy
     assert rnd["instruction"][:] == [r["instruction"] for r in _jsonl(select_out / "random.jsonl")]
 
     # the image and the record are the ones `select` wrote
-    assert files["coverage.png"][:8] == b"\x89PNG\r\n\x1a\n"
-    assert files["coverage.png"] == (select_out / "coverage.png").read_bytes()
+    assert files["uniformity.png"][:8] == b"\x89PNG\r\n\x1a\n"
+    assert files["uniformity.png"] == (select_out / "uniformity.png").read_bytes()
     assert files["selection.json"] == (select_out / "selection.json").read_bytes()
 
 
@@ -415,13 +415,13 @@ def test_bad_input_is_refused_before_any_request(select_out, tmp_path, fake_hub,
     assert not (tmp_path / "d").exists() and sorted(p.name for p in (tmp_path / "full").iterdir()) == ["x"]
 
 
-def test_unreachable_hub_is_one_line_exit_1(select_out, monkeypatch, capsys):
+def test_unreachable_hub_is_one_line_exit_2(select_out, monkeypatch, capsys):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    assert main(["push", str(select_out), "--repo-id", REPO, "--license", "mit", "--language", "en", "-q"]) == 1
+    assert main(["push", str(select_out), "--repo-id", REPO, "--license", "mit", "--language", "en", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"hf-uniform: error: push to {REPO} failed: ") and err.count("\n") == 1
     assert "Traceback" not in err and TOKEN not in err
