@@ -237,7 +237,10 @@ def point_distances(rows: torch.Tensor, centre: torch.Tensor, metric: str) -> to
 def _start_rows(n: int, k: int, start: int | Sequence[int] | None, seed: int | None) -> list[int]:
     if start is None:
         return [int(np.random.default_rng(seed).integers(n))]
-    starts = [int(start)] if isinstance(start, (int, np.integer)) else [int(s) for s in start]
+    items = [start] if isinstance(start, (int, np.integer, str, float, np.floating)) else list(start)
+    if any(isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)) for s in items):
+        raise UniformError(f"start must be a row index (an int) or a list of them, got {start!r}")
+    starts = [int(s) for s in items]
     if not starts:
         raise UniformError("start is empty; pass at least one row index or None for a seeded random start")
     bad = [s for s in starts if not 0 <= s < n]
@@ -427,6 +430,15 @@ def maxmin_select(
         raise UniformError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     if objective not in ("max", "min"):
         raise UniformError(f"objective must be 'max' or 'min', got {objective!r}")
+    if isinstance(embeddings, (list, tuple)):  # nested Python lists: numbers of one length, or refuse
+        try:
+            arr = np.asarray(embeddings)
+        except (ValueError, TypeError):
+            raise UniformError("embeddings are ragged: rows differ in length; pass an (n, d) float array") from None
+        if arr.dtype.kind not in "fiu":
+            raise UniformError(f"embeddings must be numbers, got {arr.dtype} values (e.g. numbers written as "
+                               "strings); pass an (n, d) float array")
+        embeddings = arr.astype(np.float64)
     if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
         raise UniformError(f"chunk_size must be a positive number of rows, got {chunk_size!r}")
     budget = parse_bytes(max_memory)

@@ -188,3 +188,25 @@ def test_register_refuses_to_overwrite_foreign_attribute(monkeypatch):
     monkeypatch.undo()
     register_dataset_methods()  # ours: re-registering is fine
     assert Dataset.filter_uniform is hf_uniform.integration._dataset_method
+
+
+def test_python_api_refuses_bad_start_ragged_string_and_numeric_string_vectors():
+    x = np.random.default_rng(0).normal(size=(10, 3))
+    for bad in (2.7, True, "3", [1, 2.0]):
+        with pytest.raises(UniformError, match="start must be a row index"):
+            maxmin_select(x, 3, start=bad)
+        with pytest.raises(UniformError, match="start must be a row index"):
+            filter_uniform(Dataset.from_dict({"e": x.tolist()}), 3, embedding_column="e", start=bad)
+    assert maxmin_select(x, 3, start=np.int64(4)).indices[0] == 4
+    with pytest.raises(UniformError, match="ragged"):
+        maxmin_select([[1.0, 2.0], [3.0]], 1)
+    with pytest.raises(UniformError, match="must be numbers"):
+        maxmin_select([["1", "2"], ["3", "4"]], 1)
+    with pytest.raises(UniformError, match="real numbers"):
+        maxmin_select(np.array([["a", "b"], ["c", "d"]]), 1)
+    strings = Dataset.from_dict({"e": [["1.0", "2.0"], ["3.0", "4.0"]]})
+    with pytest.raises(UniformError, match="not numbers"):
+        filter_uniform(strings, 1, embedding_column="e")
+    for k in (1.0, 0.0, 1e-7, True, "2"):
+        with pytest.raises(UniformError):
+            filter_uniform(Dataset.from_dict({"e": x.tolist()}), k, embedding_column="e")
