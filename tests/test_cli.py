@@ -273,3 +273,19 @@ def test_stdout_on_a_full_disk_is_one_line_not_a_traceback(tmp_path):
                              stderr=subprocess.PIPE, text=True, timeout=300)
     assert res.returncode == 2
     assert res.stderr.strip().startswith("hf-uniform: error:") and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_stats_on_a_subset_reuses_the_cached_pool_and_never_refits(tmp_path, monkeypatch, capsys):
+    from hf_uniform.embed import Word2VecEmbedder
+
+    src = _small(tmp_path, n=10)
+    out = tmp_path / "o"
+    assert main(["select", str(src), "-k", "4", "-o", str(out), "-q", "--no-plot"]) == 0
+    record = json.loads((out / "selection.json").read_text())
+    capsys.readouterr()
+    fits = []
+    monkeypatch.setattr(Word2VecEmbedder, "fit", lambda self, data: fits.append(1) or self)
+    assert main(["stats", str(src), "--subset", str(out / "subset.jsonl"), "-q"]) == 0
+    assert fits == []  # the cache hit serves pool and subset: nothing is trained after "cache hit"
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("subset"))
+    assert float(line.split()[2]) == pytest.approx(record["h"], abs=5e-7)
