@@ -9,6 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before any HF import: nothing ma
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PYTHONHASHSEED", "0")
+# one DeepSpeed op build for the whole run, shared by every test and subprocess (the first build takes ~40 s)
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions"))
 
 import pytest  # noqa: E402
 
@@ -28,6 +30,22 @@ def shared_path(rel: str) -> Path:
 def shared_data():
     """Callable fixture: ``shared_data("instruct/alpaca_9k.jsonl")`` -> Path, or skip when absent."""
     return shared_path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    """One tiny random LLaMA for the whole session (BPE tokenizer trained on 200 Alpaca rows): share it
+    instead of building one per module. Skips when the real data is absent."""
+    import json
+
+    from hf_uniform.train.tiny import build_tiny_llama
+
+    pool = shared_path("instruct/alpaca_9k.jsonl")
+    with pool.open(encoding="utf-8") as f:
+        rows = [json.loads(line) for _, line in zip(range(200), f, strict=False)]
+    texts = [f"{r['instruction']} {r['input']} {r['output']}" for r in rows]
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny_llama"), texts, vocab_size=400, hidden_size=32,
+                            intermediate_size=64, num_hidden_layers=1, seed=0)
 
 
 @pytest.fixture(autouse=True)

@@ -32,17 +32,9 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, request):
-    """A tiny random LLaMA with a BPE tokenizer trained on 200 Alpaca rows (hf_uniform.train.build_tiny_llama)."""
-    from conftest import shared_path
-
-    from hf_uniform.train.tiny import build_tiny_llama
-
-    pool = shared_path("instruct/alpaca_9k.jsonl")
-    rows = [json.loads(line) for _, line in zip(range(200), pool.open(encoding="utf-8"), strict=False)]
-    texts = [f"{r['instruction']} {r['input']} {r['output']}" for r in rows]
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny"), texts, vocab_size=400, hidden_size=32,
-                            intermediate_size=64, num_hidden_layers=1, seed=0)
+def tiny_model(tiny_llama):
+    """The session's tiny random LLaMA (tests/conftest.py)."""
+    return tiny_llama
 
 
 def test_parse_tasks_defaults_and_overrides():
@@ -122,6 +114,7 @@ def test_heldout_loss_equals_masked_cross_entropy(tiny_model):
         heldout_loss(model, tok, [])
 
 
+@pytest.mark.slow
 def test_eval_recipe_end_to_end(tiny_model, shared_data, tmp_path):
     data_dir = shared_data("eval")
     heldout = tmp_path / "heldout.jsonl"
