@@ -135,3 +135,25 @@ def test_pretty_printed_columnar_json_list_json_and_bom_are_read(tmp_path):
     out = tmp_path / "o"
     assert main(["select", str(tmp_path / "c.json"), "-k", "2", "-o", str(out), "-q", "--no-plot"]) == 0
     assert len((out / "subset.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_each_shape_read_from_a_made_up_file_renders_in_full(shape, suffix, tmp_path):
+    from hf_uniform.io import read_source
+
+    rows = _rows(shape)
+    path = tmp_path / f"data{suffix}"
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    else:
+        path.write_text(json.dumps(rows, indent=2, ensure_ascii=False), encoding="utf-8")
+    src = read_source(path)
+    assert src.rows == rows
+    r = TextRenderer()
+    info = r.describe(src.columns)
+    assert info["layout"] == shape and info["columns"] == SHAPES[shape][2]
+    ds = src.to_dataset(info["columns"])
+    texts = [t for b in ds.iter(batch_size=3) for t in r(b)]
+    assert texts[0] == SHAPES[shape][1] and len(set(texts)) == len(rows)
+    assert r.empty_rows(ds) == []
