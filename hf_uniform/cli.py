@@ -25,6 +25,7 @@ from .errors import UniformError
 logger = logging.getLogger("hf_uniform")
 
 SELECTION_FILE = "selection.json"
+HELDOUT_FILE = "heldout.jsonl"
 # Every file `select` may write (besides selection.json); --overwrite and the clean-up of an unfinished run
 # remove exactly these (plus whatever an earlier selection.json lists under "files").
 OUTPUT_STEMS = ("subset", "random", "mixed", "heldout", "length_matched")
@@ -65,6 +66,16 @@ def _k_value(text: str) -> int | float:
             f"-k {text} is neither a whole number of rows nor a fraction strictly between 0 and 1; "
             "pass e.g. -k 4500 or -k 0.5 (for every row, pass the row count)")
     return value
+
+
+def _heldout_value(text: str) -> int | float:
+    """--heldout: a whole number of rows (>= 1), or a fraction strictly between 0 and 1."""
+    try:
+        return _k_value(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"--heldout {text} is neither a whole number of rows nor a fraction strictly between 0 and 1; "
+            "pass e.g. --heldout 200 or --heldout 0.05") from None
 
 
 def _nonneg_int(what: str):
@@ -151,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--format", choices=("jsonl", "parquet", "csv"),
                      help="subset file format (default: the input's: csv for .csv, parquet for .parquet, "
                           "else jsonl)")
+    sel.add_argument("--heldout", type=_heldout_value, metavar="N",
+                     help="first set aside N rows (a count, or a fraction in (0, 1)) drawn with --seed and write "
+                          "them unchanged to OUT/heldout.jsonl; the subset and the baselines are chosen from the "
+                          "other rows only. The held-out rows depend on the input's row count, N and --seed, "
+                          "never on -k; row indices in selection.json are the input's row numbers")
     sel.add_argument("--baselines", action="store_true",
                      help="also write random.* and mixed.* (the paper's half-random baseline) of the same size")
     sel.add_argument("--method", choices=("auto", "lazy", "sweep", "plain"), default="auto",
@@ -398,11 +414,29 @@ def select_command(args: argparse.Namespace) -> int:
         raise UniformError(f"start rows {[s for s in args.start if s >= n_source][:10]} are out of range for "
                            f"n={n_source}")
     pool_rows = np.arange(n_source)
+    heldout_rows = None
+    if args.heldout is not None:  # held out before anything else; the rest is the pool
+        from .heldout import split_heldout
+
+        heldout_rows, pool_rows = split_heldout(n_source, args.heldout, args.seed)
+        if args.start and set(args.start) & set(heldout_rows.tolist()):
+            raise UniformError(f"start rows {sorted(set(args.start) & set(heldout_rows.tolist()))} are held out by "
+                               "--heldout; choose other start rows or another --seed")
+        k = resolve_k(args.k, len(pool_rows))
+        if k > len(pool_rows):
+            raise UniformError(f"k={k} exceeds the {len(pool_rows)} rows left after holding out {len(heldout_rows)}")
+        out.mkdir(parents=True, exist_ok=True)
+        src.write_rows(heldout_rows.tolist(), out / HELDOUT_FILE, "jsonl")  # first: rows unchanged
+        replaced = [p for p in replaced if p.name != HELDOUT_FILE]
+        logger.info("held out %d of %d rows (--seed %d) in %s", len(heldout_rows), n_source, args.seed,
+                    out / HELDOUT_FILE)
     text_info: dict[str, Any] | None = None
     if emb is not None:
         text_info = emb.renderer.describe(src.columns)
         ds = src.to_dataset(text_info["columns"])
         empty = emb.renderer.empty_rows(ds)
+        if heldout_rows is not None:  # held-out rows are written as they are; only the pool needs text
+            empty = sorted(set(empty) - set(heldout_rows.tolist()))
         if empty and not args.drop_empty:
             raise UniformError(
                 f"{len(empty)} of {n_source} rows have empty text in columns {text_info['columns']} (rows "
@@ -419,10 +453,14 @@ def select_command(args: argparse.Namespace) -> int:
                 raise UniformError(f"k={k} exceeds the {len(pool_rows)} rows left after dropping empty ones")
             if args.start and not set(args.start) <= set(pool_rows.tolist()):
                 raise UniformError("a --start row has empty text and was left out; choose other start rows")
+        elif heldout_rows is not None:
+            ds = ds.select(pool_rows.tolist())
     timings["load_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if emb is None:
         x = embedding_matrix(src.to_dataset([args.embedding_column]), args.embedding_column)
+        if heldout_rows is not None:
+            x = x[pool_rows]
         source: dict[str, Any] = {"embedding_column": args.embedding_column}
     else:
         x = embed(ds, emb, progress=progress, cache=not args.no_cache)
@@ -478,8 +516,17 @@ def select_command(args: argparse.Namespace) -> int:
     record["engine"]["pool_rows"] = len(pool_rows)
     record["engine"]["dropped_empty_rows"] = dropped
     record["embedded"] = {**source, **(text_info or {}), "dropped_empty_rows": len(dropped)}
+    if heldout_rows is not None:
+        files["heldout"] = HELDOUT_FILE
+        record["heldout"] = {"rows": len(heldout_rows), "file": HELDOUT_FILE, "size": args.heldout,
+                             "seed": args.seed, "indices": heldout_rows.tolist(),
+                             "note": "input row numbers (0-based); every row index in this file (indices, "
+                                     "heldout.indices) refers to the input's rows, not to the pool left after "
+                                     "holding out"}
+    record["lengths"] = _lengths_record(src, emb, to_source, pool_rows)
     _write_record(out / SELECTION_FILE, record)
     _print_report(record["report"], record["k"], record["n"], args.metric)
+    _print_lengths(record["lengths"])
     if sel.k > 1 and record["h"] == 0.0:
         print("note: h = 0 - the pool has duplicates and the subset contains at least two equal rows")
     print(f"wrote {subset_path} and {out / SELECTION_FILE}")
@@ -550,6 +597,53 @@ def _evidence(args: argparse.Namespace, x: Any, sel: Any, timings: dict[str, flo
     return record, subsets
 
 
+def _lengths_record(src: Any, emb: Any, sets: dict[str, Any], pool_rows: Any) -> dict[str, Any] | None:
+    """The ``lengths`` block of selection.json: mean / median / p90 of the rendered text's and the response's
+    characters (:mod:`hf_uniform.lengths`) for the subset, its baselines and the full pool."""
+    import numpy as np
+
+    from .lengths import RESPONSE_COLUMNS, lengths_block, row_lengths
+
+    cols = [c for c in src.columns if c in (*RESPONSE_COLUMNS, "messages")]
+    if emb is not None:
+        cols = sorted(set(cols) | set(emb.renderer.describe(src.columns)["columns"]))
+    if not cols:
+        return None
+    rows = np.asarray(pool_rows, dtype=np.int64)
+    try:
+        ds = src.to_dataset(cols).select(rows.tolist())
+        lens = row_lengths(ds, render=emb.texts if emb is not None else (lambda b: [""] * len(next(iter(b.values())))))
+    except (UniformError, ValueError, KeyError) as err:  # lengths are evidence, not the selection itself
+        logger.warning("no length summary: %s", str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return None
+    if emb is None:
+        lens.pop("text_chars", None)
+    position = {int(r): i for i, r in enumerate(rows)}
+    named = {name: [position[int(r)] for r in idx] for name, idx in sets.items()}
+    named["full"] = None
+    block = lengths_block(lens, named)
+    return {"measures": "text_chars: characters of the text the embedder saw; response_chars: characters of the "
+                        "response alone (output / response / completion, or the assistant turns)", **block}
+
+
+def _print_lengths(block: dict[str, Any] | None) -> None:
+    """The length table (characters) under the uniformity report: shorter rows make cheaper training steps."""
+    if not block:
+        return
+    sets = {k: v for k, v in block.items() if isinstance(v, dict)}
+    measures = [m for m in ("text_chars", "response_chars") if any(m in v for v in sets.values())]
+    if not sets or not measures:
+        return
+    print("length in characters (mean / median / p90)" + ("; text = what the embedder saw" if
+                                                           "text_chars" in measures else ""))
+    print(f"{'set':<8} {'rows':>8} " + " ".join(f"{m.replace('_chars', ''):>24}" for m in measures))
+    for name, rec in sets.items():
+        rows = next(iter(rec.values()))["rows"]
+        cells = [f"{rec[m]['mean']:>8.1f} /{rec[m]['median']:>6.0f} /{rec[m]['p90']:>6.0f}" if m in rec else
+                 f"{'-':>24}" for m in measures]
+        print(f"{name:<8} {rows:>8} " + " ".join(f"{c:>24}" for c in cells))
+
+
 def _write_record(path: Path, record: dict[str, Any]) -> None:
     from .io import atomic_write_json
 
@@ -617,12 +711,54 @@ def stats_command(args: argparse.Namespace) -> int:
         x = x[np.any(x != 0, axis=1)]
         y = None if y is None else y[np.any(y != 0, axis=1)]
     report = {"full": subset_stats(x, x, metric=args.metric)}
+    rnd = None
     if y is not None:
+        rnd = random_subset(len(x), len(y), seed=args.seed)
         report = {"subset": subset_stats(y, x, metric=args.metric),
-                  "random": subset_stats(x[random_subset(len(x), len(y), seed=args.seed)], x, metric=args.metric),
+                  "random": subset_stats(x[rnd], x, metric=args.metric),
                   **report}
     _print_report(report, len(y) if y is not None else len(x), len(x), args.metric)
+    _print_lengths(_stats_lengths(src, sub, emb, rnd, zero_rows_dropped=args.drop_zero_vectors))
     return 0
+
+
+def _stats_lengths(src: Any, sub: Any, emb: Any, rnd: Any, *, zero_rows_dropped: bool) -> dict[str, Any] | None:
+    """Length summaries for ``stats``: the subset file's rows, a random subset of the pool and the pool."""
+    import numpy as np
+
+    from .lengths import RESPONSE_COLUMNS, lengths_block, row_lengths
+
+    if zero_rows_dropped:  # random rows index the pool without its all-zero rows: no faithful mapping
+        rnd = None
+
+    def lens(source: Any) -> dict[str, Any] | None:
+        cols = [c for c in source.columns if c in (*RESPONSE_COLUMNS, "messages")]
+        if emb is not None:
+            cols = sorted(set(cols) | set(emb.renderer.describe(source.columns)["columns"]))
+        if not cols:
+            return None
+        out = row_lengths(source.to_dataset(cols), render=emb.texts if emb is not None else
+                          (lambda b: [""] * len(next(iter(b.values())))))
+        if emb is None:
+            out.pop("text_chars", None)
+        return out or None
+
+    try:
+        pool = lens(src)
+        if pool is None:
+            return None
+        block = {}
+        if sub is not None:
+            sl = lens(sub)
+            if sl:
+                block.update(lengths_block(sl, {"subset": None}))
+            if rnd is not None:
+                block.update(lengths_block(pool, {"random": np.asarray(rnd)}))
+        block.update(lengths_block(pool, {"full": None}))
+        return block
+    except (UniformError, ValueError, KeyError) as err:
+        logger.warning("no length summary: %s", str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return None
 
 
 # ---------------------------------------------------------------------------------------------- main

@@ -545,6 +545,32 @@ def _shard_names(prefix: str, ds: Any) -> list[tuple[str, Any]]:
             for i in range(num)]
 
 
+def _length_rows(record: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Rows of the dataset card's length table from selection.json's ``lengths`` block (empty when absent).
+
+    Example:
+        >>> s = {"rows": 2, "mean": 15.0, "median": 15.0, "p90": 19.0}
+        >>> _length_rows({"lengths": {"subset": {"text_chars": s}}})[0]["text"]
+        '15.0 / 15 / 19'
+    """
+    block = record.get("lengths")
+    if not isinstance(block, Mapping):
+        return []
+    labels = {"subset": "uniform subset", "random": "random", "mixed": "mixed", "full": "full pool"}
+    out = []
+    for name, rec in block.items():
+        if not isinstance(rec, Mapping) or not rec:
+            continue
+        cell = {}
+        for m in ("text_chars", "response_chars"):
+            v = rec.get(m)
+            cell[m] = f"{v['mean']:.1f} / {v['median']:.0f} / {v['p90']:.0f}" if isinstance(v, Mapping) else "–"
+        rows = next(v["rows"] for v in rec.values() if isinstance(v, Mapping))
+        out.append({"label": labels.get(name, name), "rows": _fmt(rows), "text": cell["text_chars"],
+                    "response": cell["response_chars"]})
+    return out
+
+
 def render_dataset_card(
     selection: Mapping | str | os.PathLike,
     repo_id: str,
@@ -655,6 +681,7 @@ def render_dataset_card(
                                if engine.get(key) is not None),
         "versions_md": ", ".join(f"{name} {ver}" for name, ver in versions.items()),
         "report_rows": _report_rows(record), "duplicates_selected": bool(record.get("duplicates_selected")),
+        "length_rows": _length_rows(record),
         "coverage_plot": coverage_plot, "baseline_configs": baseline_configs,
         "command": command, "python_code": code, "citation_bibtex": CITATION_BIBTEX,
         "paper_title": PAPER_TITLE, "paper_url": PAPER_URL,

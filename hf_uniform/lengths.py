@@ -69,13 +69,16 @@ def row_lengths(
     template: str | None = None,
     tokenizer: Any = None,
     batch_size: int = 1000,
+    render: Any = None,
 ) -> dict[str, np.ndarray]:
     """Per-row lengths of ``ds`` (a ``datasets.Dataset`` or a list of row dicts).
 
     Returns ``{"text_chars": ..., "response_chars": ...}`` (``response_chars`` only when every row has a
     response, see :func:`response_text`), plus ``text_tokens`` / ``response_tokens`` when ``tokenizer``
     (any callable returning ``{"input_ids": [[...], ...]}``, e.g. a transformers tokenizer) is given.
-    ``text_columns`` / ``template`` must be the embedder's, so that ``text_chars`` is the text it saw.
+    ``text_columns`` / ``template`` must be the embedder's, so that ``text_chars`` is the text it saw; or pass
+    ``render`` (a callable batch -> list of texts, e.g. an embedder's ``texts`` method) to render exactly as it
+    does.
 
     Example:
         >>> rows = [{"instruction": "Add", "input": "", "output": "2"},
@@ -85,7 +88,7 @@ def row_lengths(
     """
     from .text import TextRenderer
 
-    renderer = TextRenderer(text_columns, template)
+    renderer = render if render is not None else TextRenderer(text_columns, template)
     if isinstance(ds, list):
         rows: Sequence[Mapping[str, Any]] = ds
         cols = list(rows[0].keys()) if rows else []

@@ -1,0 +1,55 @@
+"""The one held-out split of the package: rows set aside before any selection.
+
+``hf-uniform select --heldout N`` and the study (:mod:`hf_uniform.study`) both call :func:`split_heldout`:
+the held-out rows are the first ``m`` entries of one seeded permutation of the ``n`` source rows. They depend
+on ``n``, ``N`` and the seed only, never on ``k``; and a larger ``N`` with the same seed holds every row of a
+smaller one (the permutation is cut further along).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import UniformError
+
+
+def heldout_count(size: float, n: int) -> int:
+    """Rows held out of ``n`` for ``size``: a count (>= 1) or a fraction in (0, 1) (rounded).
+
+    Raises:
+        UniformError: ``size`` is not positive, or leaves no held-out or no remaining row.
+
+    Example:
+        >>> heldout_count(0.1, 95), heldout_count(7, 95)
+        (10, 7)
+    """
+    size = float(size)
+    if not size > 0:
+        raise UniformError(f"the held-out size must be a count >= 1 or a fraction in (0, 1), got {size:g}")
+    if size >= 1 and not size.is_integer():
+        raise UniformError(f"the held-out size {size:g} is neither a whole count nor a fraction in (0, 1)")
+    m = int(size) if size >= 1 else int(round(size * n))
+    if not 0 < m < n:
+        raise UniformError(f"held-out size {size:g} leaves {m} held-out and {n - m} remaining rows of {n}; "
+                           "use a fraction in (0, 1) or a smaller count")
+    return m
+
+
+def split_heldout(n: int, size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``(heldout, rest)`` row indices of ``n`` rows; ``size`` is a count or a fraction in (0, 1).
+
+    ``heldout`` = the first ``m`` entries of ``np.random.default_rng(seed).permutation(n)``, sorted.
+
+    Raises:
+        UniformError: the split would leave no held-out or no remaining rows.
+
+    Example:
+        >>> ho, rest = split_heldout(10, 0.2, seed=0)
+        >>> len(ho), len(rest), set(ho) & set(rest)
+        (2, 8, set())
+        >>> set(split_heldout(10, 2, seed=0)[0]) <= set(split_heldout(10, 5, seed=0)[0])  # nested
+        True
+    """
+    m = heldout_count(size, n)
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[:m]).astype(np.int64), np.sort(perm[m:]).astype(np.int64)
