@@ -411,8 +411,8 @@ def filter_uniform(
             embedder, text_columns=text_columns, template=template)
         text = emb.renderer.describe(ds.column_names)
         check_k_arg(k, n)
-        work = ds.select_columns(text["columns"])
-        empty = emb.renderer.empty_rows(work)
+        work = ds  # embedded as given (its fingerprint keys the cache); the renderer reads only its columns
+        empty = emb.renderer.empty_rows(ds.select_columns(text["columns"]))
         if empty and not drop_empty:
             raise UniformError(f"{len(empty)} of {n} rows have empty text in columns {text['columns']} (rows "
                                f"{empty[:10]}); pass drop_empty=True to leave them out, or other text_columns")

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ def is_main_process() -> bool:
         >>> is_main_process()
         True
     """
-    if "torch.distributed" in __import__("sys").modules:
+    if "torch.distributed" in sys.modules:  # without torch loaded nothing can be initialised
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():

@@ -289,3 +289,15 @@ def test_stats_on_a_subset_reuses_the_cached_pool_and_never_refits(tmp_path, mon
     assert fits == []  # the cache hit serves pool and subset: nothing is trained after "cache hit"
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("subset"))
     assert float(line.split()[2]) == pytest.approx(record["h"], abs=5e-7)
+
+
+def test_help_imports_neither_torch_nor_datasets():
+    """`hf-uniform --help` stays instant: building the parser loads no heavy library."""
+    code = ("import sys, hf_uniform.cli as c; c.build_parser().format_help(); "
+            "heavy = [m for m in ('torch', 'datasets', 'numpy', 'gensim', 'transformers') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    help_run = subprocess.run([sys.executable, "-m", "hf_uniform.cli", "select", "--help"], capture_output=True,
+                              text=True, timeout=120)
+    assert help_run.returncode == 0 and "--drop-empty" in help_run.stdout
