@@ -156,6 +156,7 @@ def _text_rows(n: int) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow  # starts an actor pool: ~10-35 s on 2 busy cores
 def test_embed_ray_equals_dataset_map(local_ray):
     from datasets import Dataset
 
@@ -179,6 +180,7 @@ def test_embed_ray_equals_dataset_map(local_ray):
     assert np.abs(np.asarray(expected["embedding"][:])).sum() > 0
 
 
+@pytest.mark.slow  # starts an actor pool: ~10-35 s on 2 busy cores
 def test_cli_ray_local_equals_coreset_select(local_ray, tmp_path):
     from datasets import Dataset
 
