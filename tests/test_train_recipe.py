@@ -73,34 +73,15 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
 
 
 # ---- the shipped configs --------------------------------------------------------------------------------
-def test_table1_config_is_the_papers():
-    raw = yaml.safe_load((CONFIGS / "table1_alpaca.yaml").read_text())
-    parser = SFTRecipeParser((__import__("trl").SFTConfig, __import__("trl").ModelConfig, UniformSFTArguments))
-    assert parser.set_defaults_with_config(**raw) == []  # every key is a known argument
-    assert (raw["learning_rate"], raw["per_device_train_batch_size"], raw["gradient_accumulation_steps"],
-            raw["max_length"], raw["warmup_steps"], raw["logging_steps"]) == (2e-5, 64, 1, 512, 2, 1)
-    assert raw["lr_scheduler_type"] == "constant_with_warmup"
-    assert raw["gradient_checkpointing"] is True and raw["fp16"] is True
-    assert raw["prompt_format"] == "alpaca" and raw["loss_thresholds"] == [0.65, 0.34]
-    sft, _, _ = parse_sft_args(["--config", str(CONFIGS / "table1_alpaca.yaml"), "--fp16", "false", "--use_cpu"])
-    assert sft.learning_rate == 2e-5 and sft.max_length == 512 and sft.lr_scheduler_type.value == raw[
-        "lr_scheduler_type"]
-
-
-def test_deepspeed_configs_are_tables_2_and_3():
-    adamw = json.loads((CONFIGS / "ds_zero3_offload_adamw.json").read_text())
+def test_cpu_deepspeed_config_keeps_the_trainers_optimizer():
+    """The ZeRO-3 CPU JSON (smoke runs) has no optimizer block; the paper's JSONs: tests/test_paper_configs.py."""
     sgd = json.loads((CONFIGS / "ds_zero3_offload_sgd.json").read_text())
-    for cfg in (adamw, sgd):
-        z = cfg["zero_optimization"]
-        assert z["stage"] == 3 and z["offload_param"]["device"] == "cpu" and z["offload_optimizer"]["device"] == "cpu"
-    assert adamw["optimizer"] == {"type": "AdamW", "params": {"lr": "auto", "betas": [0.9, 0.999], "eps": 1e-8,
-                                                              "weight_decay": 0}}
+    z = sgd["zero_optimization"]
+    assert z["stage"] == 3 and z["offload_param"]["device"] == "cpu" and z["offload_optimizer"]["device"] == "cpu"
     assert "optimizer" not in sgd and sgd["zero_allow_untested_optimizer"] is True
     assert sgd["zero_force_ds_cpu_optimizer"] is False
     assert check_deepspeed_optimizer(dict(sgd), "l2_sgd") == []
-    with pytest.raises(UniformError, match="'optimizer' block"):
-        check_deepspeed_optimizer(dict(adamw), "l2_sgd")
-    assert check_deepspeed_optimizer(dict(adamw), "none") == []  # AdamW regime: DeepSpeed's AdamW is wanted
+    assert check_deepspeed_optimizer({"optimizer": {"type": "AdamW"}}, "none") == []  # AdamW regime: wanted
     bare = {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}}
     assert check_deepspeed_optimizer(bare, "l2_sgd") == ["zero_allow_untested_optimizer",
                                                          "zero_force_ds_cpu_optimizer"]
@@ -108,9 +89,7 @@ def test_deepspeed_configs_are_tables_2_and_3():
 
 
 def test_accelerate_configs_point_at_existing_files():
-    expect = {"accelerate_zero3_offload_adamw.yaml": ("DEEPSPEED", "ds_zero3_offload_adamw.json"),
-              "accelerate_zero3_offload_sgd.yaml": ("DEEPSPEED", "ds_zero3_offload_sgd.json"),
-              "accelerate_zero3_cpu.yaml": ("DEEPSPEED", "ds_zero3_offload_sgd.json"),
+    expect = {"accelerate_zero3_cpu.yaml": ("DEEPSPEED", "ds_zero3_offload_sgd.json"),
               "accelerate_single_gpu.yaml": ("NO", None)}
     for name, (kind, ds_file) in expect.items():
         cfg = yaml.safe_load((CONFIGS / name).read_text())
@@ -120,6 +99,9 @@ def test_accelerate_configs_point_at_existing_files():
             assert (ROOT / cfg["deepspeed_config"]["deepspeed_config_file"]).exists()
             assert cfg["deepspeed_config"]["zero3_init_flag"] is True
     assert yaml.safe_load((CONFIGS / "accelerate_zero3_cpu.yaml").read_text())["num_processes"] == 1
+    for name in ("smoke_cpu.yaml", "smollm2_cpu.yaml"):  # the paper's schedule and no clipping
+        raw = yaml.safe_load((CONFIGS / name).read_text())
+        assert raw["lr_scheduler_type"] == "constant" and raw["max_grad_norm"] == 0.0
 
 
 def test_model_specs(tmp_path):
@@ -192,7 +174,8 @@ def assert_loss_falls(rec: dict, drop: float) -> None:
 def assert_thresholds_consistent(rec: dict) -> None:
     """Each recorded crossing is the first step whose trailing mean over `window` logged losses is <= the
     threshold (brute force over the trainer's log); the raw crossing is the first raw loss <= it."""
-    ttt, losses = rec["ttt"], rec["losses"]
+    ttt = rec["ttt"]
+    losses = [h[ttt["metric"]] for h in rec["state"]["log_history"] if ttt["metric"] in h]
     w = ttt["window"]
     means = [sum(losses[max(0, i - w + 1):i + 1]) / len(losses[max(0, i - w + 1):i + 1]) for i in range(len(losses))]
     for t in ttt["thresholds"]:
@@ -250,10 +233,23 @@ def test_smoke_cpu_under_deepspeed_zero3(smoke_zero3, smoke_plain):
     assert rec["losses"][0] == pytest.approx(smoke_plain["losses"][0], abs=1e-3)
 
 
+def assert_l2_diagnostics(state: dict, vocab: int = 1024) -> list[dict]:
+    """Each logged step carries the cross-entropy and the ℓ2 loss over its 1/V floor of the same batch."""
+    import math
+
+    logs = [h for h in state["log_history"] if "loss" in h]
+    for h in logs:  # one process, no accumulation: the logged l2 loss is the batch mean the ratio is taken of
+        assert h["l2_over_floor"] == pytest.approx(h["loss"] * vocab, rel=1e-4)
+        assert 0.0 <= h["mean_token_accuracy"] <= 1.0
+    # the logits shrink towards zero: cross-entropy stays at ln V (uniform prediction) all along
+    assert all(abs(h["ce_loss"] - math.log(vocab)) < 0.05 for h in logs)
+    return logs
+
+
 def test_l2_sgd_steps_with_l2sgd_under_deepspeed_zero3(runner):
     rec = runner("l2_zero3", "smoke_cpu.yaml", "--dataset_name", alpaca_9k(), "--optim", "l2_sgd",
-                 "--learning_rate", "5", "--max_steps", "40", "--loss_thresholds", "0.01", "0.005",
-                 accelerate_config="accelerate_zero3_cpu.yaml")
+                 "--learning_rate", "5", "--max_steps", "40", "--threshold_metric", "l2_over_floor",
+                 "--loss_thresholds", "2.0", "1.0", accelerate_config="accelerate_zero3_cpu.yaml")
     info = rec["info"]
     assert info["optimizer_chain"][-2:] == ["DeepSpeedZeroOptimizer_Stage3", "L2SGD"]
     params = 205_120  # the tiny model (tiny_model.json in the run folder says the same)
@@ -261,18 +257,26 @@ def test_l2_sgd_steps_with_l2sgd_under_deepspeed_zero3(runner):
     # DeepSpeed calls step() once per parameter sub-group; every step updates every parameter once
     assert info["l2sgd_steps"] >= 40 and info["l2sgd_steps"] % 40 == 0
     assert info["l2sgd_updated_elements"] == 40 * params
-    assert info["regime"] == {**info["regime"], "optimizer": "l2_sgd", "loss": "l2/logits", "deepspeed": True}
+    assert info["regime"] == {**info["regime"], "optimizer": "l2_sgd", "loss": "l2/logits", "deepspeed": True,
+                              "vocab_size": 1024, "l2_floor": 1 / 1024, "global_batch": 8}
     losses = rec["losses"]
     assert losses[0] == pytest.approx(0.0267, abs=0.003)  # ~mean z^2 + 1/V at initialisation
     assert sum(losses[-5:]) / 5 < 0.3 * losses[0]
+    logs = assert_l2_diagnostics(rec["state"])
+    # The old advertised thresholds (0.01, 0.005 on the raw l2 loss) are crossed although nothing is learned:
+    assert min(losses) < 0.005 and max(h["mean_token_accuracy"] for h in logs[-10:]) < 0.1
+    # relative to the floor the picture is honest: 2x the floor is reached, the floor itself is not
     assert_thresholds_consistent(rec)
-    assert rec["ttt"]["time_to_threshold"]["0.005"] is not None
+    assert rec["ttt"]["time_to_threshold"]["2"] is not None
+    assert rec["ttt"]["time_to_threshold"]["1"] is None and min(h["l2_over_floor"] for h in logs) > 1.0
+    curve = rec["ttt"]["curve"]
+    assert all({"ce_loss", "l2_over_floor", "mean_token_accuracy"} <= set(e) for e in curve)
 
 
 def test_l2_sgd_refuses_a_deepspeed_json_with_an_optimizer_block(runner, tmp_path):
     """The Table 2 JSON's AdamW block would silently replace L2SGD: the recipe stops before training."""
     acc = yaml.safe_load((CONFIGS / "accelerate_zero3_cpu.yaml").read_text())
-    acc["deepspeed_config"]["deepspeed_config_file"] = "recipes/configs/ds_zero3_offload_adamw.json"
+    acc["deepspeed_config"]["deepspeed_config_file"] = "recipes/configs/paper/ds_zero3_offload_adamw.json"
     cfg = tmp_path / "accelerate_adamw_cpu.yaml"
     cfg.write_text(yaml.safe_dump(acc))
     rec = runner("l2_adamw_json", "smoke_cpu.yaml", "--dataset_name", alpaca_9k(), "--optim", "l2_sgd",
@@ -289,18 +293,68 @@ def test_l2_sgd_without_deepspeed_in_process(runner, monkeypatch):
     out = runner.base / "l2_plain"
     sft, model, uargs = parse_sft_args([
         "--config", str(CONFIGS / "smoke_cpu.yaml"), "--output_dir", str(out), "--dataset_name", alpaca_9k(),
-        "--optim", "l2_sgd", "--learning_rate", "5", "--max_steps", "30", "--loss_thresholds", "0.01",
-        "--save_final_model", "false", "--disable_tqdm", "true"])
+        "--optim", "l2_sgd", "--learning_rate", "5", "--max_steps", "30", "--threshold_metric", "l2_over_floor",
+        "--loss_thresholds", "3.0", "--save_final_model", "false", "--disable_tqdm", "true"])
     info = run_sft(sft, model, uargs)
     assert info["optimizer_chain"][-1] == "L2SGD" and info["l2sgd_steps"] == 30
     assert info["l2sgd_updated_elements"] == 30 * 205_120
     assert info["regime"]["loss"] == "l2/logits" and info["regime"]["deepspeed"] is False
+    assert info["regime"]["global_batch"] == 8 and info["regime"]["max_grad_norm"] == 0.0
     state = json.loads((out / "trainer_state.json").read_text())
     losses = [h["loss"] for h in state["log_history"] if "loss" in h]
     assert len(losses) == 30 and sum(losses[-5:]) / 5 < 0.3 * losses[0]
+    logs = assert_l2_diagnostics(state)
     ttt = json.loads((out / "time_to_threshold.json").read_text())
-    assert ttt["steps_to_threshold"]["0.01"] == next(i for i, v in enumerate(losses) if v < 0.01) + 1
-    assert json.loads((out / "run_info.json").read_text())["l2sgd_steps"] == 30
+    assert ttt["metric"] == "l2_over_floor"
+    ratios = [h["l2_over_floor"] for h in logs]
+    means = [sum(ratios[max(0, i - 9):i + 1]) / len(ratios[max(0, i - 9):i + 1]) for i in range(30)]
+    assert ttt["steps_to_threshold"]["3"] == next(i for i, v in enumerate(means) if v <= 3.0) + 1
+    run_info = json.loads((out / "run_info.json").read_text())
+    assert run_info["l2sgd_steps"] == 30 and run_info["train_loss"] == pytest.approx(sum(losses) / 30)
+
+
+def test_l2_thresholds_need_an_l2_run(tmp_path):
+    from hf_uniform.train.sft import run_sft
+
+    args = parse_sft_args(["--output_dir", str(tmp_path), *CPU, "--threshold_metric", "l2_over_floor"])
+    with pytest.raises(UniformError, match="logged only by l2 runs"):
+        run_sft(*args)
+
+
+@pytest.mark.slow
+def test_resume_keeps_clock_tokens_and_the_whole_runs_train_loss(runner, monkeypatch):
+    """A real resume of the tiny model: run_info's train_loss is the mean over all steps (transformers' own
+    value covers only the steps after the resume), and the resumed run matches an uninterrupted one."""
+    from hf_uniform.train.sft import run_sft
+
+    monkeypatch.setenv("HF_UNIFORM_CACHE", str(runner.cache))
+    common = ["--config", str(CONFIGS / "smoke_cpu.yaml"), "--dataset_name", alpaca_9k(), "--uniform_k", "64",
+              "--subset_method", "first_k", "--measure_h", "false", "--save_final_model", "false",
+              "--disable_tqdm", "true", "--loss_thresholds", "6.5", "--threshold_window", "2",
+              "--tiny_model_dir", str(runner.base / "resume_tiny")]
+    whole = run_sft(*parse_sft_args([*common, "--output_dir", str(runner.base / "whole"), "--max_steps", "6"]))
+    out = runner.base / "resumed"
+    run_sft(*parse_sft_args([*common, "--output_dir", str(out), "--max_steps", "3", "--save_strategy", "steps",
+                             "--save_steps", "3"]))
+    first = json.loads((out / "time_to_threshold.json").read_text())
+    info = run_sft(*parse_sft_args([*common, "--output_dir", str(out), "--max_steps", "6",
+                                    "--resume_from_checkpoint", str(out / "checkpoint-3")]))
+    state = json.loads((out / "trainer_state.json").read_text())
+    losses = [h["loss"] for h in state["log_history"] if "loss" in h]
+    assert [h["step"] for h in state["log_history"] if "loss" in h] == list(range(1, 7))
+    assert info["train_loss"] == pytest.approx(sum(losses) / 6)
+    # transformers' own training_loss after a resume is not the run's mean (5.3: the resumed steps' sum / 6)
+    assert info["train_loss_this_session"] != pytest.approx(info["train_loss"], rel=0.05)
+    # the same data order and weights as the uninterrupted run
+    assert info["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-3)
+    assert whole["train_loss"] == pytest.approx(whole["train_loss_this_session"], rel=1e-5)
+    assert info["train_tokens"] == whole["train_tokens"] > 0
+    ttt = json.loads((out / "time_to_threshold.json").read_text())
+    assert ttt["sessions"] == 2 and ttt["train_tokens"] == info["train_tokens"]
+    assert ttt["curve"][:3] == first["curve"][:3]  # the first session's entries, clocks included
+    assert ttt["train_seconds"] > first["train_seconds"] and ttt["train_cpu_seconds"] > first["train_cpu_seconds"]
+    assert [e["tokens"] for e in ttt["curve"]] == [e["tokens"] for e in json.loads(
+        (runner.base / "whole" / "time_to_threshold.json").read_text())["curve"]]
 
 
 def test_smollm2_ten_steps_on_alpaca_9k(runner):

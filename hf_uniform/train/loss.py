@@ -144,3 +144,47 @@ class L2Loss:
 
     def __repr__(self) -> str:
         return f"L2Loss(variant={self.variant!r})"
+
+
+def l2_floor(vocab_size: int, variant: str = "logits") -> float:
+    """The ℓ2 loss of the trivial predictor: all-zero logits (``1/V``) or uniform probabilities (``(1 − 1/V)/V``).
+
+    A falling ℓ2 loss above this value can come from shrinking logits alone; ``loss / l2_floor(V)`` (the
+    ``l2_over_floor`` the recipe logs) is below 1 only when the model predicts better than all-zero logits.
+
+    Example:
+        >>> l2_floor(4), l2_floor(4, "softmax")
+        (0.25, 0.1875)
+    """
+    if variant not in VARIANTS:
+        raise UniformError(f"unknown l2 loss variant {variant!r}; use one of {VARIANTS}")
+    v = float(vocab_size)
+    return 1.0 / v if variant == "logits" else (1.0 - 1.0 / v) / v
+
+
+@torch.no_grad()
+def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100,
+                        chunk_rows: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum of next-token cross-entropy, number of tokens)`` over the labelled positions, no gradient.
+
+    A diagnostic for runs trained with another loss: computed from logits already in memory, in chunks of
+    ``chunk_rows`` labelled positions (float32), so the extra memory stays at ``chunk_rows × vocab`` floats.
+    ``labels`` come unshifted, as for :func:`l2_loss`.
+
+    Example:
+        >>> import math
+        >>> s, n = token_cross_entropy(torch.zeros(1, 3, 4), torch.tensor([[-100, 1, 2]]))
+        >>> round(float(s) / int(n), 6) == round(math.log(4), 6), int(n)
+        (True, 2)
+    """
+    vocab = logits.shape[-1]
+    z = logits.reshape(-1, vocab)
+    targets = _shift(labels, ignore_index).reshape(-1).to(z.device)
+    rows = (targets != ignore_index).nonzero(as_tuple=True)[0]
+    total = torch.zeros((), dtype=torch.float64, device=z.device)
+    for start in range(0, rows.numel(), chunk_rows):
+        idx = rows[start:start + chunk_rows]
+        part = z.index_select(0, idx).float()
+        total += (torch.logsumexp(part, dim=-1) - part.gather(-1, targets[idx].unsqueeze(-1)).squeeze(-1)).sum()
+    return total, torch.as_tensor(rows.numel(), device=z.device)
+

@@ -43,7 +43,7 @@ from .data import (
     load_training_data,
     write_provenance,
 )
-from .loss import VARIANTS, L2Loss
+from .loss import VARIANTS, L2Loss, l2_floor, l2_loss, token_cross_entropy
 from .optim import L2SGD, optimizer_chain, unwrap_optimizer
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,9 @@ class UniformSFTArguments:
         "help": "l2 loss on raw logits (the paper) or on softmax probabilities (Brier)", "choices": VARIANTS})
     loss_thresholds: list[float] = field(default_factory=lambda: [0.65, 0.34], metadata={
         "help": "record the time at which the loss first falls below each of these"})
-    threshold_metric: str = field(default="loss", metadata={"help": "loss (training) or eval_loss"})
+    threshold_metric: str = field(default="loss", metadata={
+        "help": "loss (training), eval_loss, or for l2 runs l2_over_floor (the l2 loss x V: 1.0 = all-zero logits) "
+                "or ce_loss (cross-entropy of the same batches)"})
     threshold_window: int = field(default=DEFAULT_WINDOW, metadata={
         "help": "thresholds are crossed by the moving average of the loss over this many optimizer steps "
                 "(1 = raw loss; raw crossings are recorded beside either way)"})
@@ -371,6 +373,19 @@ class UniformSFTTrainer(SFTTrainer):
             correct = (outputs.logits.argmax(-1) == shifted) & mask
             num_valid = self.accelerator.gather_for_metrics(mask.sum()).sum()
             num_correct = self.accelerator.gather_for_metrics(correct.sum()).sum()
+            if isinstance(self.loss_fn, L2Loss):
+                # diagnostics of the ℓ2 regime, from the logits already computed (no extra forward pass):
+                # cross-entropy of the same tokens, and the ℓ2 loss in units of its all-zero-logits value 1/V
+                ce_sum, ce_n = token_cross_entropy(outputs.logits, labels)
+                vocab = outputs.logits.shape[-1]
+                l2_mean = l2_loss(outputs.logits.detach(), labels, variant=self.loss_fn.variant)
+                l2_sum = l2_mean.double() * ce_n
+                ce_sum, ce_n, l2_sum = (self.accelerator.gather_for_metrics(t.reshape(1)).sum()
+                                        for t in (ce_sum, ce_n.double(), l2_sum))
+                if ce_n > 0:
+                    self._metrics[mode]["ce_loss"].append((ce_sum / ce_n).item())
+                    self._metrics[mode]["l2_over_floor"].append(
+                        (l2_sum / ce_n).item() / l2_floor(vocab, self.loss_fn.variant))
         self._metrics[mode]["mean_token_accuracy"].append(
             (num_correct / num_valid).item() if num_valid > 0 else 0.0)
         if mode == "train" and "attention_mask" in inputs:
@@ -412,7 +427,7 @@ def check_deepspeed_optimizer(config: dict[str, Any] | None, custom_optimizer: s
     if "optimizer" in config:
         raise UniformError(f"the DeepSpeed config has an 'optimizer' block ({config['optimizer'].get('type')}), "
                            f"which would replace {custom_optimizer}; remove it (e.g. use "
-                           "recipes/configs/ds_zero3_offload_sgd.json)")
+                           "recipes/configs/paper/ds_zero3_offload_l2sgd.json)")
     changed = []
     if not config.get("zero_allow_untested_optimizer"):
         config["zero_allow_untested_optimizer"] = True
@@ -449,6 +464,9 @@ def run_sft(training_args: SFTConfig, model_args: ModelConfig, uargs: UniformSFT
     from accelerate import PartialState
     from trl import get_peft_config
 
+    if uargs.threshold_metric in ("l2_over_floor", "ce_loss") and uargs.resolved_loss() != "l2":
+        raise UniformError(f"threshold_metric {uargs.threshold_metric} is logged only by l2 runs (--optim l2_sgd or "
+                           "--loss l2); use threshold_metric loss")
     t_start = time.perf_counter()
     out = Path(training_args.output_dir)
     state = PartialState()
@@ -506,7 +524,18 @@ def run_sft(training_args: SFTConfig, model_args: ModelConfig, uargs: UniformSFT
     regime = {"optimizer": uargs.custom_optimizer if uargs.custom_optimizer != "none" else training_args.optim,
               "loss": loss_kind if loss_kind == "ce" else f"l2/{uargs.l2_variant}",
               "learning_rate": training_args.learning_rate, "deepspeed": deepspeed_config(trainer) is not None,
-              "world_size": state.num_processes}
+              "world_size": state.num_processes,
+              # the paper's "batch size": 64 for 7B on one GPU, 128 for 13B on two
+              "global_batch": training_args.per_device_train_batch_size * state.num_processes
+              * training_args.gradient_accumulation_steps,
+              "per_device_train_batch_size": training_args.per_device_train_batch_size,
+              "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+              "lr_scheduler_type": str(getattr(training_args.lr_scheduler_type, "value",
+                                               training_args.lr_scheduler_type)),
+              "max_grad_norm": training_args.max_grad_norm}
+    if loss_fn is not None:
+        vocab = int(model.config.vocab_size)  # not the weight's shape: ZeRO-3 partitions it
+        regime.update({"vocab_size": vocab, "l2_floor": l2_floor(vocab, uargs.l2_variant)})
     if trainer.is_world_process_zero():
         write_provenance(out, data, {"regime": regime, "model": model_path, "gguf_file": gguf})
 
