@@ -307,3 +307,22 @@ def test_missing_dataset_is_a_one_line_error(tmp_path):
         load_training_data("")
     with pytest.raises(UniformError, match="subset_method"):
         load_training_data("x.jsonl", subset_method="kmeans")
+
+
+def test_real_select_heldout_folder(pool_file, tmp_path, monkeypatch):
+    """`hf-uniform select --heldout 8 --baselines`: every arm trains on all k rows, none held out, and is
+    scored on the same heldout.jsonl."""
+    from hf_uniform.cli import main as cli
+
+    monkeypatch.setenv("HF_UNIFORM_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "sel"
+    assert cli(["select", str(pool_file), "-k", "7", "-o", str(out), "-q", "--baselines", "--heldout", "8"]) == 0
+    held = [json.loads(line)["output"] for line in (out / "heldout.jsonl").read_text().splitlines()]
+    assert len(held) == 8
+    for source in (out, out / "random.jsonl", out / "mixed.jsonl"):
+        data = load_training_data(str(source))
+        assert len(data.train) == 7 and data.eval["completion"][:] == held
+        assert not set(data.train["completion"][:]) & set(held)
+    with pytest.raises(UniformError, match="held-out rows of the selection"):
+        load_training_data(str(out / "heldout.jsonl"))
+

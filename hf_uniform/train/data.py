@@ -333,6 +333,9 @@ def load_training_data(
         subset_file, sel_path = selected
         selection = json.loads(sel_path.read_text(encoding="utf-8"))
         heldout = _heldout_file(sel_path, selection)
+        if heldout is not None and subset_file.resolve() == heldout.resolve():
+            raise UniformError(f"{subset_file} holds the held-out rows of the selection; train on the folder "
+                               "(the subset) or one of its baseline files, not on heldout.jsonl")
         if eval_size:
             fix = (f"its {heldout.name} is the evaluation set already" if heldout is not None else
                    "hold rows out before selection with `hf-uniform select ... --heldout N`, or pass "
