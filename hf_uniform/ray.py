@@ -14,8 +14,9 @@
 * :func:`read_input` reads a folder of Parquet / JSON Lines files with Ray's readers, or converts a
   ``datasets.Dataset`` (``ray.data.from_huggingface``).
 
-Row order is the dataset's order: the functions here set ``preserve_order`` on the dataset's Ray
-``DataContext`` while they run, so row ``i`` (and so shard ``i``) means the same thing on every run.
+Row order is the dataset's order: :func:`select_uniform_ray` sets ``preserve_order`` on the dataset's Ray
+``DataContext`` while it runs, so row ``i`` (and so shard ``i``) means the same thing on every run;
+:func:`embed_ray` sets it on the context of the dataset it returns (which Ray shares with its source).
 
 Use ``torchrun`` (``hf_uniform.distributed``) for the *exact* greedy selection on the GPUs of one node; use
 Ray when the pool or its embedding outgrows one machine and the core-set guarantees suffice (see
@@ -137,24 +138,19 @@ def cluster_info() -> dict[str, Any]:
 
 
 @contextmanager
-def _ordered(ds: Any) -> Iterator[None]:
-    """Keep the block order while ``ds`` executes (restored afterwards)."""
-    opts = ds.context.execution_options
-    old = opts.preserve_order
+def _ordered(ds: Any, progress: bool = True) -> Iterator[None]:
+    """Keep the block order while ``ds`` executes, with or without Ray Data's progress bars (both settings of
+    the dataset's ``DataContext`` are restored afterwards)."""
+    ctx = ds.context
+    opts = ctx.execution_options
+    old = opts.preserve_order, ctx.enable_progress_bars
     opts.preserve_order = True
+    if not progress:
+        ctx.enable_progress_bars = False
     try:
         yield
     finally:
-        opts.preserve_order = old
-
-
-def _quiet_progress(progress: bool) -> None:
-    from ray.data import DataContext
-
-    ctx = DataContext.get_current()
-    ctx.enable_progress_bars = bool(progress)
-    if hasattr(ctx, "enable_operator_progress_bars"):
-        ctx.enable_operator_progress_bars = bool(progress)
+        opts.preserve_order, ctx.enable_progress_bars = old
 
 
 # -- reading ------------------------------------------------------------------------------------------
@@ -322,7 +318,7 @@ def embed_ray(ds: Any, embedder: str | Embedder | None = None, *, text_columns: 
     if names is None:
         raise UniformError("cannot read the dataset's columns; check the input")
     columns = emb.renderer.required_columns(names)
-    if emb.needs_fit and getattr(emb, "model", None) is None:
+    if emb.needs_fit and not emb.fitted:
         t0 = time.perf_counter()
         with _ordered(ds):
             emb.fit(_iter_texts(ds, emb, columns, batch_size))
@@ -588,12 +584,11 @@ def select_uniform_ray(
         raise UniformError(f"coverage_sample must be a positive number of rows or None, got {coverage_sample}")
     kwargs = {**_local(dict(engine_kwargs)), "device": device}
     opts: dict[str, Any] = {"num_cpus": 1, **({"num_gpus": 1} if str(device).startswith("cuda") else {})}
-    _quiet_progress(progress)
     timings: dict[str, float] = {}
     cluster = cluster_info()
 
     t0 = time.perf_counter()
-    with _ordered(ds):
+    with _ordered(ds, progress):
         mat = ds.materialize()
     blocks = _bundles(mat)
     timings["materialize_s"] = time.perf_counter() - t0

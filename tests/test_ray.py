@@ -237,6 +237,20 @@ def test_cli_ray_parquet_folder_keeps_rows(local_ray, tmp_path):
     assert got.column("note").to_pylist() == [f"row {i}" for i in ref.indices]
 
 
+def test_read_input_jsonl_folder_in_sorted_file_order(local_ray, tmp_path):
+    from hf_uniform.ray import read_input
+
+    folder = tmp_path / "pool"
+    (folder / "b").mkdir(parents=True)
+    (folder / "b" / "part-1.jsonl").write_text("".join(json.dumps({"i": i, "t": f"x{i}"}) + "\n" for i in range(3, 6)))
+    (folder / "a.jsonl").write_text("".join(json.dumps({"i": i, "t": f"x{i}"}) + "\n" for i in range(3)))
+    (folder / ".hidden.jsonl").write_text('{"i": 99}\n')
+    assert [r["i"] for r in read_input(folder).take_all()] == list(range(6))
+    (folder / "c.parquet").write_bytes(b"")
+    with pytest.raises(UniformError, match="both Parquet and JSON files"):
+        read_input(folder)
+
+
 def test_cli_ray_refuses_exact_only_options_before_work(tmp_path, capsys):
     from hf_uniform.cli import main
 
