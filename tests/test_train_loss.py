@@ -198,3 +198,30 @@ def test_l2sgd_closure_returns_loss():
 
     assert float(opt.step(closure).detach()) == 4.0
     assert p.item() == pytest.approx(2.0 - 0.25 * 4.0)
+
+
+def test_token_cross_entropy_matches_torch_on_labelled_positions():
+    from hf_uniform.train.loss import token_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, 11, generator=g, dtype=torch.float64) * 3
+    labels = torch.randint(0, 11, (3, 7), generator=g)
+    labels[0, :4] = -100  # a prompt
+    labels[2, 5:] = -100  # padding
+    total, n = token_cross_entropy(logits, labels, chunk_rows=4)  # several chunks
+    shifted = torch.nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
+    ref = torch.nn.functional.cross_entropy(logits.reshape(-1, 11), shifted.reshape(-1), ignore_index=-100,
+                                            reduction="sum")
+    assert int(n) == int((shifted != -100).sum()) and float(total) == pytest.approx(float(ref), rel=1e-6)
+
+
+def test_l2_floor_is_the_loss_of_the_trivial_predictor():
+    from hf_uniform.train.loss import l2_floor
+
+    labels = torch.tensor([[-100, 3, 1, 4]])
+    zeros = torch.zeros(1, 4, 8)
+    assert float(l2_loss(zeros, labels)) == pytest.approx(l2_floor(8))  # all-zero logits: 1/V
+    # softmax (Brier) variant: uniform probabilities, i.e. any constant logits
+    assert float(l2_loss(zeros + 2.5, labels, variant="softmax")) == pytest.approx(l2_floor(8, "softmax"))
+    with pytest.raises(UniformError):
+        l2_floor(8, "hinge")

@@ -4,13 +4,16 @@ Everything the ``recipes/sft.py`` script does lives here, so other code can reus
 
 * :func:`l2_loss` / :class:`L2Loss`: the paper's squared-error loss on logits (or probabilities), computed
   without a one-hot tensor; :class:`L2SGD`: the SGD optimizer of that regime.
-* :class:`TimeToThresholdCallback`: step and wall-clock seconds at which the loss first falls below each
-  threshold, plus the whole loss-vs-time curve, resumable.
+* :class:`TimeToThresholdCallback`: step, wall and CPU seconds and training tokens at which the moving
+  average of the loss first reaches (``<=``) each threshold, raw crossings beside, plus the whole curve,
+  resumable; :func:`first_crossings` applies the same rule to any curve (the comparison study uses it).
+* :func:`l2_floor`, :func:`token_cross_entropy`: the ℓ2 regime's diagnostics (its 1/V floor, cross-entropy
+  of the same logits).
 * :func:`build_tiny_llama`: a tiny random LLaMA with a byte-level BPE tokenizer trained on your texts, for
   offline smoke runs and tests.
 * :func:`format_alpaca`, :func:`prepare_sft_dataset`, :func:`load_training_data`: the paper's Alpaca prompt
   (the Llama-X text) or the chat template, with the loss on the response tokens only, and uniform/random
-  subsets with their provenance.
+  subsets (and the paper's ``mixed`` / ``first_k`` baselines) with their provenance.
 * :func:`parse_sft_args` and :func:`run_sft`: the recipe (``TrlParser`` over ``SFTConfig``,
   ``ModelConfig`` and :class:`UniformSFTArguments`).
 
@@ -32,7 +35,12 @@ _EXPORTS = {
     "L2SGD": "optim",
     "unwrap_optimizer": "optim",
     "optimizer_chain": "optim",
+    "l2_floor": "loss",
+    "token_cross_entropy": "loss",
     "TimeToThresholdCallback": "callbacks",
+    "first_crossings": "callbacks",
+    "moving_average": "callbacks",
+    "mean_train_loss": "callbacks",
     "build_tiny_llama": "tiny",
     "ALPACA_PROMPT_INPUT": "data",
     "ALPACA_PROMPT_NO_INPUT": "data",
