@@ -3,7 +3,9 @@
 * :func:`embed_ray` adds the fixed-size float32 embedding column to a ``ray.data.Dataset`` with
   ``map_batches`` over an actor pool: one model per actor (``num_gpus=1`` puts each on a GPU). A corpus-fitted
   embedder (the paper's Word2Vec) is fitted once, on the driver, and shipped to the actors, so every row is
-  embedded in the same space. Row ``i`` gets exactly the vector ``ds.map(embedder, batched=True)`` gives it.
+  embedded in the same space. Row ``i`` gets the vector ``ds.map(embedder, batched=True)`` gives it: bit for
+  bit for Word2Vec and static (model2vec) models; for transformer models up to float rounding (~1e-7, the
+  padding within a batch depends on which rows share it).
 * :func:`select_uniform_ray` runs the two-round composable core-set of :func:`hf_uniform.coreset_select`:
   greedy max-min on every contiguous shard in parallel Ray tasks, then greedy on the union of the shard
   selections in one task. With the same shards it returns exactly what ``coreset_select(x, k, shards=S)``
@@ -311,6 +313,10 @@ def embed_ray(ds: Any, embedder: str | Embedder | None = None, *, text_columns: 
     ray = _ray()
     if batch_size < 1:
         raise UniformError(f"batch_size must be at least 1, got {batch_size}")
+    if concurrency is not None:
+        lo, hi = (concurrency, concurrency) if isinstance(concurrency, int) else concurrency
+        if not 1 <= lo <= hi:
+            raise UniformError(f"concurrency must be a number of actors >= 1 or (min, max), got {concurrency!r}")
     emb = resolve_embedder(embedder, text_columns=text_columns, template=template) \
         if not isinstance(embedder, Embedder) else embedder
     schema = ds.schema()
@@ -332,8 +338,6 @@ def embed_ray(ds: Any, embedder: str | Embedder | None = None, *, text_columns: 
     if num_gpus:
         kwargs["num_gpus"] = num_gpus
     lo, hi = (concurrency, concurrency) if isinstance(concurrency, int) else concurrency
-    if not 1 <= lo <= hi:
-        raise UniformError(f"concurrency must be a number of actors >= 1 or (min, max), got {concurrency!r}")
     pool = ray.data.ActorPoolStrategy(size=lo) if lo == hi else ray.data.ActorPoolStrategy(min_size=lo, max_size=hi)
     out = ds.map_batches(_EmbedActor, fn_constructor_args=(ref, columns), batch_size=batch_size,
                          batch_format="pyarrow", compute=pool, **kwargs)

@@ -143,6 +143,12 @@ def test_bad_arguments_raise_one_line_errors(local_ray):
         select_uniform_ray(ds, 3, shards=2, embedding_column="data", resume=True)
     with pytest.raises(UniformError, match="unknown metric"):
         select_uniform_ray(ds, 3, metric="manhattan", embedding_column="data")
+    from hf_uniform.ray import embed_ray
+
+    with pytest.raises(UniformError, match="concurrency must be a number of actors"):
+        embed_ray(ds, "w2v", concurrency=0)  # refused before fitting anything
+    with pytest.raises(UniformError, match="cannot tell which columns hold the text"):
+        embed_ray(ds, "w2v")
 
 
 def _text_rows(n: int) -> list[dict]:
