@@ -541,7 +541,7 @@ def _evidence(args: argparse.Namespace, x: Any, sel: Any, timings: dict[str, flo
 
     from .baselines import mixed_subset, random_subset
     from .io import package_versions
-    from .metrics import subset_stats
+    from .metrics import REPORT_MAX_PAIRS, selection_report
 
     kept = np.setdiff1d(np.arange(len(x)), sel.info.get("dropped_rows", []))
     pool = x[kept]
@@ -551,11 +551,14 @@ def _evidence(args: argparse.Namespace, x: Any, sel: Any, timings: dict[str, flo
         subsets["mixed"] = kept[mixed_subset(pool, sel.k, metric=args.metric, seed=args.seed, device=args.device,
                                              progress=progress)]
         timings["mixed_s"] = time.perf_counter() - t0
-    t0 = _status("computing h, coverage radius and nearest-neighbour distances of %d set(s) in float64",
-                 len(subsets) + 1)
-    report = {name: subset_stats(x[idx], pool, metric=args.metric) for name, idx in subsets.items()}
-    report["full"] = subset_stats(pool, pool, metric=args.metric)
+    t0 = _status("computing h, coverage radius and nearest-neighbour distances of %d set(s) (exact float64; "
+                 "estimated from a stated sample above %.0e pairs)", len(subsets) + 1, REPORT_MAX_PAIRS)
+    at = np.searchsorted(kept, np.arange(len(x)))  # rows of x -> pool positions (subsets hold kept rows)
+    report, report_info = selection_report(
+        pool, {name: at[np.asarray(idx, dtype=np.int64)] for name, idx in subsets.items()}, metric=args.metric,
+        known={"subset": (sel.h, sel.coverage_radius)}, seed=args.seed)
     timings["report_s"] = time.perf_counter() - t0
+    timings["report_sets_s"] = report_info["seconds"]
     sub = report["subset"]
     summary = (f"{sel.k} of {len(kept)} rows chosen by exact greedy max-min ({args.metric} distance): h = "
                f"{sub['h']:.6g} (random subset of the same size: {report['random']['h']:.6g}; higher is better), "

@@ -6,9 +6,15 @@
   (the k-center objective; smaller is better).
 * ``mean_nn_distance``: the mean distance from each subset row to its nearest other subset row.
 
-All functions work in blocks of rows, so memory is ``O(block * n)`` and never ``n x n``. When faiss is
-installed, :func:`nearest_distances` can use an exact faiss index (``backend="faiss"``); the torch path is
-the reference and the fallback.
+All functions work in blocks of rows, so memory is ``O(block * n)`` and never ``n x n``.
+:func:`nearest_distances` backends: ``"auto"`` (default: ``"filtered"``), ``"filtered"`` (float32 GEMM
+blocks as a filter with a proven error bound, then an exact float64 re-check of every pair that could be the
+nearest -- the float64 answer at float32 GEMM speed), ``"torch"`` (blocked float64, the reference) and
+``"faiss"`` (exact flat index, float32 results).
+
+:func:`selection_report` is the report of ``hf-uniform select``: the subset's h and coverage come from the
+greedy trace; other figures are computed exactly while they need at most ``REPORT_MAX_PAIRS`` distance
+pairs, and above that are *estimated* from a stated uniform sample of query rows (and say so).
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ from .errors import UniformError
 from .selection import check_embeddings, resolve_device
 
 _BLOCK_ELEMS = 1 << 24  # distance-block budget (floats), ~64 MB
+#: most distance pairs one report figure is computed from exactly; above it the figure is estimated from a
+#: uniform sample of ``REPORT_MAX_PAIRS / points`` query rows (the sample size is recorded)
+REPORT_MAX_PAIRS = 2 * 10 ** 8
+_U32 = 2.0 ** -24
 
 
 def _prep(x: np.ndarray | torch.Tensor, metric: str, device: torch.device) -> torch.Tensor:
@@ -45,7 +55,7 @@ def nearest_distances(
     metric: str = "cosine",
     exclude_self: bool = False,
     device: str | torch.device | None = "cpu",
-    backend: str = "torch",
+    backend: str = "auto",
 ) -> np.ndarray:
     """Distance from each query row to its nearest row of ``points`` (exact, blocked).
 
@@ -55,8 +65,9 @@ def nearest_distances(
         metric: ``"cosine"`` or ``"euclidean"``.
         exclude_self: ``queries`` *are* ``points``; ignore each row's distance to itself (by position, so
             duplicates elsewhere still count as distance 0).
-        device: where to compute (float64 on CPU, float32 on GPU).
-        backend: ``"torch"`` (reference) or ``"faiss"`` (exact flat index; float32).
+        device: where to compute.
+        backend: ``"auto"``/``"filtered"`` (float32 GEMM filter + float64 re-check: float64 results),
+            ``"torch"`` (float64 blocks on CPU, float32 on GPU; the reference) or ``"faiss"`` (float32).
 
     Example:
         >>> import numpy as np
@@ -65,8 +76,11 @@ def nearest_distances(
     """
     if backend == "faiss":
         return _faiss_nearest(queries, points, metric=metric, exclude_self=exclude_self)
+    if backend in ("auto", "filtered"):
+        return _filtered_nearest(queries, points, metric=metric, exclude_self=exclude_self,
+                                 device=resolve_device(device))
     if backend != "torch":
-        raise UniformError(f"unknown backend {backend!r}; choose 'torch' or 'faiss'")
+        raise UniformError(f"unknown backend {backend!r}; choose 'auto', 'filtered', 'torch' or 'faiss'")
     dev = resolve_device(device)
     q = _prep(queries, metric, dev)
     p = _prep(points, metric, dev)
@@ -79,6 +93,164 @@ def nearest_distances(
             d[r, r + i] = math.inf
         out[i:i + block] = d.min(dim=1).values
     return out.double().cpu().numpy()
+
+
+def _rows64(x: Any, ids: torch.Tensor | None, metric: str, device: torch.device) -> torch.Tensor:
+    """float64 rows (all, or ``ids``) from the caller's array, unit-normalised for cosine."""
+    if ids is not None:
+        x = x[ids.cpu().numpy()] if isinstance(x, np.ndarray) else x[ids.to(x.device)]
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(device, torch.float64)
+    if metric == "cosine":
+        t = t / torch.linalg.vector_norm(t, dim=1, keepdim=True)
+    return t
+
+
+def _exact_pairs(q: torch.Tensor, p: torch.Tensor, metric: str) -> torch.Tensor:
+    """float64 distances of matched rows ``q[i]``, ``p[i]`` (same formulas as the reference backend)."""
+    if metric == "cosine":
+        return (1.0 - (q * p).sum(dim=1)).clamp_(min=0.0)
+    return torch.linalg.vector_norm(q - p, dim=1)
+
+
+def _filtered_nearest(queries: Any, points: Any, *, metric: str, exclude_self: bool,
+                      device: torch.device, exclude_cols: np.ndarray | None = None) -> np.ndarray:
+    """Exact float64 nearest distances: float32 GEMM blocks filter, float64 re-check of every pair the
+    filter's error bound cannot rule out.
+
+    Filter error: the float32 copies are the float64-prepared rows rounded (relative ``u`` each), and the
+    GEMM accumulates in float32 in any order, so ``|S - <q, p>| <= (2u + u^2 + gamma_d (1 + u)^2) |q| |p|``
+    (``gamma_d = d u / (1 - d u)``). Cosine: rows are unit vectors, so the distance error is at most that
+    constant ``e`` (plus the rounding of ``1 - S``); a pair can be the nearest only if its filter distance
+    is within ``2 e`` of the row's filter minimum. Euclidean works on squared distances with the norms in
+    float64: error ``2 e |q| |p|``.
+    """
+    qa = queries if isinstance(queries, torch.Tensor) else np.asarray(queries)
+    pa = points if isinstance(points, torch.Tensor) else np.asarray(points)
+    if exclude_self:
+        exclude_cols = np.arange(qa.shape[0])
+    skip = None if exclude_cols is None else torch.as_tensor(np.asarray(exclude_cols, dtype=np.int64), device=device)
+    q64 = _rows64(qa, None, metric, device)
+    p64 = q64 if (exclude_self and pa is qa) else _rows64(pa, None, metric, device)
+    q32, p32 = q64.float(), p64.float()
+    d = q64.shape[1]
+    gam = 1.05 * d * _U32 / (1.0 - d * _U32)
+    unit = (2.0 * _U32 + _U32 ** 2 + gam * (1.0 + _U32) ** 2) * 1.01
+    if metric == "euclidean":
+        qn = torch.linalg.vector_norm(q64, dim=1)
+        pn = torch.linalg.vector_norm(p64, dim=1)
+        pn2f = (pn ** 2)[None, :].float()
+        pmax = float(pn.max()) if pn.numel() else 0.0
+    n_q, n_p = q64.shape[0], p64.shape[0]
+    out = torch.full((n_q,), math.inf, dtype=torch.float64, device=device)
+    block = max(1, _BLOCK_ELEMS // max(1, n_p))
+    for a in range(0, n_q, block):
+        b = min(n_q, a + block)
+        D = q32[a:b] @ p32.T  # float32 throughout: one GEMM, then in-place passes
+        if metric == "cosine":
+            D.neg_().add_(1.0)  # + rounding of 1 - S (|1 - S| <= 2: 2u)
+            slack = 2.0 * (unit + 4.0 * _U32) + 1e-12
+        else:  # |q|^2 + |p|^2 - 2S in float32: + 4u (|q|^2 + |p|^2) for the roundings of the sum
+            qq = (qn[a:b, None] ** 2).float()
+            D.mul_(-2.0).add_(pn2f).add_(qq)
+            slack = (2.0 * (2.0 * unit * qn[a:b, None] * pmax * 1.01
+                            + 4.0 * _U32 * (qn[a:b, None] ** 2 + pmax ** 2)) + 1e-30).float()
+        if skip is not None:
+            D[torch.arange(b - a, device=device), skip[a:b]] = math.inf
+        lo = D.min(dim=1, keepdim=True).values
+        rows, cols = torch.nonzero(D <= lo + slack, as_tuple=True)
+        del D
+        if rows.numel() == 0:
+            continue
+        ex = _exact_pairs(q64[rows + a], p64[cols], metric)
+        best = torch.full((b - a,), math.inf, dtype=torch.float64, device=device)
+        best.scatter_reduce_(0, rows, ex, reduce="amin")
+        out[a:b] = best
+    return out.cpu().numpy()
+
+
+def _sample(n: int, size: int, seed: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+def selection_report(
+    pool: np.ndarray | torch.Tensor,
+    subsets: dict[str, np.ndarray],
+    *,
+    metric: str = "cosine",
+    known: dict[str, tuple[float, float]] | None = None,
+    max_pairs: float = REPORT_MAX_PAIRS,
+    seed: int = 0,
+    device: str | torch.device | None = "cpu",
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """h, coverage radius and mean NN distance of each subset (pool positions) and of the full pool, at scale.
+
+    ``known[name] = (h, coverage_radius)`` supplies figures already known (the greedy trace of the uniform
+    subset), which are then not recomputed. Every other figure is exact (float64, :func:`nearest_distances`
+    with the filtered backend) while it needs at most ``max_pairs`` distance pairs; above that it is
+    estimated from a uniform sample (seeded) of query rows: ``mean_nn_distance`` is then an unbiased
+    estimate, ``h`` an upper bound and ``coverage_radius`` a lower bound, and the set's entry gets
+    ``"estimated": {figure: "... sample of s of m rows"}``. The full pool's coverage radius is 0.
+
+    Returns ``(report, info)``; ``info`` holds ``"seconds"`` per set and the settings.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).normal(size=(200, 4))
+        >>> rep, info = selection_report(x, {"random": np.arange(20)}, metric="euclidean", max_pairs=1000)
+        >>> sorted(rep), rep["full"]["coverage_radius"], "estimated" in rep["full"]
+        (['full', 'random'], 0.0, True)
+    """
+    import time
+
+    known = known or {}
+    pool_a = pool if isinstance(pool, torch.Tensor) else np.asarray(pool)
+    n = int(pool_a.shape[0])
+    report: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
+    kw = {"metric": metric, "device": device}
+
+    def within(rows: Any, k: int, note: dict[str, str], what: str) -> np.ndarray:
+        """NN distance of each (or a sample of) subset row(s) to the other subset rows."""
+        if k < 2:
+            return np.array([math.inf])
+        if k * k <= max_pairs:
+            return nearest_distances(rows, rows, exclude_self=True, **kw)
+        s = max(2, int(max_pairs // k))
+        ids = _sample(k, s, seed)
+        note["h"] = note["mean_nn_distance"] = f"{what}: nearest other row of a sample of {s} of {k} rows"
+        return _filtered_nearest(rows[ids], rows, metric=metric, exclude_self=False,
+                                 device=resolve_device(device), exclude_cols=ids)
+
+    for name, idx in subsets.items():
+        t0 = time.perf_counter()
+        idx = np.asarray(idx, dtype=np.int64)
+        rows = pool_a[idx]
+        k = int(idx.size)
+        note: dict[str, str] = {}
+        nn = within(rows, k, note, name)
+        if name in known:
+            h, cov = known[name]
+        else:
+            h = float(nn.min())
+            if n * k <= max_pairs:
+                cov = float(nearest_distances(pool_a, rows, **kw).max())
+            else:
+                s = max(1, int(max_pairs // k))
+                cov = float(nearest_distances(pool_a[_sample(n, s, seed)], rows, **kw).max())
+                note["coverage_radius"] = f"lower bound: largest NN distance of a sample of {s} of {n} pool rows"
+        report[name] = {"k": k, "h": float(h), "coverage_radius": float(cov), "mean_nn_distance": float(nn.mean())}
+        if note:
+            report[name]["estimated"] = note
+        seconds[name] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    note = {}
+    nn = within(pool_a, n, note, "full")
+    report["full"] = {"k": n, "h": float(nn.min()), "coverage_radius": 0.0, "mean_nn_distance": float(nn.mean())}
+    if note:
+        report["full"]["estimated"] = note
+    seconds["full"] = time.perf_counter() - t0
+    return report, {"seconds": seconds, "max_pairs": max_pairs, "seed": seed, "backend": "filtered float32 GEMM + "
+                    "float64 re-check", "known_from_trace": sorted(known)}
 
 
 def _faiss_nearest(queries: Any, points: Any, *, metric: str, exclude_self: bool) -> np.ndarray:

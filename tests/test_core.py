@@ -218,3 +218,47 @@ def test_uniformity_report_compares_against_random_of_same_size():
     assert rep["subset"]["h"] > rep["random"]["h"]
     assert rep["subset"]["coverage_radius"] < rep["random"]["coverage_radius"]
     assert rep["full"]["coverage_radius"] == 0.0
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_filtered_nearest_is_the_float64_answer(metric):
+    from hf_uniform.metrics import nearest_distances
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1500, 48)) + (5.0 if metric == "euclidean" else 0.0)
+    x[100:150] = x[:50]  # duplicates
+    x[200:210] = x[300:310] + 1e-7  # near-duplicates, below float32 resolution of the GEMM filter
+    for q, ex in ((x, True), (x[::7], False)):
+        ref = cdist(q, x, scipy_metric(metric))
+        if ex:
+            np.fill_diagonal(ref, np.inf)
+        got = nearest_distances(q, x, metric=metric, exclude_self=ex)
+        np.testing.assert_allclose(got, ref.min(axis=1), rtol=0, atol=1e-12)
+        assert (got[100:150] <= 1e-12).all() if ex else True  # duplicates: 0 up to float64 rounding
+
+
+def test_selection_report_uses_the_trace_and_states_its_samples():
+    from hf_uniform.metrics import selection_report, subset_stats
+
+    x = np.random.default_rng(2).normal(size=(800, 6))
+    sel = maxmin_select(x, 40, metric="euclidean", seed=0)
+    rnd = np.arange(0, 800, 20)
+    rep, info = selection_report(x, {"subset": sel.indices, "random": rnd}, metric="euclidean",
+                                 known={"subset": (sel.h, sel.coverage_radius)})
+    ref = subset_stats(x[sel.indices], x, metric="euclidean", backend="torch")
+    assert rep["subset"]["h"] == pytest.approx(ref["h"], rel=1e-6)  # from the trace
+    assert rep["subset"]["coverage_radius"] == pytest.approx(ref["coverage_radius"], rel=1e-6)
+    assert rep["subset"]["mean_nn_distance"] == pytest.approx(ref["mean_nn_distance"], abs=1e-12)
+    for name, want in (("random", subset_stats(x[rnd], x, metric="euclidean", backend="torch")),
+                       ("full", subset_stats(x, x, metric="euclidean", backend="torch"))):
+        for key in ("h", "coverage_radius", "mean_nn_distance"):
+            assert rep[name][key] == pytest.approx(want[key], abs=1e-12), (name, key)
+        assert "estimated" not in rep[name]
+    assert set(info["seconds"]) == {"subset", "random", "full"}
+    # above max_pairs: estimates from a stated sample, with the documented direction of each bound
+    est, _ = selection_report(x, {"random": rnd}, metric="euclidean", max_pairs=20000)
+    full = subset_stats(x, x, metric="euclidean", backend="torch")
+    assert "sample of 25 of 800" in est["full"]["estimated"]["h"]
+    assert est["full"]["h"] >= full["h"]  # a sample's smallest NN distance bounds h from above
+    assert "sample of 500 of 800 pool rows" in est["random"]["estimated"]["coverage_radius"]
+    assert est["random"]["coverage_radius"] <= rep["random"]["coverage_radius"]
