@@ -43,11 +43,16 @@ from typing import Any
 import numpy as np
 
 from .errors import UniformError
+from .heldout import split_heldout
 from .io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-ARMS = ("uniform", "random", "mixed", "full")
+ARMS = ("uniform", "random", "mixed", "length_matched", "full")
+#: Arms a run compares uniform against, in the order the verdict and the paired differences list them.
+COMPARATORS = ("random", "length_matched", "mixed", "full")
+#: Mixed into each seed's pool draw so that it differs from the arms' own use of the seed.
+POOL_DRAW_SALT = 20_240_601
 LOSS_KINDS = ("train", "heldout")
 KIND_LABEL = {"train": "train loss", "heldout": "held-out loss"}
 
@@ -67,6 +72,8 @@ class StudyConfig:
     Example:
         >>> StudyConfig(pool="pool.jsonl", k=100, recipe="recipe.yaml").arms
         ['uniform', 'random', 'mixed', 'full']
+        >>> "length_matched" in ARMS  # the length control is an arm you can add
+        True
     """
 
     pool: str = field(default="", metadata={"help": "the pool: a .jsonl/.json/.parquet/.csv file, a "
@@ -83,6 +90,28 @@ class StudyConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "one replicate per seed"})
     arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={
         "help": "arms to run, of uniform, random, mixed, full"})
+    pool_size: int | None = field(default=None, metadata={
+        "help": "rows drawn from the training pool for each seed (its own seeded draw per seed; k applies to it); "
+                "default: every seed uses the whole training pool"})
+    second_heldout: str | None = field(default=None, metadata={
+        "help": "a second evaluation source the pool never saw (e.g. ../shared/data/instruct/dolly_3k.jsonl)"})
+    second_heldout_size: float = field(default=200, metadata={
+        "help": "rows of second_heldout scored (a seeded draw: count or fraction)"})
+    eval_pool_loss: bool = field(default=False, metadata={
+        "help": "also score each final model (and the base model) on its seed's whole pool"})
+    periodic_eval: bool = field(default=True, metadata={
+        "help": "evaluate the held-out split during training (a held-out curve); false: only at the end"})
+    relative_thresholds: list[float] | None = field(default=None, metadata={
+        "help": "training-loss thresholds as fractions of each run's step-0 loss (the base model's loss on "
+                "the run's training rows), e.g. 0.9 0.8"})
+    window: int | None = field(default=None, metadata={
+        "help": "moving-average window (steps) of the training loss for threshold crossings "
+                "(hf_uniform.train.callbacks.first_crossings); default: EMA with `smoothing`"})
+    length_bins: int = field(default=10, metadata={
+        "help": "quantile bins of the pool's lengths used by the length_matched arm"})
+    length_measure: str = field(default="text_chars", metadata={
+        "help": "length the length_matched arm matches: text_chars (the text the embedder saw) or "
+                "response_chars"})
     heldout_size: float = field(default=0.05, metadata={
         "help": "rows held out of the pool before anything else (fraction in (0, 1) or a count)"})
     heldout_seed: int = field(default=1234, metadata={"help": "seed of the held-out split (fixed across seeds)"})
@@ -109,6 +138,8 @@ class StudyConfig:
     keep_models: bool = field(default=True, metadata={"help": "keep each arm's final weights in WORK_DIR"})
     num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)"})
     progress: bool = field(default=True, metadata={"help": "progress bars are on by default; --no_progress hides them"})
+    report_only: bool = field(default=False, metadata={
+        "help": "train nothing: write the report from the finished runs of the seeds whose arms all finished"})
     command: str | None = field(default=None, metadata={"help": "the command line, recorded in the report"})
 
     def validate(self) -> None:
@@ -118,7 +149,7 @@ class StudyConfig:
             >>> StudyConfig(pool="p.jsonl", recipe="r.yaml", arms=["uniform", "best"]).validate()
             Traceback (most recent call last):
             ...
-            hf_uniform.errors.UniformError: unknown arm(s) ['best']; choose from ('uniform', 'random', 'mixed', 'full')
+            hf_uniform.errors.UniformError: unknown arm(s) ['best']; choose from ('uniform', 'random', 'mixed', 'length_matched', 'full')
         """
         if not self.pool:
             raise UniformError("no pool given; pass --pool FILE")
@@ -139,6 +170,21 @@ class StudyConfig:
             raise UniformError(f"heldout_size must be positive (a fraction or a count), got {self.heldout_size}")
         if self.k <= 0:
             raise UniformError(f"k must be positive (rows or a fraction in (0, 1)), got {self.k}")
+        if self.pool_size is not None and self.pool_size < 2:
+            raise UniformError(f"pool_size must be >= 2 rows, got {self.pool_size}")
+        if self.relative_thresholds is not None and (not self.relative_thresholds or any(
+                not 0 < float(r) < 1 for r in self.relative_thresholds)):
+            raise UniformError(f"relative_thresholds must be fractions in (0, 1), got {self.relative_thresholds}")
+        if self.window is not None and self.window < 1:
+            raise UniformError(f"window must be >= 1 step, got {self.window}")
+        if self.length_measure not in ("text_chars", "response_chars"):
+            raise UniformError(f"length_measure must be text_chars or response_chars, got {self.length_measure!r}")
+        if self.length_bins < 1:
+            raise UniformError(f"length_bins must be >= 1, got {self.length_bins}")
+        if self.second_heldout is not None and not Path(self.second_heldout).exists():
+            raise UniformError(f"second_heldout {self.second_heldout} not found; pass a data file")
+        if self.second_heldout_size <= 0:
+            raise UniformError(f"second_heldout_size must be positive, got {self.second_heldout_size}")
         for name in ("train_thresholds", "heldout_thresholds"):
             v = getattr(self, name)
             if v is not None and (not v or any(not math.isfinite(float(t)) for t in v)):
@@ -157,25 +203,6 @@ class StudyConfig:
 
 
 # ------------------------------------------------------------------------------------------------ the split
-
-
-def split_heldout(n: int, size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted ``(heldout, train)`` row indices of a pool of ``n`` rows; ``size`` is a count or a fraction.
-
-    Raises:
-        UniformError: the split would leave no held-out or no training rows.
-
-    Example:
-        >>> ho, tr = split_heldout(10, 0.2, seed=0)
-        >>> len(ho), len(tr), set(ho) & set(tr)
-        (2, 8, set())
-    """
-    m = int(size) if size >= 1 else int(round(size * n))
-    if not 0 < m < n:
-        raise UniformError(f"heldout_size {size} leaves {m} held-out and {n - m} training rows of {n}; "
-                           "use a fraction in (0, 1) or a smaller count")
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[:m]).astype(np.int64), np.sort(perm[m:]).astype(np.int64)
 
 
 def resolve_k(k: float, n: int) -> int:
@@ -222,6 +249,9 @@ def build_arm_indices(
     if arm == "mixed":
         keep = nonzero_rows(x) if metric == "cosine" else np.arange(n)
         return keep[mixed_subset(x[keep], k, metric=metric, seed=seed, method=method)].astype(np.int64)
+    if arm == "length_matched":
+        raise UniformError("the length_matched arm needs row lengths and the uniform rows; "
+                           "use hf_uniform.baselines.length_matched_subset")
     raise UniformError(f"unknown arm {arm!r}; choose from {ARMS}")
 
 
@@ -296,6 +326,9 @@ def curves_from_run(run_dir: str | os.PathLike) -> dict[str, dict[str, list[floa
     evals = [(int(h["step"]), float(h["eval_loss"]), float(h.get("eval_runtime", 0.0)))
              for h in history if "eval_loss" in h]
     c = ttt["curve"]
+    if isinstance(c, list):  # one entry per logged loss (TimeToThresholdCallback since CPU seconds were added)
+        c = {key: [e.get(key) for e in c] for key in ("step", "seconds", "cpu_seconds", "tokens", ttt["metric"])}
+        c["value"] = c.pop(ttt["metric"])
     t_steps = np.asarray(c["step"], dtype=np.float64)
     t_wall = np.asarray(c["seconds"], dtype=np.float64)
     eval_steps = np.array([e[0] for e in evals], dtype=np.float64)
@@ -317,6 +350,8 @@ def curves_from_run(run_dir: str | os.PathLike) -> dict[str, dict[str, list[floa
     h_wall = [x + eval_time_before(s) for s, x in zip(h_steps, h_excl, strict=True)]
     # training tokens processed (TRL's num_tokens: prompt + response, padding excluded), by step
     tok_by_step = {int(h["step"]): float(h["num_tokens"]) for h in history if "loss" in h and "num_tokens" in h}
+    if c.get("tokens") and all(t is not None for t in c["tokens"]):  # the callback's own count (non-padding)
+        tok_by_step = {int(s): float(t) for s, t in zip(c["step"], c["tokens"], strict=True)}
     t_tokens = [tok_by_step.get(int(s)) for s in t_steps]
     if tok_by_step and all(t is not None for t in t_tokens):
         ks = sorted(tok_by_step)
@@ -325,6 +360,8 @@ def curves_from_run(run_dir: str | os.PathLike) -> dict[str, dict[str, list[floa
         t_tokens, h_tokens = [None] * len(t_steps), [None] * len(h_steps)
     return {
         "train": {"step": t_steps.astype(int).tolist(), "seconds": t_excl.tolist(), "wall_seconds": t_wall.tolist(),
+                  "cpu_seconds": [None if v is None else float(v) for v in c.get("cpu_seconds") or
+                                  [None] * len(t_steps)],
                   "tokens": t_tokens, "value": [float(v) for v in c["value"]]},
         "heldout": {"step": h_steps, "seconds": h_excl, "wall_seconds": h_wall, "tokens": h_tokens,
                     "value": [e[1] for e in evals]},
@@ -391,12 +428,93 @@ def threshold_label(kind: str, t: float) -> str:
     return f"{'held-out' if kind == 'heldout' else 'train'}<={t:g}"
 
 
+def threshold_labels(thresholds: Mapping[str, Sequence[float]]) -> list[tuple[str, str]]:
+    """``(kind, label)`` of every threshold in report order: absolute and relative train, then held-out.
+
+    Example:
+        >>> threshold_labels({"train": [2.0], "train_relative": [0.9], "heldout": [2.5]})
+        [('train', 'train<=2'), ('train', 'train<=0.9x start'), ('heldout', 'held-out<=2.5')]
+    """
+    out = [("train", threshold_label("train", t)) for t in thresholds.get("train", [])]
+    out += [("train", f"train<={r:g}x start") for r in thresholds.get("train_relative", []) or []]
+    out += [("heldout", threshold_label("heldout", t)) for t in thresholds.get("heldout", [])]
+    return out
+
+
+def run_crossings(run: Mapping[str, Any], thresholds: Mapping[str, Sequence[float]], *, smoothing: float,
+                  window: int | None = None) -> dict[str, dict[str, Any] | None]:
+    """First crossing of every threshold by one run: ``{label: {"step", "seconds", "cpu_seconds", "tokens",
+    "value", "threshold"} or None}``.
+
+    Training loss: with ``window`` the trailing moving average over ``window`` steps and the ``<=`` rule of
+    :func:`hf_uniform.train.callbacks.first_crossings` (the callback's own rule); without it the EMA of
+    ``smoothing``. Relative thresholds are fractions of ``run["start"]["train_loss"]`` (the base model's loss on
+    the run's rows). Held-out loss: as evaluated.
+
+    Example:
+        >>> run = {"curves": {"train": {"step": [1, 2, 3], "seconds": [1.0, 2.0, 3.0], "value": [4.0, 2.0, 2.0],
+        ...                             "cpu_seconds": [2.0, 4.0, 6.0], "tokens": [10, 20, 30]},
+        ...                   "heldout": {"step": [], "seconds": [], "value": []}},
+        ...        "start": {"train_loss": 4.0}}
+        >>> c = run_crossings(run, {"train": [], "train_relative": [0.75], "heldout": []}, smoothing=0.0, window=2)
+        >>> c["train<=0.75x start"]["step"], c["train<=0.75x start"]["cpu_seconds"]
+        (3, 6.0)
+    """
+    from .train.callbacks import first_crossings, threshold_key
+
+    out: dict[str, dict[str, Any] | None] = {}
+    train = run["curves"]["train"]
+    values = {"train": [float(t) for t in thresholds.get("train", [])],
+              "train_relative": [float(r) * float(run["start"]["train_loss"])
+                                 for r in thresholds.get("train_relative", []) or []]}
+    labels = [lab for kind, lab in threshold_labels(thresholds) if kind == "train"]
+    flat = values["train"] + values["train_relative"]
+    n = len(train["step"])
+    cols = {k: (list(train.get(k)) if train.get(k) is not None else [None] * n)
+            for k in ("step", "seconds", "cpu_seconds", "tokens", "value")}
+    if window:
+        entries = [{"step": cols["step"][i], "seconds": cols["seconds"][i], "cpu_seconds": cols["cpu_seconds"][i],
+                    "tokens": cols["tokens"][i], "loss": cols["value"][i]} for i in range(n)]
+        found = first_crossings(entries, flat, window=int(window), key="loss") if flat else {}
+        for lab, t in zip(labels, flat, strict=True):
+            rec = found[threshold_key(t)]["smoothed"]
+            out[lab] = None if rec is None else {
+                "step": int(rec["step"]), "seconds": rec.get("seconds"), "cpu_seconds": rec.get("cpu_seconds"),
+                "tokens": rec.get("tokens"), "value": rec["value"], "threshold": t}
+    else:
+        smoothed = _curve_for_threshold(train, "train", smoothing)
+        for lab, t in zip(labels, flat, strict=True):
+            out[lab] = None
+            for i in range(n):
+                v = smoothed[i]
+                if v is not None and math.isfinite(v) and v <= t:
+                    out[lab] = {"step": int(cols["step"][i]), "seconds": cols["seconds"][i],
+                                "cpu_seconds": cols["cpu_seconds"][i], "tokens": cols["tokens"][i],
+                                "value": float(v), "threshold": t}
+                    break
+    held = run["curves"]["heldout"]
+    for t in thresholds.get("heldout", []):
+        c = first_crossing(held["step"], held["seconds"], held["value"], t, held.get("tokens"))
+        if c is not None:
+            c = {**c, "cpu_seconds": None, "threshold": float(t)}
+            c.setdefault("tokens", None)
+        out[threshold_label("heldout", t)] = c
+    return out
+
+
+FINALS = {"final_train_loss": ("final", "train_loss"), "final_heldout_loss": ("final", "heldout_loss"),
+          "final_second_heldout_loss": ("final", "second_heldout_loss"), "final_pool_loss": ("final", "pool_loss"),
+          "start_train_loss": ("start", "train_loss")}
+MEASURES = ("steps", "tokens", "cpu_seconds", "seconds")
+
+
 def aggregate(runs: Sequence[Mapping[str, Any]], thresholds: Mapping[str, Sequence[float]], *,
-              arms: Sequence[str], smoothing: float) -> dict[str, Any]:
-    """Per-arm mean ± std over seeds of every reported quantity, with time and steps to each threshold.
+              arms: Sequence[str], smoothing: float, window: int | None = None) -> dict[str, Any]:
+    """Per-arm mean ± std over seeds of every reported quantity, with steps, tokens, CPU and wall seconds to
+    each threshold.
 
     ``runs`` are the per-run records (``runs/<arm>-seed<s>.json``). Returns ``{arm: {...}}`` and adds
-    ``crossings`` to each run.
+    ``crossings`` (:func:`run_crossings`) to each run.
 
     Example:
         >>> run = {"arm": "uniform", "seed": 0, "size": 4, "h": 0.1, "coverage_radius": 0.2,
@@ -409,14 +527,8 @@ def aggregate(runs: Sequence[Mapping[str, Any]], thresholds: Mapping[str, Sequen
     """
     out: dict[str, Any] = {}
     for run in runs:
-        crossings = {}
-        for kind in LOSS_KINDS:
-            curve = run["curves"][kind]
-            values = _curve_for_threshold(curve, kind, smoothing)
-            for t in thresholds[kind]:
-                crossings[threshold_label(kind, t)] = first_crossing(curve["step"], curve["seconds"], values, t,
-                                                                     curve.get("tokens"))
-        run["crossings"] = crossings  # type: ignore[index]
+        run["crossings"] = run_crossings(run, thresholds, smoothing=smoothing, window=window)  # type: ignore[index]
+    key_of = {"steps": "step", "seconds": "seconds", "cpu_seconds": "cpu_seconds", "tokens": "tokens"}
     for arm in arms:
         rs = sorted((r for r in runs if r["arm"] == arm), key=lambda r: r["seed"])
         if not rs:
@@ -426,10 +538,11 @@ def aggregate(runs: Sequence[Mapping[str, Any]], thresholds: Mapping[str, Sequen
             "size": mean_std([r["size"] for r in rs]),
             "h": mean_std([r.get("h") for r in rs]),
             "coverage_radius": mean_std([r.get("coverage_radius") for r in rs]),
-            "final_train_loss": mean_std([r["final"].get("train_loss") for r in rs]),
-            "final_heldout_loss": mean_std([r["final"].get("heldout_loss") for r in rs]),
+            **{name: mean_std([(r.get(a) or {}).get(b) for r in rs]) for name, (a, b) in FINALS.items()},
             "steps": mean_std([r["final"].get("steps") for r in rs]),
             "train_seconds": mean_std([r["final"].get("train_seconds") for r in rs]),
+            "train_cpu_seconds": mean_std([r["final"].get("train_cpu_seconds") for r in rs]),
+            "train_tokens": mean_std([r["final"].get("train_tokens") for r in rs]),
             "tokens_per_step": mean_std([(r["final"].get("train_tokens") or math.nan) / max(1, r["final"].get("steps")
                                          or 1) for r in rs]),
             "thresholds": {},
@@ -437,15 +550,63 @@ def aggregate(runs: Sequence[Mapping[str, Any]], thresholds: Mapping[str, Sequen
         }
         for label in rs[0]["crossings"]:
             cross = [r["crossings"][label] for r in rs]
-            entry["thresholds"][label] = {
-                "steps": mean_std([c["step"] if c else None for c in cross]),
-                "seconds": mean_std([c["seconds"] if c else None for c in cross]),
-                "tokens": mean_std([c.get("tokens") if c else None for c in cross]),
-            }
+            entry["thresholds"][label] = {m: mean_std([c.get(key_of[m]) if c else None for c in cross])
+                                          for m in MEASURES}
         metrics = sorted({m for r in rs for m in (r.get("lm_eval") or {})})
         for m in metrics:
             entry["lm_eval"][m] = mean_std([(r.get("lm_eval") or {}).get(m) for r in rs])
         out[arm] = entry
+    return out
+
+
+def paired_differences(runs: Sequence[Mapping[str, Any]], *, base: str = "uniform",
+                       others: Sequence[str] = COMPARATORS) -> dict[str, Any]:
+    """Per-seed differences ``base - other`` (same seed = same pool draw, start row and base weights).
+
+    For every threshold (from each run's ``crossings``) and measure (steps, tokens, CPU seconds, wall
+    seconds) and for the final and step-0 losses: ``{"mean", "std", "n", "of", "values"}`` over seeds (a
+    seed where either arm did not reach a threshold gives ``None``), and for thresholds ``reached``: how
+    many seeds each arm reached it in. Negative = ``base`` needed less / has lower loss.
+
+    Example:
+        >>> mk = lambda arm, seed, step, loss: {"arm": arm, "seed": seed, "final": {"heldout_loss": loss},
+        ...     "start": {}, "crossings": {"train<=1": {"step": step, "tokens": None, "cpu_seconds": None,
+        ...                                             "seconds": None}}}
+        >>> runs = [mk("uniform", 0, 4, 2.0), mk("random", 0, 6, 2.5), mk("uniform", 1, 5, 2.1),
+        ...         mk("random", 1, 5, 2.0)]
+        >>> d = paired_differences(runs, others=["random"])["uniform-random"]
+        >>> d["thresholds"]["train<=1"]["steps"]["values"], round(d["final_heldout_loss"]["mean"], 3)
+        ([-2.0, 0.0], 0.05)
+    """
+    key_of = {"steps": "step", "seconds": "seconds", "cpu_seconds": "cpu_seconds", "tokens": "tokens"}
+    by = {(r["arm"], r["seed"]): r for r in runs}
+    seeds = sorted({r["seed"] for r in runs if r["arm"] == base})
+    out: dict[str, Any] = {}
+    for other in others:
+        pairs = [(by[(base, s)], by[(other, s)]) for s in seeds if (other, s) in by]
+        if not pairs:
+            continue
+        rec: dict[str, Any] = {"seeds": [u["seed"] for u, _ in pairs], "thresholds": {}}
+        for label in pairs[0][0].get("crossings", {}):
+            cell: dict[str, Any] = {}
+            for m in MEASURES:
+                vals: list[float | None] = []
+                for u, o in pairs:
+                    cu, co = u["crossings"].get(label), o["crossings"].get(label)
+                    a = cu.get(key_of[m]) if cu else None
+                    b = co.get(key_of[m]) if co else None
+                    vals.append(None if a is None or b is None else float(a) - float(b))
+                cell[m] = mean_std(vals)
+            cell["reached"] = {base: sum(1 for u, _ in pairs if u["crossings"].get(label)),
+                               other: sum(1 for _, o in pairs if o["crossings"].get(label)), "of": len(pairs)}
+            rec["thresholds"][label] = cell
+        for name, (a, b) in FINALS.items():
+            vals = []
+            for u, o in pairs:
+                x, y = (u.get(a) or {}).get(b), (o.get(a) or {}).get(b)
+                vals.append(None if x is None or y is None else float(x) - float(y))
+            rec[name] = mean_std(vals)
+        out[f"{base}-{other}"] = rec
     return out
 
 
@@ -473,10 +634,8 @@ def table_columns(thresholds: Mapping[str, Sequence[float]], lm_metrics: Sequenc
         ['arm', 'size', 'h', 'coverage radius']
     """
     cols = ["arm", "size", "h", "coverage radius"]
-    for kind in LOSS_KINDS:
-        for t in thresholds[kind]:
-            label = threshold_label(kind, t)
-            cols += [f"steps to {label}", f"seconds to {label}"]
+    for _, label in threshold_labels(thresholds):
+        cols += [f"steps to {label}", f"seconds to {label}"]
     cols += ["final train loss", "final held-out loss"]
     cols += list(lm_metrics)
     return cols
@@ -500,10 +659,9 @@ def render_table(report: Mapping[str, Any]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for arm, e in report["arms"].items():
         cells = [arm, f"{e['size']['mean']:.0f}", _pm(e["h"], 4), _pm(e["coverage_radius"], 4)]
-        for kind in LOSS_KINDS:
-            for t in th[kind]:
-                rec = e["thresholds"][threshold_label(kind, t)]
-                cells += [_pm(rec["steps"], 0, show_n=True), _pm(rec["seconds"], 1, show_n=True)]
+        for _, label in threshold_labels(th):
+            rec = e["thresholds"][label]
+            cells += [_pm(rec["steps"], 0, show_n=True), _pm(rec["seconds"], 1, show_n=True)]
         cells += [_pm(e["final_train_loss"]), _pm(e["final_heldout_loss"])]
         cells += [_pm(e["lm_eval"].get(m), 3) for m in report["lm_metrics"]]
         lines.append("| " + " | ".join(cells) + " |")
@@ -521,7 +679,7 @@ def render_tokens_table(report: Mapping[str, Any]) -> str:
         | full | 2000 |
     """
     th = report["thresholds"]
-    labels = [threshold_label(kind, t) for kind in LOSS_KINDS for t in th[kind]]
+    labels = [lab for _, lab in threshold_labels(th)]
     lines = ["| " + " | ".join(["arm", "tokens per step", *[f"k tokens to {lab}" for lab in labels]]) + " |",
              "|---|---|" + "---|" * len(labels)]
     for arm, e in report["arms"].items():
@@ -564,6 +722,51 @@ def render_heldout_table(report: Mapping[str, Any], max_columns: int = 12) -> st
             cells.append(_pm(mean_std([r["curves"]["heldout"]["value"][i] for r in runs if r["arm"] == arm])))
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def render_compute_table(report: Mapping[str, Any]) -> str:
+    """Markdown table: per arm and threshold, steps, k tokens, CPU seconds and wall seconds to reach it, plus
+    the step-0 and final losses (mean ± std over seeds).
+
+    Example:
+        >>> print(render_compute_table({"thresholds": {"train": [], "heldout": []}, "arms": {}}))
+        <BLANKLINE>
+    """
+    arms = report["arms"]
+    if not arms:
+        return ""
+    labels = [lab for _, lab in threshold_labels(report["thresholds"])]
+    lines = ["| arm | threshold | reached | steps | k tokens | CPU s | wall s |", "|---|---|---|---|---|---|---|"]
+    for arm, e in arms.items():
+        for lab in labels:
+            rec = e["thresholds"][lab]
+            tok = dict(rec.get("tokens") or {})
+            if tok.get("mean") is not None:
+                tok = {**tok, "mean": tok["mean"] / 1e3, "std": (tok["std"] or 0.0) / 1e3}
+            lines.append(f"| {arm} | {lab} | {rec['steps']['n']}/{rec['steps']['of']} | {_pm(rec['steps'], 1)} | "
+                         f"{_pm(tok, 1)} | {_pm(rec.get('cpu_seconds'), 0)} | {_pm(rec.get('seconds'), 0)} |")
+    lines += ["", "| arm | step-0 loss (own rows) | final train loss | final held-out | final second source | "
+              "final full pool | steps | k tokens | train CPU s | train wall s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for arm, e in arms.items():
+        tok = dict(e.get("train_tokens") or {})
+        if tok.get("mean") is not None:
+            tok = {**tok, "mean": tok["mean"] / 1e3, "std": (tok["std"] or 0.0) / 1e3}
+        lines.append(f"| {arm} | {_pm(e.get('start_train_loss'), 4)} | {_pm(e.get('final_train_loss'), 4)} | "
+                     f"{_pm(e.get('final_heldout_loss'), 4)} | {_pm(e.get('final_second_heldout_loss'), 4)} | "
+                     f"{_pm(e.get('final_pool_loss'), 4)} | {_pm(e.get('steps'), 0)} | {_pm(tok, 1)} | "
+                     f"{_pm(e.get('train_cpu_seconds'), 0)} | {_pm(e.get('train_seconds'), 0)} |")
+    return "\n".join(lines)
+
+
+def _lengths_section(report: Mapping[str, Any]) -> list[str]:
+    from .lengths import render_lengths_table
+
+    lens = report.get("lengths") or {}
+    if not lens.get("all_seeds"):
+        return []
+    return ["## Lengths of each arm (all seeds' rows together)", "", lens["measures"] + ". The length_matched arm "
+            f"matches {lens['length_matched_on']} in {lens['length_bins']} quantile bins of the pool.", "",
+            render_lengths_table(lens["all_seeds"]), ""]
 
 
 def verdict(report: Mapping[str, Any]) -> list[str]:
@@ -640,9 +843,23 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     cfg = report["config"]
     th = report["thresholds"]
     pool = report["pool"]
-    lines = [
-        "# Uniform vs random vs full: study report",
-        "",
+    lines = ["# Uniform vs random vs full: study report", ""]
+    if report.get("plain_verdict"):
+        lines += ["## Verdict: does uniform reach the thresholds sooner?", "",
+                  "Paired per-seed differences (same seed = same pool draw, start row, data order and base "
+                  "weights); negative = uniform needed fewer steps / tokens / seconds or has the lower loss; "
+                  "\"larger than the seed spread\" = |mean| exceeds the standard deviation of the per-seed "
+                  "differences.", ""]
+        lines += [f"- {v}" for v in report["plain_verdict"]]
+        cost = report.get("cost") or {}
+        if cost:
+            lines += ["", f"Cost of the study: {cost['total_wall_seconds'] / 60:.1f} min wall, "
+                      f"{cost['total_cpu_seconds'] / 60:.1f} min process CPU (training + evaluation of every run "
+                      "and the base-model evaluations; CPU time sums all threads).", ""]
+    if report.get("missing_runs"):
+        lines += [f"**Incomplete study:** runs {', '.join(report['missing_runs'])} had not finished; this report "
+                  f"covers the seeds whose arms all finished ({report['seeds']}).", ""]
+    lines += [
         f"Pool `{cfg['pool']}`: {pool['rows']} rows; **{pool['heldout_rows']} held out** (seed {cfg['heldout_seed']}) "
         f"before anything else, {pool['train_rows']} form the training pool. Arms: "
         + ", ".join(f"{a} ({report['arms'][a]['size']['mean']:.0f} rows)" for a in report["arms"])
@@ -657,6 +874,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "## Results (mean ± std over seeds)",
         "",
         render_table(report),
+        "",
+        render_compute_table(report),
         "",
         "Training tokens to each threshold (thousands; prompt + response tokens processed, padding excluded): "
         "a compute measure that, unlike seconds, does not depend on the machine's load and, unlike steps, "
@@ -677,6 +896,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Time: {report['time_measure']}",
         "",
+        *_lengths_section(report),
         "## Did uniform reach the thresholds sooner?",
         "",
     ]
@@ -744,17 +964,21 @@ def make_plots(report: Mapping[str, Any], out_dir: str | os.PathLike, *, embeddi
             paths[f"{KIND_LABEL[kind]} vs {xlabel} (Figures 4-8)"] = loss_curves_plot(
                 curves, pdir / fname, xlabel=xlabel, ylabel=KIND_LABEL[kind], smoothing=smoothing,
                 thresholds=th[kind], title=f"{KIND_LABEL[kind]}: one line per seed")
-    for measure, unit in (("seconds", "training seconds (excl. eval)"), ("steps", "optimizer steps"),
-                          ("tokens", "training tokens")):
+    measures = [("seconds", "training seconds (excl. eval)"), ("steps", "optimizer steps"),
+                ("tokens", "training tokens")]
+    if any((e["thresholds"].get(lab) or {}).get("cpu_seconds", {}).get("mean") is not None
+           for e in report["arms"].values() for lab in e["thresholds"]):
+        measures.append(("cpu_seconds", "process CPU seconds of training"))
+    if not threshold_labels(th):
+        measures = []
+    for measure, unit in measures:
         values = {}
-        for kind in LOSS_KINDS:
-            for t in th[kind]:
-                label = threshold_label(kind, t)
-                values[label] = {}
-                for arm, e in report["arms"].items():
-                    ms = e["thresholds"][label].get(measure) or {}
-                    values[label][arm] = (ms["mean"] if ms.get("mean") is not None else float("nan"),
-                                          ms.get("std") or 0.0)
+        for _, label in threshold_labels(th):
+            values[label] = {}
+            for arm, e in report["arms"].items():
+                ms = e["thresholds"][label].get(measure) or {}
+                values[label][arm] = (ms["mean"] if ms.get("mean") is not None else float("nan"),
+                                      ms.get("std") or 0.0)
         paths[f"{measure} to threshold (Figure 11)"] = threshold_bars_plot(
             values, pdir / f"time_to_threshold_{measure}.png", ylabel=unit,
             title=f"{measure} to threshold (mean ± std over seeds)")
@@ -784,6 +1008,46 @@ def _recipe_content(path: str | os.PathLike) -> Any:
         return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as err:
         raise UniformError(f"cannot read recipe {path}: {str(err).splitlines()[0]}") from None
+
+
+class _atomic_dir:  # noqa: N801 - used as a context manager like a function
+    """Write a folder under a temporary name, rename it into place on success."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
+
+    def __enter__(self) -> Path:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+        return self.tmp
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.replace(self.tmp, self.path)
+
+
+def _fix_bytelevel_tokenizer(folder: Path, tok: Any) -> None:
+    """Rewrite a GGUF-converted byte-level BPE tokenizer in ``folder`` as a plain fast tokenizer (see _gguf_base)."""
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    if "Ġ" not in raw.get_vocab() and "Ġ" not in raw.get_vocab():
+        return  # not a byte-level BPE vocabulary: leave it as transformers wrote it
+    raw.normalizer = None
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    raw.post_processor = processors.ByteLevel(trim_offsets=False)
+    raw.decoder = decoders.ByteLevel()
+    fixed = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token=tok.bos_token, eos_token=tok.eos_token,
+                                    pad_token=tok.pad_token, unk_token=tok.unk_token)
+    fixed.chat_template = getattr(tok, "chat_template", None)
+    for name in ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"):
+        (folder / name).unlink(missing_ok=True)
+    fixed.save_pretrained(str(folder))
 
 
 def _write_jsonl(ds: Any, path: Path) -> Path:
@@ -818,8 +1082,7 @@ class _Study:
         self.pool_digest = _file_digest(cfg.pool) if Path(cfg.pool).is_file() else str(pool._fingerprint)
         data_dir = self.work / "data"
         self.heldout_file = data_dir / "heldout.jsonl"
-        if not self.heldout_file.exists():
-            _write_jsonl(pool.select(heldout.tolist()), self.heldout_file)
+        _write_jsonl(pool.select(heldout.tolist()), self.heldout_file)  # always: an older file may be stale
         self.heldout_ds = pool.select(heldout.tolist())
         self.train_pool = pool.select(train.tolist())
         atomic_write_json(self.out / "split.json", {
@@ -845,28 +1108,57 @@ class _Study:
             with atomic_path(emb_path) as tmp, open(tmp, "wb") as f:
                 np.save(f, self.x)
             logger.info("embedded the training pool with %s in %.1f s", cfg.embedder, time.perf_counter() - t0)
-        self.k = resolve_k(cfg.k, len(train))
+        cfg = self.cfg
+        # lengths of every training-pool row (the text the embedder saw, and the response alone)
+        from .lengths import row_lengths
+
+        self.row_len = row_lengths(self.train_pool, text_columns=cfg.text_columns)
+        # each seed trains on its own draw of pool_size rows (positions into the training pool), or on all
+        self.seed_pos: dict[int, np.ndarray] = {}
+        for seed in cfg.seeds:
+            if cfg.pool_size:
+                if cfg.pool_size > len(train):
+                    raise UniformError(f"pool_size {cfg.pool_size} exceeds the {len(train)} training rows; lower it")
+                draw = np.random.default_rng([POOL_DRAW_SALT, seed]).choice(len(train), cfg.pool_size, replace=False)
+                self.seed_pos[seed] = np.sort(draw).astype(np.int64)
+            else:
+                self.seed_pos[seed] = np.arange(len(train), dtype=np.int64)
+        self.k = resolve_k(cfg.k, cfg.pool_size or len(train))
 
         # one cache entry per arm and seed, so adding an arm or a seed never recomputes the others
-        arms_path = self.work / f"arms-{_fingerprint([emb_key, self.k, cfg.metric])}.json"
+        arms_path = self.work / f"arms-{_fingerprint([emb_key, self.k, cfg.metric, cfg.pool_size, cfg.length_bins, cfg.length_measure])}.json"
         stored = json.loads(arms_path.read_text()) if arms_path.exists() else {"indices": {}, "geometry": {}}
         self.arm_idx, self.geometry = {}, {}
         for seed in cfg.seeds:
-            for arm in cfg.arms:
+            pos = self.seed_pos[seed]
+            xs = self.x[pos]
+            order = sorted(cfg.arms, key=lambda a: a != "uniform")  # length_matched needs uniform's rows
+            if "length_matched" in cfg.arms and "uniform" not in cfg.arms:
+                order = ["uniform", *order]
+            for arm in order:
                 key = f"{arm}-seed{seed}"
-                src = "full" if arm == "full" else key  # the full arm does not depend on the seed
+                src = "full" if arm == "full" and not cfg.pool_size else key  # full does not depend on the seed
                 if src not in stored["indices"]:
                     t0 = time.perf_counter()
-                    idx = build_arm_indices(self.x, arm, self.k, seed, metric=cfg.metric,
-                                            method=cfg.selection_method)
+                    if arm == "length_matched":
+                        from .baselines import length_matched_subset
+
+                        uni = np.searchsorted(pos, np.asarray(stored["indices"][f"uniform-seed{seed}"]))
+                        local = length_matched_subset(self.row_len[cfg.length_measure][pos], uni,
+                                                      bins=cfg.length_bins, seed=seed)
+                    else:
+                        local = build_arm_indices(xs, arm, self.k, seed, metric=cfg.metric,
+                                                  method=cfg.selection_method)
+                    idx = pos[local]
                     stored["indices"][src] = idx.tolist()
-                    stored["geometry"][src] = arm_geometry(self.x, idx, metric=cfg.metric)
+                    stored["geometry"][src] = arm_geometry(xs, local, metric=cfg.metric)
                     atomic_write_json(arms_path, stored)
                     logger.info("arm %s: %d rows, h=%.5f, coverage radius=%.5f (%.1f s)", key, len(idx),
                                 stored["geometry"][src]["h"], stored["geometry"][src]["coverage_radius"],
                                 time.perf_counter() - t0)
-                self.arm_idx[key] = np.asarray(stored["indices"][src], dtype=np.int64)
-                self.geometry[key] = stored["geometry"][src]
+                if arm in cfg.arms:
+                    self.arm_idx[key] = np.asarray(stored["indices"][src], dtype=np.int64)
+                    self.geometry[key] = stored["geometry"][src]
         # pool row ids (not training-pool positions) are what the report and the disjointness check use
         self.arm_rows = {key: self.train_idx[idx] for key, idx in self.arm_idx.items()}
         overlap = {key: int(np.intersect1d(rows, self.heldout_idx).size) for key, rows in self.arm_rows.items()}
@@ -876,7 +1168,17 @@ class _Study:
         atomic_write_text(self.out / "arms.json", json.dumps(
             {key: {"rows": rows.tolist(), **self.geometry[key]} for key, rows in self.arm_rows.items()},
             separators=(",", ":")) + "\n")
-
+        self.second_ds = None
+        if cfg.second_heldout:
+            second = load_input(cfg.second_heldout)
+            m = int(cfg.second_heldout_size) if cfg.second_heldout_size >= 1 else int(
+                round(cfg.second_heldout_size * len(second)))
+            if not 0 < m <= len(second):
+                raise UniformError(f"second_heldout_size {cfg.second_heldout_size} gives {m} of {len(second)} rows")
+            rows2 = np.sort(np.random.default_rng(cfg.heldout_seed).permutation(len(second))[:m])
+            self.second_ds = second.select(rows2.tolist())
+            self.second_digest = _file_digest(cfg.second_heldout) if Path(cfg.second_heldout).is_file() else ""
+            self.second_rows = rows2
     # -- training ----------------------------------------------------------------------------------------
     def _recipe(self, run_dir: Path, seed: int, data_file: Path) -> tuple[Any, Any, Any]:
         from .train.sft import parse_sft_args
@@ -885,13 +1187,17 @@ class _Study:
         argv = ["--config", cfg.recipe, *shlex.split(cfg.recipe_args), "--output_dir", str(run_dir),
                 "--seed", str(seed)]
         sft, model, uargs = parse_sft_args(argv)
-        eval_steps = cfg.eval_steps or (sft.eval_steps if sft.eval_steps and sft.eval_steps >= 1 else None) \
-            or max(1, int(sft.logging_steps) * 5)
-        argv += ["--eval_strategy", "steps", "--eval_steps", str(int(eval_steps)), "--eval_on_start", "true",
-                 "--per_device_eval_batch_size", str(max(sft.per_device_eval_batch_size, cfg.eval_batch_size))]
+        if cfg.periodic_eval:
+            eval_steps = cfg.eval_steps or (sft.eval_steps if sft.eval_steps and sft.eval_steps >= 1 else None) \
+                or max(1, int(sft.logging_steps) * 5)
+            argv += ["--eval_strategy", "steps", "--eval_steps", str(int(eval_steps)), "--eval_on_start", "true",
+                     "--per_device_eval_batch_size",
+                     str(max(sft.per_device_eval_batch_size, cfg.eval_batch_size))]
+        else:
+            argv += ["--eval_strategy", "no"]
         sft, model, uargs = parse_sft_args(argv)
         uargs.dataset_name = str(data_file)
-        uargs.eval_dataset_name = str(self.heldout_file)
+        uargs.eval_dataset_name = str(self.heldout_file) if cfg.periodic_eval else None
         uargs.eval_size = 0.0
         uargs.uniform_k = None
         uargs.threshold_metric = "loss"
@@ -902,7 +1208,39 @@ class _Study:
         if uargs.tiny_model:
             model.model_name_or_path = str(self._tiny_base(uargs, seed))
             uargs.tiny_model = False
+        elif uargs.gguf_file or str(model.model_name_or_path).endswith(".gguf"):
+            model.model_name_or_path = str(self._gguf_base(model.model_name_or_path, uargs.gguf_file))
+            uargs.gguf_file = None
         return sft, model, uargs
+
+    def base_model_path(self, seed: int) -> Path | str:
+        """The weights every arm of ``seed`` starts from (a folder), built once and cached in WORK_DIR."""
+        sft, model, uargs = self._recipe(self.work / "tmp", seed, self.heldout_file)
+        return model.model_name_or_path
+
+    def _gguf_base(self, name: str, gguf_file: str | None) -> Path:
+        """Dequantise a GGUF model once into WORK_DIR/base_model/<name> (safetensors + a working tokenizer).
+
+        transformers 5 converts the SmolLM2 GGUF tokenizer as a Metaspace (SentencePiece-style) tokenizer
+        that encodes every space as ``<|endoftext|>`` (id 0) and adds a ``<|im_start|>`` BOS: the model then
+        sees garbage (loss ~12 instead of ~2). The tokenizer saved here is the GGUF's byte-level BPE
+        (``tokenizer.json``) with the GPT-2 byte-level pre-tokenizer, decoder and no added BOS, as the
+        original SmolLM2 tokenizer; a loading of the folder costs < 1 s instead of ~30 s.
+        """
+        from .train.sft import load_model_and_tokenizer, resolve_model_source
+
+        source, gguf = resolve_model_source(name, gguf_file)
+        folder = self.work / "base_model" / Path(str(gguf)).stem
+        if (folder / "config.json").exists() and (folder / "tokenizer.json").exists():
+            return folder
+        model, tok = load_model_and_tokenizer(name, gguf_file=gguf_file, dtype="float32")
+        with _atomic_dir(folder) as tmp:
+            model.save_pretrained(str(tmp))
+            tok.save_pretrained(str(tmp))
+            _fix_bytelevel_tokenizer(tmp, tok)
+        del model
+        gc.collect()
+        return folder
 
     def _tiny_base(self, uargs: Any, seed: int) -> Path:
         """One tiny LLaMA per seed shared by every arm: same tokenizer (trained on the training pool) and weights."""
@@ -917,17 +1255,78 @@ class _Study:
                                 intermediate_size=2 * uargs.tiny_hidden_size, num_hidden_layers=uargs.tiny_layers,
                                 seed=seed)
 
+    def _score(self, model: Any, tok: Any, ds: Any, max_length: int | None, prompt_format: str) -> dict[str, Any]:
+        from .evaluation import checkpoint_heldout_loss
+
+        return checkpoint_heldout_loss(model, ds, tokenizer=tok, device=self.cfg.device, max_length=max_length,
+                                       prompt_format=prompt_format, batch_size=self.cfg.eval_batch_size)
+
+    def base_eval(self, seed: int) -> dict[str, Any]:
+        """Losses of the base model (step 0) of ``seed``: per pool row, held-out, second source and pool.
+
+        Per-row losses (summed response-token cross-entropy and response-token count, each row scored alone)
+        give every arm's step-0 loss as a token-weighted mean over its rows, the quantity its training loss
+        starts from; relative thresholds are fractions of it. Cached in WORK_DIR/base_eval-seed<s>.json.
+        """
+        from .evaluation import format_pairs, heldout_loss, load_model
+
+        sft, _, uargs = self._recipe(self.work / "tmp", seed, self.heldout_file)
+        base = self.base_model_path(seed)
+        pos = self.seed_pos[seed]
+        fp = _fingerprint({"base": str(base), "rows": pos.tolist(), "pool": self.pool_digest,
+                           "heldout": self.heldout_idx.tolist(), "max_length": sft.max_length,
+                           "prompt_format": uargs.prompt_format,
+                           "second": [self.cfg.second_heldout, self.cfg.second_heldout_size],
+                           "recipe": _recipe_content(self.cfg.recipe)})
+        path = self.work / f"base_eval-seed{seed}.json"
+        if path.exists():
+            rec = json.loads(path.read_text(encoding="utf-8"))
+            if rec.get("fingerprint") == fp:
+                return rec
+        t0, c0 = time.perf_counter(), time.process_time()
+        model, tok = load_model(base, device=self.cfg.device)
+        pairs = format_pairs(self.train_pool.select(pos.tolist()), uargs.prompt_format)
+        loss_sum, tokens = [], []
+        for pair in pairs:
+            try:
+                r = heldout_loss(model, tok, [pair], max_length=sft.max_length, batch_size=1)
+            except UniformError:  # the response was truncated away: the row adds no token to the loss
+                loss_sum.append(0.0)
+                tokens.append(0)
+                continue
+            loss_sum.append(r.loss * r.tokens)
+            tokens.append(r.tokens)
+        rec = {"fingerprint": fp, "seed": seed, "rows": pos.tolist(), "loss_sum": loss_sum, "tokens": tokens,
+               "heldout": self._score(model, tok, self.heldout_ds, sft.max_length, uargs.prompt_format),
+               "second_heldout": None if self.second_ds is None else
+               self._score(model, tok, self.second_ds, sft.max_length, uargs.prompt_format)}
+        rec["pool_loss"] = float(np.sum(loss_sum) / max(1, int(np.sum(tokens))))
+        rec["seconds"], rec["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
+        del model
+        gc.collect()
+        atomic_write_json(path, rec)
+        return rec
+
+    def start_loss(self, seed: int, rows_pos: np.ndarray) -> float:
+        """Step-0 loss of a run: the base model's token-weighted loss over its training rows (positions)."""
+        rec = self.base_eval(seed)
+        where = {p: i for i, p in enumerate(rec["rows"])}
+        i = np.array([where[int(p)] for p in rows_pos], dtype=np.int64)
+        return float(np.sum(np.asarray(rec["loss_sum"])[i]) / max(1, int(np.sum(np.asarray(rec["tokens"])[i]))))
+
     def run_fingerprint(self, arm: str, seed: int) -> str:
         cfg = self.cfg
         return _fingerprint({
             "pool": self.pool_digest, "heldout": self.heldout_idx.tolist(),
             "rows": np.sort(self.arm_rows[f"{arm}-seed{seed}"]).tolist(), "seed": seed,
             "recipe": _recipe_content(cfg.recipe), "recipe_args": cfg.recipe_args, "eval_steps": cfg.eval_steps,
+            "periodic_eval": cfg.periodic_eval, "second": [cfg.second_heldout, cfg.second_heldout_size],
+            "pool_loss": cfg.eval_pool_loss,
             "eval": None if cfg.skip_lm_eval else [cfg.eval_tasks, cfg.eval_limit, cfg.eval_data_dir],
         })
 
     def run_one(self, arm: str, seed: int) -> dict[str, Any]:
-        from .evaluation import checkpoint_heldout_loss, run_lm_eval
+        from .evaluation import load_model, run_lm_eval
         from .train.sft import run_sft
 
         cfg = self.cfg
@@ -947,22 +1346,31 @@ class _Study:
                 atomic_write_json(record_path, rec)
             return rec
         rows = np.sort(self.arm_rows[key])  # pool order: training depends on the set of rows, not its greedy order
-        data_file = self.work / "data" / (f"{arm}.jsonl" if arm == "full" else f"{key}.jsonl")
-        if not data_file.exists():
-            _write_jsonl(self.pool.select(rows.tolist()), data_file)
+        data_file = self.work / "data" / (f"{arm}.jsonl" if arm == "full" and not cfg.pool_size else f"{key}.jsonl")
+        _write_jsonl(self.pool.select(rows.tolist()), data_file)  # always: a file left by other settings is stale
         run_dir = self.work / "runs" / arm / f"seed{seed}"
         if run_dir.exists():
             shutil.rmtree(run_dir)  # an unfinished earlier attempt
         sft, model_args, uargs = self._recipe(run_dir, seed, data_file)
-        logger.info("%s: training on %d rows (%s)", key, len(rows), run_dir)
-        t0 = time.perf_counter()
+        base = self.base_eval(seed)
+        start = self.start_loss(seed, self.arm_idx[key])
+        logger.info("%s: training on %d rows (%s); step-0 loss %.4f", key, len(rows), run_dir, start)
+        t0, c0 = time.perf_counter(), time.process_time()
         info = run_sft(sft, model_args, uargs)
         curves = curves_from_run(run_dir)
-        t_train = time.perf_counter() - t0
+        t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
         gc.collect()
-        t1 = time.perf_counter()
-        ho = checkpoint_heldout_loss(run_dir, self.heldout_ds, device=cfg.device, max_length=sft.max_length,
-                                     prompt_format=uargs.prompt_format, batch_size=cfg.eval_batch_size)
+        t1, c1 = time.perf_counter(), time.process_time()
+        final_model, final_tok = load_model(run_dir, device=cfg.device)
+        ho = self._score(final_model, final_tok, self.heldout_ds, sft.max_length, uargs.prompt_format)
+        second = None if self.second_ds is None else self._score(final_model, final_tok, self.second_ds,
+                                                                 sft.max_length, uargs.prompt_format)
+        pool_ho = None
+        if cfg.eval_pool_loss:
+            pool_ds = self.train_pool.select(self.seed_pos[seed].tolist())
+            pool_ho = self._score(final_model, final_tok, pool_ds, sft.max_length, uargs.prompt_format)
+        del final_model
+        gc.collect()
         lm: dict[str, float] = {}
         lm_raw = None
         if not cfg.skip_lm_eval:
@@ -974,7 +1382,7 @@ class _Study:
                     if not m.endswith("_stderr"):
                         lm[f"{task}/{m}"] = v
             lm_raw = {k: res[k] for k in ("scores", "n_samples", "n_shot", "limit", "seconds")}
-        t_eval = time.perf_counter() - t1
+        t_eval, c_eval = time.perf_counter() - t1, time.process_time() - c1
         if not cfg.keep_models:
             for p in run_dir.glob("*.safetensors"):
                 p.unlink()
@@ -989,21 +1397,57 @@ class _Study:
                 "heldout_loss": ho["loss"],
                 "heldout_loss_trainer": curves["heldout"]["value"][-1] if curves["heldout"]["value"] else None,
                 "heldout": ho,
+                "second_heldout_loss": second["loss"] if second else None,
+                "second_heldout": second,
+                "pool_loss": pool_ho["loss"] if pool_ho else None,
+                "pool": pool_ho,
                 "train_seconds": train_curve["seconds"][-1] if train_curve["seconds"] else None,
+                "train_cpu_seconds": (train_curve.get("cpu_seconds") or [None])[-1],
                 "train_tokens": train_curve["tokens"][-1] if train_curve["tokens"] else None,
                 "train_seconds_wall": curves["train_seconds_wall"],
                 "eval_seconds_during_training": curves["eval_seconds"],
             },
             "curves": {k: curves[k] for k in LOSS_KINDS},
+            "start": {"train_loss": start, "heldout_loss": base["heldout"]["loss"],
+                      "second_heldout_loss": (base.get("second_heldout") or {}).get("loss"),
+                      "pool_loss": base["pool_loss"]},
+            "epochs": float(sft.num_train_epochs) if not sft.max_steps or sft.max_steps < 0 else None,
             "lm_eval": lm,
             "lm_eval_details": lm_raw,
             "seconds": {"train_call": t_train, "evaluation": t_eval},
+            "cpu_seconds": {"train_call": c_train, "evaluation": c_eval},
             "run_dir": str(run_dir),
             "model": info.get("args", {}).get("model", {}).get("model_name_or_path"),
             "regime": info.get("regime"),
         }
         atomic_write_json(record_path, rec)
         return rec
+
+    def lengths_report(self) -> dict[str, Any]:
+        """Length summaries (:mod:`hf_uniform.lengths`) of every arm: all seeds' rows together and per seed."""
+        from .lengths import lengths_block, row_lengths
+
+        lens = dict(self.row_len)
+        try:
+            from transformers import AutoTokenizer
+
+            base = self.base_model_path(self.cfg.seeds[0])
+            tok = AutoTokenizer.from_pretrained(str(base))
+            tl = row_lengths(self.train_pool, text_columns=self.cfg.text_columns, tokenizer=tok)
+            lens.update({k: v for k, v in tl.items() if k.endswith("_tokens")})
+            token_note = f"tokens of the tokenizer of {base}"
+        except (OSError, ValueError, UniformError) as err:  # no tokenizer: characters only
+            token_note = f"no token counts ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+        sets: dict[str, Any] = {}
+        for arm in self.cfg.arms:
+            sets[arm] = np.concatenate([self.arm_idx[f"{arm}-seed{s}"] for s in self.cfg.seeds])
+        sets["pool (all seeds)"] = np.concatenate([self.seed_pos[s] for s in self.cfg.seeds])
+        per_seed = {f"seed{s}": lengths_block(lens, {arm: self.arm_idx[f"{arm}-seed{s}"] for arm in self.cfg.arms})
+                    for s in self.cfg.seeds}
+        return {"measures": "text_chars: characters of the text the embedder saw (instruction, input, output "
+                            "joined by newlines); response_chars: the output alone; *_tokens: " + token_note,
+                "all_seeds": lengths_block(lens, sets), "per_seed": per_seed,
+                "length_matched_on": self.cfg.length_measure, "length_bins": self.cfg.length_bins}
 
     def model_description(self) -> dict[str, Any]:
         from .train.sft import parse_sft_args
@@ -1046,19 +1490,114 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
     study = _Study(cfg)
     study.prepare()
     runs = []
+    missing: list[str] = []
     jobs = [(arm, seed) for seed in cfg.seeds for arm in cfg.arms]
     with tqdm(total=len(jobs), desc="study runs", unit="run", disable=not cfg.progress) as bar:
         for i, (arm, seed) in enumerate(jobs, 1):
             bar.set_postfix_str(f"{arm} seed {seed}")
             logger.info("run %d/%d: %s seed %d", i, len(jobs), arm, seed)
-            runs.append(study.run_one(arm, seed))
+            if cfg.report_only and not (study.out / "runs" / f"{arm}-seed{seed}.json").exists():
+                missing.append(f"{arm}-seed{seed}")
+            else:
+                runs.append(study.run_one(arm, seed))
             bar.update(1)
+    if cfg.report_only:
+        done = {(r["arm"], r["seed"]) for r in runs}
+        complete = [s for s in cfg.seeds if all((a, s) in done for a in cfg.arms)]
+        if not complete:
+            raise UniformError(f"report_only: no seed has every arm finished (missing {missing}); run the study")
+        runs = [r for r in runs if r["seed"] in complete]  # paired differences need whole seeds
+        cfg.seeds = complete
     report = build_report(cfg, study, runs)
+    report["missing_runs"] = missing
     report["seconds_total"] = time.perf_counter() - t0
     atomic_write_json(study.out / "report.json", report)
     atomic_write_text(study.out / "report.md", render_markdown(report))
     logger.info("report written to %s", study.out / "report.md")
     return report
+
+
+def study_cost(runs: Sequence[Mapping[str, Any]], study: Any = None) -> dict[str, Any]:
+    """Total wall and process CPU seconds of the study's runs (training call + final evaluation) and of the
+    base-model evaluations; summed over the records, so a resumed study counts each run once.
+
+    Example:
+        >>> study_cost([{"seconds": {"train_call": 10.0, "evaluation": 2.0},
+        ...              "cpu_seconds": {"train_call": 18.0, "evaluation": 3.0}}])["runs_wall_seconds"]
+        12.0
+    """
+    wall = sum(sum((r.get("seconds") or {}).values()) for r in runs)
+    cpu = sum(sum((r.get("cpu_seconds") or {}).values()) for r in runs)
+    out = {"runs_wall_seconds": wall, "runs_cpu_seconds": cpu}
+    if study is not None and hasattr(study, "seed_pos"):
+        base = [json.loads(p.read_text()) for p in sorted(study.work.glob("base_eval-seed*.json"))]
+        out["base_eval_wall_seconds"] = sum(b.get("seconds", 0.0) for b in base)
+        out["base_eval_cpu_seconds"] = sum(b.get("cpu_seconds", 0.0) for b in base)
+    out["total_wall_seconds"] = wall + out.get("base_eval_wall_seconds", 0.0)
+    out["total_cpu_seconds"] = cpu + out.get("base_eval_cpu_seconds", 0.0)
+    return out
+
+
+def _fmt_diff(ms: Mapping[str, Any], digits: int = 1, scale: float = 1.0) -> str:
+    if not ms or ms.get("mean") is None:
+        return "n/a"
+    vals = ", ".join("–" if v is None else f"{v / scale:+.{digits}f}" for v in ms["values"])
+    return f"{ms['mean'] / scale:+.{digits}f} ± {(ms['std'] or 0) / scale:.{digits}f} (seeds: {vals})"
+
+
+def _clear(ms: Mapping[str, Any]) -> str:
+    """Is a mean paired difference larger than its seed spread (the std of the per-seed differences)?"""
+    if not ms or ms.get("mean") is None or ms["n"] < 2:
+        return "too few seeds to tell"
+    if ms["mean"] == 0:
+        return "no difference"
+    return "larger than the seed spread" if abs(ms["mean"]) > (ms["std"] or 0) else "within the seed spread"
+
+
+def plain_verdict(report: Mapping[str, Any]) -> list[str]:
+    """The opening of ``report.md``: per comparison arm and threshold, does uniform get there sooner (in
+    steps, tokens and CPU seconds), by how much (mean ± std of the per-seed paired differences), and is that
+    larger than the seed spread; then the final losses.
+
+    Example:
+        >>> ms = lambda v: mean_std(v)
+        >>> pd = {"uniform-random": {"thresholds": {"train<=0.9x start": {
+        ...     "steps": ms([-2.0, -3.0, -1.0]), "tokens": ms([-100.0, -50.0, -80.0]),
+        ...     "cpu_seconds": ms([-5.0, -6.0, -4.0]), "seconds": ms([-3.0, -2.0, -1.0]),
+        ...     "reached": {"uniform": 3, "random": 3, "of": 3}}},
+        ...     "final_heldout_loss": ms([0.1, 0.0, 0.05])}}
+        >>> plain_verdict({"paired_differences": pd})[0][:58]
+        'uniform vs random, train<=0.9x start: uniform reached it 2'
+    """
+    lines = []
+    pd = report.get("paired_differences") or {}
+    for comp, rec in pd.items():
+        other = comp.split("-", 1)[1]
+        for label, cell in rec["thresholds"].items():
+            st = cell["steps"]
+            head = f"uniform vs {other}, {label}: "
+            reached = cell["reached"]
+            if st["mean"] is None:
+                lines.append(head + f"no seed where both reached it (uniform {reached['uniform']}/{reached['of']}, "
+                             f"{other} {reached[other]}/{reached['of']} seeds).")
+                continue
+            word = "sooner" if st["mean"] < 0 else ("later" if st["mean"] > 0 else "at the same step")
+            amount = f"{abs(st['mean']):.1f} steps {word}" if st["mean"] else word
+            lines.append(
+                head + f"uniform reached it {amount} (paired difference uniform - {other}: steps "
+                f"{_fmt_diff(st)}, {_clear(st)}; tokens {_fmt_diff(cell['tokens'], 1, 1e3)}k, "
+                f"{_clear(cell['tokens'])}; CPU seconds {_fmt_diff(cell['cpu_seconds'], 0)}, "
+                f"{_clear(cell['cpu_seconds'])}; wall seconds {_fmt_diff(cell['seconds'], 0)}). "
+                f"Reached in uniform {reached['uniform']}/{reached['of']}, {other} {reached[other]}/{reached['of']} seeds.")
+        for name, what in (("final_heldout_loss", "final held-out loss (alpaca split taken before selection)"),
+                           ("final_second_heldout_loss", "final loss on the unseen second source"),
+                           ("final_pool_loss", "final loss on the seed's full pool"),
+                           ("start_train_loss", "step-0 loss on the arm's own rows")):
+            ms = rec.get(name)
+            if ms and ms.get("mean") is not None:
+                lines.append(f"uniform vs {other}, {what}: uniform - {other} = {_fmt_diff(ms, 4)} "
+                             f"({'uniform lower' if ms['mean'] < 0 else 'uniform higher'}; {_clear(ms)}).")
+    return lines
 
 
 def build_report(cfg: StudyConfig, study: _Study, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -1070,8 +1609,13 @@ def build_report(cfg: StudyConfig, study: _Study, runs: list[dict[str, Any]]) ->
     """
     thresholds: dict[str, list[float]] = {}
     given = {"train": cfg.train_thresholds, "heldout": cfg.heldout_thresholds}
+    declared = bool(cfg.relative_thresholds)
+    if declared:  # declared in the config before the runs: nothing is chosen after seeing the curves
+        thresholds["train_relative"] = sorted({float(r) for r in cfg.relative_thresholds}, reverse=True)
     for kind in LOSS_KINDS:
-        if given[kind]:
+        if declared and not given[kind]:
+            thresholds[kind] = []
+        elif given[kind]:
             thresholds[kind] = sorted({float(t) for t in given[kind]}, reverse=True)
         else:
             # the evaluation before the first step only shows the untrained model: leave it out, or the loose
@@ -1083,9 +1627,15 @@ def build_report(cfg: StudyConfig, study: _Study, runs: list[dict[str, Any]]) ->
     source = "given" if all(given.values()) else ("automatic" if not any(given.values()) else "partly automatic")
     rule = ("Automatic thresholds: the tight one is the worst run's lowest loss (so every run reaches it), the "
             "loose one lies halfway between it and the lowest loss at the first logged point after step 0. ")
-    rule += (f"A run reaches a threshold at the first logged point at or below it; the training loss is "
-             f"EMA-smoothed (weight {cfg.smoothing:g}) first, held-out loss is used as evaluated.")
-    agg = aggregate(runs, thresholds, arms=cfg.arms, smoothing=cfg.smoothing)
+    if declared:
+        source, rule = "declared in the config before the runs", ""
+    smooth = (f"its trailing moving average over {cfg.window} optimizer steps "
+              "(hf_uniform.train.callbacks.first_crossings)" if cfg.window else
+              f"its EMA (weight {cfg.smoothing:g})")
+    rule += (f"A run reaches a threshold at the first logged point at or below it (<=); the training loss is "
+             f"{smooth}, held-out loss is used as evaluated. Relative thresholds (r x start) are fractions of "
+             "the run's step-0 loss: the base model's token-weighted loss on the run's own training rows.")
+    agg = aggregate(runs, thresholds, arms=cfg.arms, smoothing=cfg.smoothing, window=cfg.window)
     lm_metrics = sorted({m for r in runs for m in (r.get("lm_eval") or {})})
     report: dict[str, Any] = {
         "config": asdict(cfg),
@@ -1101,7 +1651,15 @@ def build_report(cfg: StudyConfig, study: _Study, runs: list[dict[str, Any]]) ->
         "runs": runs,
         "paper": PAPER_REFERENCE,
     }
+    epochs = sorted({r.get("epochs") for r in runs if r.get("epochs") is not None})
+    report["epochs"] = epochs[0] if len(epochs) == 1 else (epochs or None)
+    report["seeds"] = list(cfg.seeds)
+    report["paired_differences"] = paired_differences(runs, others=[a for a in COMPARATORS if a in cfg.arms]) \
+        if "uniform" in cfg.arms else {}
+    report["lengths"] = study.lengths_report()
+    report["cost"] = study_cost(runs, study)
     report["verdict"] = verdict(report)
+    report["plain_verdict"] = plain_verdict(report)
     pca_subsets = {name: study.arm_idx[f"{name}-seed{cfg.seeds[0]}"] for name in ("uniform", "random")
                    if f"{name}-seed{cfg.seeds[0]}" in study.arm_idx}
     report["plots"] = make_plots(report, study.out, embeddings=study.x, subsets=pca_subsets,

@@ -250,3 +250,146 @@ def test_compare_bad_input_exits_2(tmp_path):
     assert proc.returncode == 2
     assert [line for line in proc.stderr.splitlines() if line.startswith("compare: error:")] == [
         f"compare: error: recipe {tmp_path / 'none.yaml'} not found; pass an SFT recipe YAML"]
+
+
+# ------------------------------------------------------------------- the fine-tuning study design (tiny LLaMA)
+
+FT_RECIPE = """\
+prompt_format: alpaca
+tiny_model: true
+tiny_vocab_size: 300
+tiny_hidden_size: 16
+tiny_layers: 1
+num_train_epochs: 3
+per_device_train_batch_size: 2
+learning_rate: 2.0e-2
+lr_scheduler_type: constant
+max_grad_norm: 0.0
+max_length: 512
+logging_steps: 1
+save_strategy: "no"
+report_to: none
+use_cpu: true
+bf16: false
+fp16: false
+gradient_checkpointing: false
+dataset_num_proc: 1
+dataloader_num_workers: 0
+disable_tqdm: true
+"""
+
+
+def _moving_average(values, steps, window):
+    """Independent brute force of the trailing moving average over ``window`` steps."""
+    return [float(np.mean([v for s, v in zip(steps[:i + 1], values[:i + 1], strict=True) if s > steps[i] - window]))
+            for i in range(len(values))]
+
+
+@pytest.mark.slow
+def test_finetune_study_design(shared_data, tmp_path):
+    from hf_uniform.baselines import length_bins
+    from hf_uniform.study import run_study
+
+    src = shared_data("instruct/alpaca_9k.jsonl")
+    pool = tmp_path / "pool.jsonl"
+    lines = [line for _, line in zip(range(120), src.open(encoding="utf-8"), strict=False)]
+    pool.write_text("".join(lines), encoding="utf-8")
+    rows = [json.loads(line) for line in lines]
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(FT_RECIPE)
+    cfg = StudyConfig(pool=str(pool), recipe=str(recipe), k=4, pool_size=8, heldout_size=10, seeds=[0, 1],
+                      arms=["uniform", "random", "length_matched"], relative_thresholds=[0.99, 0.9],
+                      train_thresholds=[5.5], window=2, length_bins=2, periodic_eval=False, eval_pool_loss=True,
+                      second_heldout=str(shared_data("instruct/dolly_3k.jsonl")), second_heldout_size=6,
+                      skip_lm_eval=True, output_dir=str(tmp_path / "study"), num_threads=2, progress=False,
+                      eval_batch_size=4)
+    report = run_study(cfg)
+
+    for key in ("model", "epochs", "seeds", "arms", "thresholds", "paired_differences", "lengths"):
+        assert key in report, key
+    assert report["epochs"] == 3.0 and report["seeds"] == [0, 1]
+    assert list(report["arms"]) == ["uniform", "random", "length_matched"]
+    # thresholds are the declared ones, nothing chosen after the runs
+    th = report["thresholds"]
+    assert th["train_relative"] == [0.99, 0.9] and th["train"] == [5.5] and th["heldout"] == []
+    assert th["source"] == "declared in the config before the runs"
+
+    heldout = set(json.loads((tmp_path / "study" / "split.json").read_text())["heldout"])
+    arms = json.loads((tmp_path / "study" / "arms.json").read_text())
+    pools = {}
+    work = tmp_path / "study" / "work"
+    for seed in (0, 1):
+        base = json.loads((work / f"base_eval-seed{seed}.json").read_text())
+        train_rows = json.loads((tmp_path / "study" / "split.json").read_text())
+        rest = sorted(set(range(120)) - heldout)
+        full = {rest[p] for p in base["rows"]}  # the seed's pool, as pool row numbers
+        assert len(full) == 8 and not full & heldout and train_rows["train_rows"] == 110
+        pools[seed] = full
+        for arm in ("uniform", "random", "length_matched"):
+            r = arms[f"{arm}-seed{seed}"]["rows"]
+            assert len(r) == len(set(r)) == 4 and set(r) <= full  # drawn from the seed's own pool
+        # the length-matched arm has the uniform arm's histogram over quantile bins of the seed pool's lengths
+        order = sorted(full)
+        text_len = np.array([len("\n".join(v for v in (rows[i]["instruction"], rows[i]["input"], rows[i]["output"])
+                                           if v)) for i in order])
+        b = length_bins(text_len, 2)
+        pos = {r: i for i, r in enumerate(order)}
+        hist = {arm: np.bincount(b[[pos[r] for r in arms[f"{arm}-seed{seed}"]["rows"]]], minlength=b.max() + 1)
+                for arm in ("uniform", "length_matched")}
+        assert hist["uniform"].tolist() == hist["length_matched"].tolist()
+    assert pools[0] != pools[1]  # each seed draws its own pool
+
+    runs = {(r["arm"], r["seed"]): r for r in report["runs"]}
+    for (arm, seed), r in runs.items():
+        c = r["curves"]["train"]
+        assert len(c["step"]) == r["final"]["steps"] == 6  # 3 epochs of 4 rows at batch 2
+        assert all(v is not None and v >= 0 for v in c["cpu_seconds"]) and c["tokens"][-1] > 0
+        # crossings recomputed by brute force: moving average over 2 steps, first value <= threshold
+        ma = _moving_average(c["value"], c["step"], 2)
+        for label, t in (("train<=0.99x start", 0.99 * r["start"]["train_loss"]),
+                         ("train<=0.9x start", 0.9 * r["start"]["train_loss"]), ("train<=5.5", 5.5)):
+            first = next((i for i, v in enumerate(ma) if v <= t), None)
+            got = r["crossings"][label]
+            if first is None:
+                assert got is None, (arm, seed, label)
+            else:
+                assert got["step"] == c["step"][first] and got["tokens"] == c["tokens"][first]
+                assert got["cpu_seconds"] == c["cpu_seconds"][first]
+        for key in ("heldout_loss", "second_heldout_loss", "pool_loss"):
+            assert math.isfinite(r["final"][key]) and r["final"][key] > 0
+        assert r["final"]["second_heldout"]["examples"] == 6 and r["final"]["pool"]["examples"] == 8
+    # every arm of a seed starts from the same base model; its step-0 loss is the token-weighted base loss of its rows
+    for seed in (0, 1):
+        base = json.loads((work / f"base_eval-seed{seed}.json").read_text())
+        rest = sorted(set(range(120)) - heldout)
+        where = {rest[p]: i for i, p in enumerate(base["rows"])}
+        for arm in ("uniform", "random", "length_matched"):
+            i = [where[r] for r in arms[f"{arm}-seed{seed}"]["rows"]]
+            want = sum(base["loss_sum"][j] for j in i) / sum(base["tokens"][j] for j in i)
+            assert runs[(arm, seed)]["start"]["train_loss"] == pytest.approx(want)
+        assert len({runs[(a, seed)]["start"]["heldout_loss"] for a in ("uniform", "random", "length_matched")}) == 1
+
+    # paired differences, by hand
+    pd = report["paired_differences"]
+    assert set(pd) == {"uniform-random", "uniform-length_matched"}
+    for other in ("random", "length_matched"):
+        rec = pd[f"uniform-{other}"]
+        want = [runs[("uniform", s)]["final"]["heldout_loss"] - runs[(other, s)]["final"]["heldout_loss"]
+                for s in (0, 1)]
+        assert rec["final_heldout_loss"]["values"] == pytest.approx(want)
+        assert rec["final_heldout_loss"]["mean"] == pytest.approx(np.mean(want))
+        assert rec["final_heldout_loss"]["std"] == pytest.approx(np.std(want, ddof=1))
+        for label in ("train<=0.99x start", "train<=0.9x start", "train<=5.5"):
+            vals = []
+            for s in (0, 1):
+                a, b = runs[("uniform", s)]["crossings"][label], runs[(other, s)]["crossings"][label]
+                vals.append(None if a is None or b is None else a["step"] - b["step"])
+            assert rec["thresholds"][label]["steps"]["values"] == vals
+    # lengths: every arm, all seeds together, text and response characters
+    la = report["lengths"]["all_seeds"]
+    assert {"uniform", "random", "length_matched", "pool (all seeds)"} <= set(la)
+    want = np.mean([len(rows[i]["output"]) for s in (0, 1) for i in arms[f"uniform-seed{s}"]["rows"]])
+    assert la["uniform"]["response_chars"]["mean"] == pytest.approx(want, abs=1e-3)
+    md = (tmp_path / "study" / "report.md").read_text()
+    assert md.splitlines()[2] == "## Verdict: does uniform reach the thresholds sooner?"
+    assert "uniform vs length_matched" in md and "min process CPU" in md
