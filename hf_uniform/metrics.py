@@ -31,7 +31,7 @@ from .selection import check_embeddings, resolve_device
 _BLOCK_ELEMS = 1 << 24  # distance-block budget (floats), ~64 MB
 #: most distance pairs one report figure is computed from exactly; above it the figure is estimated from a
 #: uniform sample of ``REPORT_MAX_PAIRS / points`` query rows (the sample size is recorded)
-REPORT_MAX_PAIRS = 2 * 10 ** 8
+REPORT_MAX_PAIRS = 5 * 10 ** 7
 _U32 = 2.0 ** -24
 
 
@@ -146,8 +146,8 @@ def _filtered_nearest(queries: Any, points: Any, *, metric: str, exclude_self: b
     for a in range(0, n_q, block):
         b = min(n_q, a + block)
         D = q32[a:b] @ p32.T  # float32 throughout: one GEMM, then in-place passes
-        if metric == "cosine":
-            D.neg_().add_(1.0)  # + rounding of 1 - S (|1 - S| <= 2: 2u)
+        if metric == "cosine":  # nearest = largest S: work on -S (distance minus 1; same order and gaps)
+            D.neg_()
             slack = 2.0 * (unit + 4.0 * _U32) + 1e-12
         else:  # |q|^2 + |p|^2 - 2S in float32: + 4u (|q|^2 + |p|^2) for the roundings of the sum
             qq = (qn[a:b, None] ** 2).float()

@@ -501,10 +501,10 @@ def maxmin_select(
                                       ck, saved, bar, info)
         elif method == "sweep":
             idx, rad, cov = _run_sweep(embeddings, k, starts, metric, chunk_size, src_stream, dev, dtype, lo, hi,
-                                       ctx, ck, saved, bar)
+                                       ctx, ck, saved, bar, info)
         else:
             idx, rad, cov = _run_plain(embeddings, k, starts, metric, chunk_size, src_stream, dev, dtype, lo, hi,
-                                       ctx, ck, saved, bar, state, callback, objective)
+                                       ctx, ck, saved, bar, state, callback, objective, info)
     finally:
         bar.close()
     return Selection(
@@ -648,7 +648,7 @@ def _stream_chunks(src: Any, metric: str, dev: torch.device, dtype: torch.dtype)
 
 def _run_sweep(embeddings: Any, k: int, starts: list[int], metric: str, chunk_size: int | None, src_stream: Any,
                dev: torch.device, dtype: torch.dtype, lo: int, hi: int, ctx: tuple[int, int] | None, ck: Any,
-               saved: Any, bar: Any) -> tuple[np.ndarray, np.ndarray, float]:
+               saved: Any, bar: Any, info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
     from .engine.sweep import run_sweep
 
     n_local = hi - lo
@@ -679,6 +679,7 @@ def _run_sweep(embeddings: Any, k: int, starts: list[int], metric: str, chunk_si
                              on_step=on_step if ck is not None else None, bar=bar, picker=picker,
                              centres=centres)
     cov = picker.pick(md, "max")[0]
+    info["exact_stats"] = dict(picker.stats)
     if ctx is not None:
         from . import distributed as D
 
@@ -704,13 +705,16 @@ def _make_picker(embeddings: Any, rows: torch.Tensor | None, src_stream: Any, me
         for _, raw in src_stream.raw_chunks():
             xmax = max(xmax, float(np.sqrt(np.einsum("ij,ij->i", *(2 * [prepare_rows(raw, metric)
                                                                           .astype(np.float64)])).max())))
-    return ExactPicker(rows, n_local, d, metric, k, fetch=fetch, row_norm_max=xmax, storage=dtype, device=dev)
+    exact = rows
+    if rows is not None and rows.dtype != torch.float32 and dev.type != "cpu":  # accelerators: keep the exact
+        exact = _torch_rows(embeddings, metric, dev, torch.float32, lo, lo + n_local)  # rows on the device too
+    return ExactPicker(exact, n_local, d, metric, k, fetch=fetch, row_norm_max=xmax, storage=dtype, device=dev)
 
 
 def _run_plain(embeddings: Any, k: int, starts: list[int], metric: str, chunk_size: int | None, src_stream: Any,
                dev: torch.device, dtype: torch.dtype, lo: int, hi: int, ctx: tuple[int, int] | None, ck: Any,
                saved: Any, bar: Any, state: MaxMinState | None, callback: Any,
-               objective: str) -> tuple[np.ndarray, np.ndarray, float]:
+               objective: str, info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
     n_local = hi - lo
     from .engine.store import shape_of
 
@@ -759,6 +763,7 @@ def _run_plain(embeddings: Any, k: int, starts: list[int], metric: str, chunk_si
             ck.save(j + 1, np.asarray(st.indices), np.asarray(st.radii), st.min_dist.cpu().numpy(),
                     np.full(n_local, j + 1, dtype=np.int64))
     cov = eng.coverage()
+    info["exact_stats"] = dict(picker.stats)
     if ctx is not None:
         cov = D.all_reduce_max(cov)
     return np.asarray(st.indices, dtype=np.int64), np.asarray(st.radii, dtype=np.float64), cov

@@ -231,34 +231,41 @@ class ExactPicker:
         return rows, rid
 
     def _refine_torch(self, cand: torch.Tensor) -> torch.Tensor:
-        """Bring ``E[cand]`` up to date (float64 torch) and return it."""
+        """Bring ``E[cand]`` up to date (float64 torch) and return it. Candidates are processed in order of
+        their epoch, so each centre block only meets the rows that have not seen it yet."""
         if cand.numel() == 0:
             return self.E[cand]
         t = self.t
-        ep = self.ep[cand]
-        e0 = int(ep.min())
+        ep_all = self.ep[cand]
+        e0 = int(ep_all.min())
         if e0 < t:
+            order = torch.argsort(ep_all, stable=True)
+            cs = cand[order]
+            ep = ep_all[order]
             if self.exact_rows is not None:
-                x = self.exact_rows.index_select(0, cand).double()
+                x = self.exact_rows.index_select(0, cs).double()
             else:
-                x = torch.from_numpy(np.ascontiguousarray(self.fetch(cand.cpu().numpy()), dtype=np.float32))
+                x = torch.from_numpy(np.ascontiguousarray(self.fetch(cs.cpu().numpy()), dtype=np.float32))
                 x = x.to(self.dev, torch.float64)
             if self.metric == "cosine":
                 x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
-            cur = self.E[cand].double()
+            cur = self.E[cs].double()
             step = 2048
-            for c0 in range(e0, t, step):
+            for c0 in range((e0 // step) * step, t, step):
                 c1 = min(t, c0 + step)
+                m = int(torch.searchsorted(ep, torch.tensor([c1], device=self.dev), right=False))
+                if m == 0:
+                    continue
                 c = self.C[c0:c1]
                 if self.metric == "cosine":
                     c = c / torch.linalg.vector_norm(c, dim=1, keepdim=True)
-                    dd = 0.5 * torch.cdist(x, c, compute_mode="donot_use_mm_for_euclid_dist") ** 2
+                    dd = 0.5 * torch.cdist(x[:m], c, compute_mode="donot_use_mm_for_euclid_dist") ** 2
                 else:
-                    dd = torch.cdist(x, c, compute_mode="donot_use_mm_for_euclid_dist")
+                    dd = torch.cdist(x[:m], c, compute_mode="donot_use_mm_for_euclid_dist")
                 cols = torch.arange(c0, c1, device=self.dev)
-                dd = torch.where(cols[None, :] >= ep[:, None], dd, torch.full_like(dd, math.inf))
-                cur = torch.minimum(cur, dd.min(dim=1).values)
-                self.stats["exact_pairs"] += int(x.shape[0]) * (c1 - c0)
-            self.E[cand] = cur.float()
-            self.ep[cand] = t
+                dd = torch.where(cols[None, :] >= ep[:m, None], dd, torch.full_like(dd, math.inf))
+                cur[:m] = torch.minimum(cur[:m], dd.min(dim=1).values)
+                self.stats["exact_pairs"] += m * (c1 - c0)
+            self.E[cs] = cur.float()
+            self.ep[cs] = t
         return self.E[cand]

@@ -121,8 +121,6 @@ def prepare_rows(x: np.ndarray, metric: str, out: np.ndarray | None = None) -> n
         >>> prepare_rows(np.array([[0.0, 2.0]]), "cosine").tolist()
         [[0.0, 1.0]]
     """
-    from ._kernels import normalise_rows
-
     x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
     if metric != "cosine":
         if out is None:
@@ -131,6 +129,12 @@ def prepare_rows(x: np.ndarray, metric: str, out: np.ndarray | None = None) -> n
         return out
     if out is None:
         out = np.empty_like(x)
+    try:
+        from ._kernels import normalise_rows
+    except ImportError:  # no numba (e.g. a bare GPU box): the same arithmetic in numpy
+        nrm = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64)).astype(np.float32)
+        np.divide(x, nrm[:, None], out=out)
+        return out
     normalise_rows(x, out)
     return out
 
