@@ -264,7 +264,7 @@ def test_l2_sgd_steps_with_l2sgd_under_deepspeed_zero3(runner):
     assert sum(losses[-5:]) / 5 < 0.3 * losses[0]
     logs = assert_l2_diagnostics(rec["state"])
     # The old advertised thresholds (0.01, 0.005 on the raw l2 loss) are crossed although nothing is learned:
-    assert min(losses) < 0.005 and max(h["mean_token_accuracy"] for h in logs[-10:]) < 0.1
+    assert min(losses) < 0.005 and sum(h["mean_token_accuracy"] for h in logs[-10:]) / 10 < 0.1
     # relative to the floor the picture is honest: 2x the floor is reached, the floor itself is not
     assert_thresholds_consistent(rec)
     assert rec["ttt"]["time_to_threshold"]["2"] is not None
