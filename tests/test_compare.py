@@ -223,7 +223,7 @@ def test_compare_end_to_end_and_resume(shared_data, tmp_path):
 
     # the plots exist and are PNGs
     plots = report["plots"]
-    assert len(plots) == 8
+    assert len(plots) == 9  # PCA, 4 loss curves, steps/seconds/tokens/CPU seconds to threshold
     for rel in plots.values():
         data = (out / rel).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, rel
