@@ -853,6 +853,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                   "weights); negative = uniform needed fewer steps / tokens / seconds or has the lower loss; "
                   "\"larger than the seed spread\" = |mean| exceeds the standard deviation of the per-seed "
                   "differences.", ""]
+        lines += [f"**{v}**" + "\n" for v in report.get("verdict_summary") or []]
+        lines += ["Every threshold and loss, per comparison:", ""]
         lines += [f"- {v}" for v in report["plain_verdict"]]
         cost = report.get("cost") or {}
         if cost:
@@ -886,12 +888,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         render_tokens_table(report),
         "",
-        f"Thresholds ({th['source']}): train loss {th['train']}, held-out loss {th['heldout']}. {th['rule']}",
+        f"Thresholds ({th['source']}): train loss {th['train']}"
+        + (f", relative to each run's step-0 loss {th['train_relative']}" if th.get("train_relative") else "")
+        + f", held-out loss {th['heldout']}. {th['rule']}",
         "",
-        "Held-out loss at each evaluation (mean ± std over seeds), independent of any threshold:",
-        "",
-        render_heldout_table(report),
-        "",
+        *(["Held-out loss at each evaluation (mean ± std over seeds), independent of any threshold:", "",
+           render_heldout_table(report), ""] if render_heldout_table(report) else
+          ["No held-out evaluation during training (`periodic_eval: false`): held-out losses are those of the "
+           "base model (step 0) and of each final model.", ""]),
         "Curve points are the Trainer's `eval_loss` on the held-out split (mean of per-batch token means); the "
         "final held-out loss is the token-weighted mean over all response tokens of the split, computed on the "
         "final model by `hf_uniform.evaluation.heldout_loss`; the two can differ in the third decimal. The final "
@@ -958,6 +962,8 @@ def make_plots(report: Mapping[str, Any], out_dir: str | os.PathLike, *, embeddi
             title="PCA of the training pool (fit on the full pool, min-max scaled)")
     th = report["thresholds"]
     for kind in LOSS_KINDS:
+        if not any(r["curves"][kind]["step"] for r in report["runs"]):
+            continue  # e.g. no held-out evaluation during training
         for xkey, xlabel in (("step", "optimizer step"), ("seconds", "training seconds (excl. eval)")):
             curves: dict[str, list[tuple[list[float], list[float]]]] = {}
             for r in report["runs"]:
@@ -1572,6 +1578,37 @@ def _clear(ms: Mapping[str, Any]) -> str:
     return "larger than the seed spread" if abs(ms["mean"]) > (ms["std"] or 0) else "within the seed spread"
 
 
+def verdict_summary(report: Mapping[str, Any]) -> list[str]:
+    """One sentence per comparison arm: at how many thresholds uniform was sooner / later in steps (mean of the
+    paired per-seed differences), at how many of those the difference exceeded the seed spread, and the final
+    held-out loss difference.
+
+    Example:
+        >>> ms = lambda v: mean_std(v)
+        >>> cell = lambda v: {"steps": ms(v), "reached": {"uniform": 2, "random": 2, "of": 2}}
+        >>> pd = {"uniform-random": {"thresholds": {"a": cell([-2.0, -3.0]), "b": cell([1.0, -1.0])},
+        ...                          "final_heldout_loss": ms([0.1, 0.2])}}
+        >>> verdict_summary({"paired_differences": pd})[0][:80]
+        'Against random: uniform reached 1 of 2 thresholds sooner (1 beyond the seed spre'
+    """
+    out = []
+    for comp, rec in (report.get("paired_differences") or {}).items():
+        other = comp.split("-", 1)[1]
+        cells = [c["steps"] for c in rec["thresholds"].values() if c["steps"]["mean"] is not None]
+        sooner = [c for c in cells if c["mean"] < 0]
+        later = [c for c in cells if c["mean"] > 0]
+        clear = lambda cs: sum(1 for c in cs if c["n"] >= 2 and abs(c["mean"]) > (c["std"] or 0))  # noqa: E731
+        line = (f"Against {other}: uniform reached {len(sooner)} of {len(rec['thresholds'])} thresholds sooner "
+                f"({clear(sooner)} beyond the seed spread) and {len(later)} later ({clear(later)} beyond the "
+                f"seed spread), in steps (mean of the paired per-seed differences)")
+        ho = rec.get("final_heldout_loss")
+        if ho and ho.get("mean") is not None:
+            line += (f"; final held-out loss uniform - {other} = {ho['mean']:+.4f} ± {ho['std'] or 0:.4f} "
+                     f"({_clear(ho)})")
+        out.append(line + ".")
+    return out
+
+
 def plain_verdict(report: Mapping[str, Any]) -> list[str]:
     """The opening of ``report.md``: per comparison arm and threshold, does uniform get there sooner (in
     steps, tokens and CPU seconds), by how much (mean ± std of the per-seed paired differences), and is that
@@ -1678,6 +1715,7 @@ def build_report(cfg: StudyConfig, study: _Study, runs: list[dict[str, Any]]) ->
     report["cost"] = study_cost(runs, study)
     report["verdict"] = verdict(report)
     report["plain_verdict"] = plain_verdict(report)
+    report["verdict_summary"] = verdict_summary(report)
     pca_subsets = {name: study.arm_idx[f"{name}-seed{cfg.seeds[0]}"] for name in ("uniform", "random")
                    if f"{name}-seed{cfg.seeds[0]}" in study.arm_idx}
     report["plots"] = make_plots(report, study.out, embeddings=study.x, subsets=pca_subsets,
