@@ -48,6 +48,7 @@ def _lines(path):
     return path.read_text(encoding="utf-8").splitlines()
 
 
+@pytest.mark.slow
 def test_select_heldout_end_to_end(pool, tmp_path, capsys):
     path, src = pool
     runs = {}
@@ -84,6 +85,14 @@ def test_select_heldout_end_to_end(pool, tmp_path, capsys):
     assert lengths["subset"]["response_chars"]["mean"] == pytest.approx(
         np.mean([len(r["output"]) for r in subset_rows]), abs=1e-3)
     assert "length in characters" in capsys.readouterr().out
+    # the dataset card carries the same length table
+    from hf_uniform.hub import render_dataset_card
+
+    card = str(render_dataset_card(out, "user/subset", license="cc-by-4.0", language="en"))
+    sub = lengths["subset"]
+    row = next(line for line in card.splitlines() if line.startswith("| uniform subset | 10 |"))
+    assert f"{sub['text_chars']['mean']:.1f} / {sub['text_chars']['median']:.0f}" in row
+    assert f"{sub['response_chars']['mean']:.1f}" in row and "## Row lengths" in card
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "1.5", "abc", "1.0"])
