@@ -21,6 +21,7 @@ Usage::
     python benchmarks/select_bench.py                      # CPU, real data, writes benchmarks/results/
     python benchmarks/select_bench.py --quick              # time plain loops on 1500 steps, extrapolate
     python benchmarks/select_bench.py --device cuda        # GPU protocol (where a GPU is present)
+    python benchmarks/select_bench.py --sets --plain-steps 1500 --repeats 3   # three real sets, both filters
 """
 
 from __future__ import annotations
@@ -258,8 +259,81 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+SETS = {"alpaca_18k": DATA,
+        "code_chat_3k": ROOT / "out" / "bench_emb" / "code_chat_3k.all-MiniLM-L6-v2.f16.npy",
+        "dolly_3k": ROOT / "out" / "bench_emb" / "dolly_3k.all-MiniLM-L6-v2.f16.npy"}
+
+
+def cpu_flags() -> list[str]:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("flags"):
+                f = set(line.split(":", 1)[1].split())
+                return sorted(x for x in f if x.startswith(("avx", "amx", "fma", "f16c")))
+    except OSError:
+        pass
+    return []
+
+
+def sets_mode(args: argparse.Namespace) -> dict:
+    """Every contender timed the same way (best of N, same process, same threads) on three real sets."""
+    threads = torch.get_num_threads()
+    maxmin_select(np.random.default_rng(0).normal(size=(2000, 32)).astype(np.float32), 200, seed=0)  # compile
+    out = {"mode": "sets", "threads": threads, "repeats": args.repeats, "plain_steps": args.plain_steps,
+           "cpu_flags": cpu_flags(), "sets": []}
+    for name, path in SETS.items():
+        if not Path(path).exists():
+            print(f"{name}: {path} missing (python benchmarks/build_bench_embeddings.py)", flush=True)
+            continue
+        raw = np.load(path)
+        n, d = raw.shape
+        k = n // 2
+        start = int(np.random.default_rng(0).integers(n))
+        x32 = torch.from_numpy(raw).float()
+        x32 = x32 / torch.linalg.vector_norm(x32, dim=1, keepdim=True)
+        steps = min(k - 1, args.plain_steps)
+        row = {"set": name, "n": n, "d": d, "k": k}
+        # plain float32 torch loop, timed on `steps` steps (constant cost per step), best of N, extrapolated
+        per = min(torch_loop(x32, k, start, "mv", steps)[1] for _ in range(args.repeats)) / steps
+        row["plain_loop_s"] = per * (k - 1)
+        row["plain_loop_timed_steps"] = steps
+        for fd in ("float32", "bfloat16"):
+            os.environ["HF_UNIFORM_FILTER_DTYPE"] = fd
+            os.environ["HF_UNIFORM_THREADS"] = str(threads)
+            t, sel = timed(lambda raw=raw, k=k: maxmin_select(raw, k, seed=0), args.repeats)
+            row[f"lazy_{fd}_s"] = t
+            row[f"lazy_{fd}_speedup"] = row["plain_loop_s"] / t
+            row["h"] = sel.h
+        os.environ.pop("HF_UNIFORM_FILTER_DTYPE", None)
+        os.environ.pop("HF_UNIFORM_THREADS", None)
+        # the library's exact pass-per-step engines, timed on the first steps and extrapolated linearly (their
+        # exact re-check grows with t, so this underestimates them)
+        for method in ("plain", "sweep"):
+            kk = min(k, steps + 1)
+            t, _ = timed(lambda m=method, raw=raw, kk=kk: maxmin_select(raw, kk, seed=0, method=m),
+                         max(1, args.repeats - 1))
+            row[f"{method}_exact_s_est"] = t / (kk - 1) * (k - 1)
+        out["sets"].append(row)
+        print(json.dumps(row), flush=True)
+    return out
+
+
+def sets_table(res: dict) -> str:
+    lines = [f"threads {res['threads']}, best of {res['repeats']}; CPU flags {' '.join(res['cpu_flags'])}", "",
+             "| set | n | d | k | plain float32 loop (s) | lazy float32 filter (s) | speed-up | lazy bf16 filter (s) "
+             "| speed-up | exact `plain` (s, est.) | exact `sweep` (s, est.) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in res["sets"]:
+        lines.append(f"| {r['set']} | {r['n']} | {r['d']} | {r['k']} | {r['plain_loop_s']:.2f} | "
+                     f"{r['lazy_float32_s']:.2f} | {r['lazy_float32_speedup']:.1f}x | {r['lazy_bfloat16_s']:.2f} | "
+                     f"{r['lazy_bfloat16_speedup']:.1f}x | {r['plain_exact_s_est']:.2f} | {r['sweep_exact_s_est']:.2f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sets", action="store_true",
+                    help="three real sets (Alpaca 18k, code+chat 3k, Dolly 3k), both filter dtypes, best of N")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("HF_UNIFORM_BENCH_DATA", DATA)))
     ap.add_argument("--k", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the fast engine (min is reported)")
@@ -272,6 +346,15 @@ def main() -> None:
     ap.add_argument("--plain-steps", type=int, default=500)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if args.sets:
+        res = sets_mode(args)
+        res["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
+                          "cpus": os.cpu_count(), "load_avg": os.getloadavg()}
+        out = args.out or ROOT / "benchmarks" / "results" / "select_sets.json"
+        out.write_text(json.dumps(res, indent=2, default=float))
+        print(sets_table(res))
+        print(f"wrote {out}")
+        return
     gpu = args.gpu_mode or args.device != "cpu"
     res = gpu_mode(args) if gpu else cpu_mode(args)
     res["machine"] = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),

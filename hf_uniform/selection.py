@@ -459,13 +459,17 @@ def maxmin_select(
     bounds = D.shard_bounds(n, world)
     lo, hi = bounds[rank]
     n_local = hi - lo
-    stream = budget is not None and n_local * d * 4 > budget
+    # the in-memory engines hold a float32 copy of the rows plus ~48 bytes of state per row (and transient
+    # copies): stream as soon as that could exceed the budget
+    stream = budget is not None and int(1.25 * n_local * (d * 4 + 48)) > budget
     if ctx is not None and state is not None:
         raise UniformError("state= is not supported in distributed runs; use checkpoint_dir=")
     if (budget is not None or ctx is not None) and not stream:
         for a in range(lo, hi, 1 << 16):  # validate this rank's rows (global row numbers in messages)
             check_chunk(np.asarray(slice_rows(embeddings, a, min(hi, a + (1 << 16)))), metric, a)
-    src_stream = StreamSource(embeddings, metric, lo, hi, chunk_rows=chunk_size or 65536, validate=True) \
+    # streamed: chunks sized to the budget (a chunk and its float32 / validation temporaries ~ 1/8 of it)
+    stream_rows = chunk_size or (max(256, min(65536, budget // (d * 4 * 8))) if budget else 65536)
+    src_stream = StreamSource(embeddings, metric, lo, hi, chunk_rows=stream_rows, validate=True) \
         if stream else None
     logger.info("max-min select: method=%s n=%d d=%d k=%d device=%s world=%d%s", method, n, d, k, dev, world,
                 " (streamed)" if stream else "")

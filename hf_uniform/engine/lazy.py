@@ -220,6 +220,7 @@ class LazyEngine:
         self._dS16 = np.zeros((1, 1), dtype=np.int16)
         self._nokeys = np.zeros(0, dtype=np.int16)
         self._early = 0
+        self._wake_cut = -math.inf
         if source.in_memory:
             self._precompute()
         self._set_active(np.empty(0, np.int64), np.empty((0, d), np.float32))
@@ -384,7 +385,13 @@ class LazyEngine:
             wake = np.concatenate(woken)
             wake = wake[self.m[wake] > -np.inf]
             if wake.size:
-                self._wake(wake, tau, kept_ids, kept_rows, sleep)
+                self._wake_cut = -math.inf
+                trim = None
+                if kept_rows is not None and self.max_active is not None:  # streamed: bound the transient too
+                    trim = self.max_active if self.t >= 2 * self.block else \
+                        min(self.max_active, max(self.wake_cap, self.base_cap))
+                self._wake(wake, tau, kept_ids, kept_rows, sleep, trim, hint)
+                tau = max(tau, self._wake_cut)
         ids = np.concatenate(kept_ids)
         rows = None if kept_rows is None else (np.concatenate(kept_rows) if len(kept_rows) > 1 else kept_rows[0])
         cap = self.max_active
@@ -433,7 +440,8 @@ class LazyEngine:
         so = np.argsort(neg)  # the order among equal keys does not matter: runs are only cut by key
         return [ids[so], neg[so], 0]
 
-    def _wake(self, wake: np.ndarray, tau: float, kept_ids: list, kept_rows: list | None, sleep: list) -> None:
+    def _wake(self, wake: np.ndarray, tau: float, kept_ids: list, kept_rows: list | None, sleep: list,
+              trim: int | None = None, hint: float | None = None) -> None:
         """Bring dormant rows up to date, centre chunk by centre chunk, in order of the centre count they
         are exact for; a row goes back to sleep as soon as its value drops below ``tau`` (it is then exact
         over a prefix of the centres, which is all a dormant row needs). Rows that stay at or above ``tau``
@@ -441,6 +449,8 @@ class LazyEngine:
         self.stats["woken_rows"] += int(wake.size)
         t, B = self.t, self.cols
         step = max(4 * self.chunk_rows, 16384)
+        if self.max_active is not None:  # streamed: rows read per wake batch stay within the budget
+            step = min(step, max(1024, self.max_active // 2))
         wake = wake[np.argsort(self.ep[wake], kind="stable")]
         for a in range(0, wake.size, step):
             ids = wake[a:a + step]
@@ -483,6 +493,26 @@ class LazyEngine:
             if kept_rows is not None:
                 kept_rows.append(rows[rid[hold]])
             sleep.append(ids[~hold])
+            if trim is not None and sum(k.size for k in kept_ids) > 2 * trim:
+                self._trim_kept(trim, hint, kept_ids, kept_rows, sleep)
+
+    def _trim_kept(self, cap: int, hint: float | None, kept_ids: list, kept_rows: list, sleep: list) -> None:
+        """Streamed sources: keep only the ``cap`` largest exact values among the rows held so far (never
+        one that could beat an early flush's ``hint``); the rest sleep, and the cut raises the dormancy
+        threshold (recorded in ``_wake_cut``, applied by :meth:`flush`) so that they are woken again when
+        the radius approaches them."""
+        ids = np.concatenate(kept_ids)
+        rows = np.concatenate(kept_rows)
+        vals = self.m[ids]
+        kth = ids.size - cap
+        cut = float(np.partition(vals, kth)[kth])
+        if hint is not None:
+            cut = min(cut, hint)
+        hold = vals >= cut
+        sleep.append(ids[~hold])
+        kept_ids[:] = [ids[hold]]
+        kept_rows[:] = [rows[hold]]
+        self._wake_cut = max(self._wake_cut, cut)
 
     def _settle(self, ids: np.ndarray, v: np.ndarray, e: np.ndarray, sleep: list) -> None:
         """Record rows going back to sleep: exact value ``v`` over the first ``e`` centres."""
