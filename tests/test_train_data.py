@@ -173,10 +173,10 @@ def test_random_subset_and_full_set(pool_file, tmp_path, monkeypatch):
     assert rnd.provenance["indices"] == idx.tolist() and len(rnd.train) == 10
     assert rnd.selection is None
     # h of the random rows, measured in the same (cached) embedding as the uniform selection's
-    import hf_uniform
+    from hf_uniform.integration import embed
     from hf_uniform.io import load_input
 
-    x = hf_uniform.embed(load_input(pool_file), "w2v", progress=False)
+    x = embed(load_input(pool_file), "w2v", progress=False)
     assert rnd.provenance["h"] == pytest.approx(min_pairwise_distance(x[np.asarray(idx)]))
     full = load_training_data(str(pool_file))
     assert len(full.train) == 40 and full.provenance["subset"] == "full" and full.provenance["h"] is None
@@ -209,8 +209,8 @@ def test_eval_rows_are_held_out_before_selection(pool_file, tmp_path, monkeypatc
 def test_mixed_and_first_k_are_the_papers_baselines(pool_file, tmp_path, monkeypatch):
     import numpy as np
 
-    import hf_uniform
     from hf_uniform.baselines import mixed_subset
+    from hf_uniform.integration import embed
     from hf_uniform.io import load_input
     from hf_uniform.metrics import coverage_radius, min_pairwise_distance
 
@@ -221,7 +221,7 @@ def test_mixed_and_first_k_are_the_papers_baselines(pool_file, tmp_path, monkeyp
     assert (first.provenance["subset"], first.provenance["indices"], first.provenance["h"]) == (
         "first_k", list(range(6)), None)
     mixed = load_training_data(str(pool_file), uniform_k=8, subset_method="mixed", seed=2)
-    x = hf_uniform.embed(load_input(pool_file), "w2v", progress=False)
+    x = embed(load_input(pool_file), "w2v", progress=False)
     idx = mixed_subset(x, 8, seed=2)
     assert mixed.provenance["indices"] == idx.tolist() and len(set(idx.tolist())) == 8
     assert mixed.train["completion"][:] == [rows[i]["output"] for i in idx]
