@@ -426,6 +426,7 @@ def select_command(args: argparse.Namespace) -> int:
         if k > len(pool_rows):
             raise UniformError(f"k={k} exceeds the {len(pool_rows)} rows left after holding out {len(heldout_rows)}")
         out.mkdir(parents=True, exist_ok=True)
+        (out / SELECTION_FILE).unlink(missing_ok=True)  # --overwrite: unfinished from now until the new marker
         src.write_rows(heldout_rows.tolist(), out / HELDOUT_FILE, "jsonl")  # first: rows unchanged
         replaced = [p for p in replaced if p.name != HELDOUT_FILE]
         logger.info("held out %d of %d rows (--seed %d) in %s", len(heldout_rows), n_source, args.seed,
