@@ -957,8 +957,9 @@ def _ttt_rows(ttt: Any) -> tuple[list[dict[str, str]], str, str]:
     metric = info.get("metric") or info.get("metric_name") or "loss"
     metric = {"loss": "training loss", "eval_loss": "evaluation loss"}.get(str(metric), str(metric))
     notes = []
-    if _to_float(info.get("smoothing")):
-        notes.append(f"EMA-smoothed, β = {_fmt(float(info['smoothing']))}")
+    if _to_float(info.get("window")):
+        notes.append(f"first step whose {_fmt(info['window'])}-step moving average is "
+                     f"{info.get('operator', '<=')} the threshold")
     if info.get("global_step") is not None and _to_float(info.get("train_seconds")) is not None:
         notes.append(f"the run took {_fmt(info['global_step'])} steps in {_fmt_seconds(info['train_seconds'])}")
     for key in ("run", "label", "subset", "note"):

@@ -1039,26 +1039,6 @@ class _atomic_dir:  # noqa: N801 - used as a context manager like a function
         os.replace(self.tmp, self.path)
 
 
-def _fix_bytelevel_tokenizer(folder: Path, tok: Any) -> None:
-    """Rewrite a GGUF-converted byte-level BPE tokenizer in ``folder`` as a plain fast tokenizer (see _gguf_base)."""
-    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    if "Ġ" not in raw.get_vocab() and "Ġ" not in raw.get_vocab():
-        return  # not a byte-level BPE vocabulary: leave it as transformers wrote it
-    raw.normalizer = None
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    raw.post_processor = processors.ByteLevel(trim_offsets=False)
-    raw.decoder = decoders.ByteLevel()
-    fixed = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token=tok.bos_token, eos_token=tok.eos_token,
-                                    pad_token=tok.pad_token, unk_token=tok.unk_token)
-    fixed.chat_template = getattr(tok, "chat_template", None)
-    for name in ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"):
-        (folder / name).unlink(missing_ok=True)
-    fixed.save_pretrained(str(folder))
-
-
 def _write_jsonl(ds: Any, path: Path) -> Path:
     from .io import atomic_path
 
@@ -1245,8 +1225,7 @@ class _Study:
         model, tok = load_model_and_tokenizer(name, gguf_file=gguf_file, dtype="float32")
         with _atomic_dir(folder) as tmp:
             model.save_pretrained(str(tmp))
-            tok.save_pretrained(str(tmp))
-            _fix_bytelevel_tokenizer(tmp, tok)
+            tok.save_pretrained(str(tmp))  # load_model_and_tokenizer repaired the GGUF tokenizer
         del model
         gc.collect()
         return folder

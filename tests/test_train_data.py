@@ -191,7 +191,7 @@ def test_eval_rows_are_held_out_before_selection(pool_file, tmp_path, monkeypatc
 
     monkeypatch.setenv("HF_UNIFORM_CACHE", str(tmp_path / "cache"))
     rows = pool_rows(pool_file)
-    held = sorted(np.random.default_rng(0).choice(40, size=8, replace=False).tolist())
+    held = sorted(np.random.default_rng(0).permutation(40)[:8].tolist())  # the rule of `select --heldout`
     expected_eval = [rows[i]["output"] for i in held]
     arms = {m: load_training_data(str(pool_file), uniform_k=5, subset_method=m, eval_size=8, seed=0,
                                   measure_h=False) for m in ("uniform", "random", "mixed", "first_k")}

@@ -373,3 +373,27 @@ def test_smollm2_ten_steps_on_alpaca_9k(runner):
     assert "using '<|im_end|>'" in rec["log"]  # the GGUF tokenizer's EOS is fixed to the model's
     assert rec["prov"]["data"]["k"] == 1000
     assert rec["ttt"]["global_step"] == 10
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_tokenizer_is_byte_level_and_survives_save(tmp_path):
+    pytest.importorskip("gguf")
+    try:
+        path = find_smollm2_gguf()
+    except UniformError as err:
+        pytest.skip(str(err))
+    from transformers import AutoTokenizer
+
+    from hf_uniform.train.sft import repair_gguf_tokenizer
+
+    tok = repair_gguf_tokenizer(AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name))
+    vocab = tok.get_vocab()
+    text = "Hello world,\nGive three tips  for you."
+    # independent reference: the GPT-2 byte-level pieces looked up in the GGUF vocabulary, no BOS added
+    expected = [vocab[p] for p in ("Hello", "\u0120world", ",", "\u010a", "Give", "\u0120three", "\u0120tips", "\u0120",
+                                    "\u0120for", "\u0120you", ".")]
+    assert tok(text).input_ids == expected
+    assert tok.decode(expected) == text
+    tok.save_pretrained(str(tmp_path))
+    again = AutoTokenizer.from_pretrained(str(tmp_path))
+    assert again(text).input_ids == expected and again.eos_token == tok.eos_token

@@ -194,8 +194,10 @@ def _k_value(k: Any) -> int | float | None:
 def split_eval(ds: Any, eval_size: float, seed: int) -> tuple[Any, Any]:
     """``(rest, held_out)``: ``eval_size`` rows (a count, or a fraction of ``len(ds)``) drawn with ``seed``.
 
-    Both parts keep the pool's row order (so ``first_k`` of the rest is still "the first rows"); the same
-    seed and size give the same held-out rows. ``eval_size=0`` returns ``(ds, None)``.
+    The held-out rows are those of :func:`hf_uniform.heldout.split_heldout`, the one rule that ``hf-uniform
+    select --heldout`` and the study use too, so one seed and size hold out the same rows everywhere. Both
+    parts keep the pool's row order (so ``first_k`` of the rest is still "the first rows").
+    ``eval_size=0`` returns ``(ds, None)``.
 
     Example:
         >>> from datasets import Dataset
@@ -205,14 +207,12 @@ def split_eval(ds: Any, eval_size: float, seed: int) -> tuple[Any, Any]:
     """
     if not eval_size:
         return ds, None
-    n_eval = int(eval_size) if eval_size >= 1 else int(round(eval_size * len(ds)))
-    if not 0 < n_eval < len(ds):
-        raise UniformError(f"eval_size {eval_size} leaves no training or no evaluation rows of {len(ds)}; "
-                           "use a fraction in (0, 1) or a smaller count")
-    import numpy as np
+    from ..heldout import split_heldout  # the one held-out rule, shared with `select --heldout` and the study
 
-    held = np.sort(np.random.default_rng(seed).choice(len(ds), size=n_eval, replace=False))
-    rest = np.setdiff1d(np.arange(len(ds)), held)
+    try:
+        held, rest = split_heldout(len(ds), eval_size, seed)
+    except UniformError as err:
+        raise UniformError(f"eval_size: {err}") from err
     return ds.select(rest.tolist()), ds.select(held.tolist())
 
 

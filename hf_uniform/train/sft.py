@@ -282,6 +282,39 @@ def _dtype(value: str | None, gguf: bool) -> Any:
     return getattr(torch, str(value))
 
 
+def repair_gguf_tokenizer(tok: Any) -> Any:
+    """Return a plain fast tokenizer for a GGUF-converted byte-level BPE vocabulary (else ``tok`` unchanged).
+
+    transformers 5 converts the SmolLM2 GGUF tokenizer as a SentencePiece-style (Metaspace) tokenizer that
+    prepends a ``<|im_start|>`` BOS and does not survive ``save_pretrained``/reload (a reloaded checkpoint
+    encodes spaces as ``<|endoftext|>``, loss ~12 instead of ~2). The repaired tokenizer is the GGUF's own
+    byte-level BPE with the GPT-2 byte-level pre-tokenizer and decoder and no added BOS, as the original
+    model's tokenizer; it saves and reloads unchanged.
+
+    Example:
+        >>> from transformers import PreTrainedTokenizerFast
+        >>> from tokenizers import Tokenizer, models
+        >>> plain = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0}, unk_token="a")))
+        >>> repair_gguf_tokenizer(plain) is plain      # not byte-level: unchanged
+        True
+    """
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None or "\u0120" not in backend.get_vocab():
+        return tok
+    raw = Tokenizer.from_str(backend.to_str())
+    raw.normalizer = None
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    raw.post_processor = processors.ByteLevel(trim_offsets=False)
+    raw.decoder = decoders.ByteLevel()
+    fixed = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token=tok.bos_token, eos_token=tok.eos_token,
+                                    pad_token=tok.pad_token, unk_token=tok.unk_token)
+    fixed.chat_template = getattr(tok, "chat_template", None)
+    return fixed
+
+
 def load_model_and_tokenizer(
     model_name_or_path: str,
     *,
@@ -315,6 +348,8 @@ def load_model_and_tokenizer(
         kwargs["gguf_file"] = gguf
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(source, **kwargs)
+    if gguf:
+        tok = repair_gguf_tokenizer(tok)
     model_kwargs = dict(kwargs, dtype=_dtype(dtype, bool(gguf)))
     if attn_implementation:
         model_kwargs["attn_implementation"] = attn_implementation
