@@ -20,6 +20,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -52,6 +53,23 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(types.ModuleType):
+    """The package module: keeps the public function ``hf_uniform.embed`` when the submodule of that name loads.
+
+    The import system binds every loaded submodule as an attribute of its package, which would replace the
+    lazily exported :func:`hf_uniform.integration.embed` with the module ``hf_uniform.embed``. Import the
+    submodule's names with ``from hf_uniform.embed import ...``.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "embed" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def _register() -> None:

@@ -210,3 +210,13 @@ def test_python_api_refuses_bad_start_ragged_string_and_numeric_string_vectors()
     for k in (1.0, 0.0, 1e-7, True, "2"):
         with pytest.raises(UniformError):
             filter_uniform(Dataset.from_dict({"e": x.tolist()}), k, embedding_column="e")
+
+
+def test_embed_function_survives_the_embed_submodule_import():
+    import subprocess
+    import sys
+
+    code = ("import hf_uniform.embed\nfrom hf_uniform.embed import Word2VecEmbedder\nimport hf_uniform\n"
+            "from hf_uniform import embed\nprint(callable(embed), embed.__module__, Word2VecEmbedder.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.split() == ["True", "hf_uniform.integration", "hf_uniform.embed"]
