@@ -1567,13 +1567,24 @@ def verdict_summary(report: Mapping[str, Any]) -> list[str]:
         >>> cell = lambda v: {"steps": ms(v), "reached": {"uniform": 2, "random": 2, "of": 2}}
         >>> pd = {"uniform-random": {"thresholds": {"a": cell([-2.0, -3.0]), "b": cell([1.0, -1.0])},
         ...                          "final_heldout_loss": ms([0.1, 0.2])}}
-        >>> verdict_summary({"paired_differences": pd})[0][:80]
+        >>> lines = verdict_summary({"paired_differences": pd})
+        >>> lines[0][:81]
+        'Does uniform reach the thresholds sooner? not clearly against random (sooner at 1'
+        >>> lines[1][:80]
         'Against random: uniform reached 1 of 2 thresholds sooner (1 beyond the seed spre'
     """
     out = []
+    answers = []
     for comp, rec in (report.get("paired_differences") or {}).items():
         other = comp.split("-", 1)[1]
         cells = [c["steps"] for c in rec["thresholds"].values() if c["steps"]["mean"] is not None]
+        if other in ("random", "length_matched") and cells:
+            n_sooner = sum(1 for c in cells if c["mean"] < 0)
+            n_clear = sum(1 for c in cells if c["mean"] < 0 and c["n"] >= 2 and abs(c["mean"]) > (c["std"] or 0))
+            n_worse = sum(1 for c in cells if c["mean"] > 0 and c["n"] >= 2 and abs(c["mean"]) > (c["std"] or 0))
+            word = ("yes" if 2 * n_sooner > len(cells) and n_clear and not n_worse
+                    else "no" if 2 * n_sooner < len(cells) else "not clearly")
+            answers.append(f"{word} against {other} (sooner at {n_sooner} of {len(cells)} thresholds)")
         sooner = [c for c in cells if c["mean"] < 0]
         later = [c for c in cells if c["mean"] > 0]
         clear = lambda cs: sum(1 for c in cs if c["n"] >= 2 and abs(c["mean"]) > (c["std"] or 0))  # noqa: E731
@@ -1585,6 +1596,10 @@ def verdict_summary(report: Mapping[str, Any]) -> list[str]:
             line += (f"; final held-out loss uniform - {other} = {ho['mean']:+.4f} ± {ho['std'] or 0:.4f} "
                      f"({_clear(ho)})")
         out.append(line + ".")
+    if answers:
+        out.insert(0, "Does uniform reach the thresholds sooner? " + "; ".join(answers)
+                   + ". (\"yes\" needs sooner at most thresholds, at least one beyond the seed spread and none "
+                   "later beyond it.)")
     return out
 
 
@@ -1745,8 +1760,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(argv) if argv is not None else sys.argv[1:]
     try:
         cfg = parse_study_args(args)
-        if not cfg.command:
-            cfg.command = "python recipes/compare.py " + shlex.join(args)
+        if not cfg.command:  # the command that reproduces the runs (a report-only pass trains nothing)
+            kept = [a for i, a in enumerate(args) if not (a.startswith("--report_only")
+                    or (i and args[i - 1] == "--report_only"))]
+            cfg.command = "python recipes/compare.py " + shlex.join(kept)
         report = run_study(cfg)
     except UniformError as err:
         logger.error("%s", err)
