@@ -99,20 +99,32 @@ def ordered_min_distances(embeddings: np.ndarray, order: Sequence[int] | np.ndar
     return out
 
 
-def _nn_distances(x: np.ndarray, metric: str, block: int = 2048) -> np.ndarray:
-    """Nearest-other-row distance of every row (float32 GEMM blocks; for histograms)."""
+def _nn_distances(x: np.ndarray, metric: str, block: int = 2048, max_pairs: float | None = None) -> np.ndarray:
+    """Nearest-other-row distance of every row, or of a seeded sample of rows above ``max_pairs`` distances.
+
+    float32 GEMM blocks (for histograms). Above ``max_pairs`` (default: ``metrics.REPORT_MAX_PAIRS``, the
+    report's own limit) only ``max_pairs // n`` query rows are scored, against all ``n`` rows, so the plot
+    never costs the n² of a large pool.
+    """
     import torch
 
+    from .metrics import REPORT_MAX_PAIRS
+
+    limit = REPORT_MAX_PAIRS if max_pairs is None else max_pairs
     t = torch.as_tensor(np.asarray(x, dtype=np.float32))
     if metric == "cosine":
         t = t / torch.linalg.vector_norm(t, dim=1, keepdim=True).clamp_min(1e-30)
-    out = np.empty(t.shape[0])
-    for a in range(0, t.shape[0], block):
-        q = t[a:a + block]
+    n = t.shape[0]
+    rows = np.arange(n)
+    if float(n) * n > limit:
+        rows = np.sort(np.random.default_rng(0).choice(n, size=max(2, int(limit // n)), replace=False))
+    out = np.empty(len(rows))
+    for a in range(0, len(rows), block):
+        ids = torch.as_tensor(rows[a:a + block])
+        q = t[ids]
         d = (1.0 - q @ t.T).clamp_(min=0.0) if metric == "cosine" else torch.cdist(q, t)
-        r = torch.arange(q.shape[0])
-        d[r, r + a] = float("inf")
-        out[a:a + q.shape[0]] = d.min(dim=1).values.double().numpy()
+        d[torch.arange(len(ids)), ids] = float("inf")
+        out[a:a + len(ids)] = d.min(dim=1).values.double().numpy()
     return out
 
 
