@@ -122,7 +122,8 @@ def _nn_distances(x: np.ndarray, metric: str, block: int = 2048, max_pairs: floa
     for a in range(0, len(rows), block):
         ids = torch.as_tensor(rows[a:a + block])
         q = t[ids]
-        d = (1.0 - q @ t.T).clamp_(min=0.0) if metric == "cosine" else torch.cdist(q, t)
+        d = ((1.0 - q @ t.T).clamp_(min=0.0) if metric == "cosine"
+             else torch.cdist(q, t, compute_mode="donot_use_mm_for_euclid_dist"))
         d[torch.arange(len(ids)), ids] = float("inf")
         out[a:a + len(ids)] = d.min(dim=1).values.double().numpy()
     return out
