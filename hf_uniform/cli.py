@@ -16,7 +16,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -768,15 +768,25 @@ def _stats_lengths(src: Any, sub: Any, emb: Any, rnd: Any, *, zero_rows_dropped:
 # ---------------------------------------------------------------------------------------------- main
 
 
-def _configure_output(quiet: bool) -> None:
-    """Our log lines on stderr (once each); -q: only warnings, and no progress bar from any library."""
+def _configure_output(quiet: bool) -> Callable[[], None]:
+    """Our log lines on stderr (once each); -q: only warnings, and no progress bar from any library.
+
+    Returns a function that puts the loggers back as they were (``main`` may run inside another program,
+    e.g. a notebook or a test session, whose logging must not change).
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    for name in ("hf_uniform",):
-        lg = logging.getLogger(name)
-        lg.handlers[:] = [handler]
-        lg.propagate = False
-        lg.setLevel(logging.ERROR if quiet else logging.INFO)
+    lg, root = logging.getLogger("hf_uniform"), logging.getLogger()
+    saved = (lg.handlers[:], lg.propagate, lg.level, root.level)
+
+    def restore() -> None:
+        lg.handlers[:], lg.propagate = saved[0], saved[1]
+        lg.setLevel(saved[2])
+        root.setLevel(saved[3])
+
+    lg.handlers[:] = [handler]
+    lg.propagate = False
+    lg.setLevel(logging.ERROR if quiet else logging.INFO)
     if quiet:
         for var, value in (("TQDM_DISABLE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
                            ("TRANSFORMERS_VERBOSITY", "error"), ("DATASETS_VERBOSITY", "error"),
@@ -785,6 +795,7 @@ def _configure_output(quiet: bool) -> None:
         logging.getLogger().setLevel(logging.ERROR)
         if "datasets" in sys.modules:
             sys.modules["datasets"].disable_progress_bars()
+    return restore
 
 
 def _one_line(err: BaseException) -> str:
@@ -805,7 +816,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as err:  # --help, --version (0) or a bad argument (2, one line already printed)
         return int(err.code or 0)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
-    _configure_output(getattr(args, "quiet", False))
+    restore_logging = _configure_output(getattr(args, "quiet", False))
     code = 0
     try:
         code = int(args.func(args) or 0)
@@ -833,6 +844,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(devnull, sys.stdout.fileno())
         except (OSError, ValueError):
             pass
+    finally:
+        restore_logging()
     return code
 
 

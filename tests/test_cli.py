@@ -301,3 +301,15 @@ def test_help_imports_neither_torch_nor_datasets():
     help_run = subprocess.run([sys.executable, "-m", "hf_uniform.cli", "select", "--help"], capture_output=True,
                               text=True, timeout=120)
     assert help_run.returncode == 0 and "--drop-empty" in help_run.stdout
+
+
+def test_main_leaves_the_callers_logging_as_it_was(caplog):
+    import logging
+
+    lg = logging.getLogger("hf_uniform")
+    before = (lg.handlers[:], lg.propagate, lg.level, logging.getLogger().level)
+    assert main(["select", "missing.jsonl", "-k", "3", "-o", "out", "-q"]) == 2
+    assert (lg.handlers[:], lg.propagate, lg.level, logging.getLogger().level) == before
+    with caplog.at_level("WARNING"):
+        logging.getLogger("hf_uniform.train.callbacks").warning("still captured")
+    assert "still captured" in caplog.text
