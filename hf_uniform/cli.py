@@ -346,6 +346,39 @@ def _engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
+def text_pool(emb: Any, src: Any, pool_rows: Any, *, drop_empty: bool, ignore: Any = None) -> tuple[Any, dict, Any]:
+    """The pool rows as a dataset of the embedded columns, without rows whose rendered text is empty.
+
+    Returns ``(ds, text_info, pool_rows)``: ``ds`` holds the kept ``pool_rows`` (source row numbers, sorted)
+    in order; ``text_info`` names the embedded columns and template. Empty rows are refused unless
+    ``drop_empty`` (one line naming the rows and the fix); rows in ``ignore`` (e.g. held out) are not checked.
+
+    Example:
+        >>> text_pool  # doctest: +ELLIPSIS
+        <function text_pool at ...>
+    """
+    import numpy as np
+
+    text_info = emb.renderer.describe(src.columns)
+    ds = src.to_dataset(text_info["columns"])
+    empty = emb.renderer.empty_rows(ds)
+    if ignore is not None:
+        empty = sorted(set(empty) - set(np.asarray(ignore).tolist()))
+    if empty and not drop_empty:
+        raise UniformError(
+            f"{len(empty)} of {src.n} rows have empty text in columns {text_info['columns']} (rows "
+            f"{empty[:10]}{' ...' if len(empty) > 10 else ''}); pass --drop-empty to leave them out, or "
+            "choose other --text-columns / --template")
+    if empty:
+        logger.warning("leaving out %d row(s) with empty text (rows %s)", len(empty), empty[:10])
+        pool_rows = np.setdiff1d(pool_rows, np.asarray(empty, dtype=np.int64))
+        if len(pool_rows) == 0:
+            raise UniformError("every row has empty text; check --text-columns / --template")
+    if len(pool_rows) < src.n:
+        ds = ds.select(np.asarray(pool_rows).tolist())
+    return ds, text_info, pool_rows
+
+
 def resolve_k(k: int | float, n: int) -> int:
     """Rows for ``-k`` on a pool of ``n`` rows: a count in [1, n], or a fraction in (0, 1) that must give at
     least one row.
@@ -358,16 +391,9 @@ def resolve_k(k: int | float, n: int) -> int:
         ...
         hf_uniform.errors.UniformError: k=1e-07 of n=100 rows rounds to 0 rows; pass a larger fraction or a row count
     """
-    if isinstance(k, float):
-        rows = round(k * n)
-        if rows < 1:
-            raise UniformError(f"k={k} of n={n} rows rounds to 0 rows; pass a larger fraction or a row count")
-        return int(rows)
-    if k < 1:
-        raise UniformError(f"k must be at least 1, got {k}")
-    if k > n:
-        raise UniformError(f"k={k} exceeds the number of rows n={n}; pass k <= {n}")
-    return int(k)
+    from .integration import check_k_arg  # the one k rule, shared with filter_uniform
+
+    return check_k_arg(k, n)
 
 
 # -------------------------------------------------------------------------------------------- select
@@ -433,29 +459,16 @@ def select_command(args: argparse.Namespace) -> int:
                     out / HELDOUT_FILE)
     text_info: dict[str, Any] | None = None
     if emb is not None:
-        text_info = emb.renderer.describe(src.columns)
-        ds = src.to_dataset(text_info["columns"])
-        empty = emb.renderer.empty_rows(ds)
-        if heldout_rows is not None:  # held-out rows are written as they are; only the pool needs text
-            empty = sorted(set(empty) - set(heldout_rows.tolist()))
-        if empty and not args.drop_empty:
-            raise UniformError(
-                f"{len(empty)} of {n_source} rows have empty text in columns {text_info['columns']} (rows "
-                f"{empty[:10]}{' ...' if len(empty) > 10 else ''}); pass --drop-empty to leave them out, or "
-                "choose other --text-columns / --template")
-        if empty:
-            logger.warning("leaving out %d row(s) with empty text (rows %s)", len(empty), empty[:10])
-            pool_rows = np.setdiff1d(pool_rows, np.asarray(empty, dtype=np.int64))
-            if len(pool_rows) == 0:
-                raise UniformError("every row has empty text; check --text-columns / --template")
-            ds = ds.select(pool_rows.tolist())
+        # held-out rows are written as they are; only the pool needs text
+        ds, text_info, kept = text_pool(emb, src, pool_rows, drop_empty=args.drop_empty,
+                                        ignore=heldout_rows)
+        if len(kept) < len(pool_rows):
+            pool_rows = kept
             k = resolve_k(args.k, len(pool_rows)) if isinstance(args.k, float) else k
             if k > len(pool_rows):
                 raise UniformError(f"k={k} exceeds the {len(pool_rows)} rows left after dropping empty ones")
             if args.start and not set(args.start) <= set(pool_rows.tolist()):
                 raise UniformError("a --start row has empty text and was left out; choose other start rows")
-        elif heldout_rows is not None:
-            ds = ds.select(pool_rows.tolist())
     timings["load_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if emb is None:

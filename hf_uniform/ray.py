@@ -770,20 +770,7 @@ def select_command_ray(args: Any) -> int:
             columns, fmt = list(src.columns), args.format or src.default_format
             pool_rows = np.arange(src.n)
             if emb is not None:
-                text_info = emb.renderer.describe(src.columns)
-                ds = src.to_dataset(text_info["columns"])
-                empty = emb.renderer.empty_rows(ds)
-                if empty and not args.drop_empty:
-                    raise UniformError(
-                        f"{len(empty)} of {src.n} rows have empty text in columns {text_info['columns']} (rows "
-                        f"{empty[:10]}{' ...' if len(empty) > 10 else ''}); pass --drop-empty to leave them "
-                        "out, or choose other --text-columns / --template")
-                if empty:
-                    logger.warning("leaving out %d row(s) with empty text (rows %s)", len(empty), empty[:10])
-                    pool_rows = np.setdiff1d(pool_rows, np.asarray(empty, dtype=np.int64))
-                    if len(pool_rows) == 0:
-                        raise UniformError("every row has empty text; check --text-columns / --template")
-                    ds = ds.select(pool_rows.tolist())
+                ds, text_info, pool_rows = cli.text_pool(emb, src, pool_rows, drop_empty=args.drop_empty)
             else:
                 if args.embedding_column not in columns:
                     raise UniformError(f"embedding column {args.embedding_column!r} not found; available "
