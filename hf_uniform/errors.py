@@ -17,3 +17,30 @@ class UniformError(ValueError):
         ...     print(err)
         k must be positive; pass -k 1 or more
     """
+
+
+class MissingExtraError(UniformError, ImportError):
+    """An optional dependency is not installed; the message names the extra that provides it.
+
+    It is an ``ImportError`` (what Python code expects of a missing package) and a :class:`UniformError`
+    (so the CLI reports it in one line with exit status 2).
+
+    Example:
+        >>> try:
+        ...     raise MissingExtraError("plots need matplotlib; pip install 'hf-uniform[eval]'")
+        ... except ImportError as err:
+        ...     print(err)
+        plots need matplotlib; pip install 'hf-uniform[eval]'
+    """
+
+
+def missing_extra(what: str, extra: str, err: ImportError | None = None) -> MissingExtraError:
+    """The error for a missing optional dependency, with the install command for its extra.
+
+    Raise it ``from`` the original ``ImportError`` so the cause is kept.
+
+    Example:
+        >>> print(missing_extra("plots need matplotlib", "eval"))
+        plots need matplotlib; pip install 'hf-uniform[eval]'
+    """
+    return MissingExtraError(f"{what}; pip install 'hf-uniform[{extra}]'")
