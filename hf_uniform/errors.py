@@ -34,7 +34,7 @@ class MissingExtraError(UniformError, ImportError):
     """
 
 
-def missing_extra(what: str, extra: str, err: ImportError | None = None) -> MissingExtraError:
+def missing_extra(what: str, extra: str) -> MissingExtraError:
     """The error for a missing optional dependency, with the install command for its extra.
 
     Raise it ``from`` the original ``ImportError`` so the cause is kept.
