@@ -743,9 +743,9 @@ def select_command_ray(args: Any) -> int:
                            f"drop {'it' if len(unsupported) == 1 else 'them'}, or run without --ray for the "
                            "exact selection")
     out = cli.check_output_folder(args.output, [args.input])
-    emb = cli._check_embedding_args(args)
+    emb = cli.checks._check_embedding_args(args)
     device = cli.check_device(args.device)
-    engine = cli._engine_kwargs(args)
+    engine = cli.checks._engine_kwargs(args)
     replaced = cli.check_previous_selection(out, args.overwrite)
     ray = _ray()
     if args.quiet:
@@ -860,7 +860,7 @@ def select_command_ray(args: Any) -> int:
         "min_distances": radii,
         "engine": {**engine_block, "pool_rows": sel.n, "dropped_empty_rows": dropped},
     }
-    cli._write_record(out / cli.SELECTION_FILE, record)
+    cli.select._write_record(out / cli.SELECTION_FILE, record)
     print(f"uniformity ({args.metric} distance), k={sel.k} of n={sel.n}: Ray core-set, {r['shards']} shards x "
           f"{r['k_per_shard']} rows, cluster of {cl['nodes']} node(s) / {cl['cpus']} CPU(s) / {cl['gpus']} GPU(s)")
     print(f"h (min pairwise) {sel.h:.6f}; coverage radius {r['coverage_radius']:.6f} ({r['coverage_radius_over']})")

@@ -1,0 +1,206 @@
+"""The ``hf-uniform`` command line.
+
+``hf-uniform select INPUT -k K -o OUT`` writes the uniform subset and its evidence; ``hf-uniform stats``
+prints a uniformity report; ``hf-uniform push`` publishes a selection to the Hub. Every argument, the
+template and the output folder are checked before any data is read; bad input exits with status 2 and a
+one-line message, without a traceback; Ctrl-C exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from ..errors import UniformError
+from .args import _heldout_value, _int_list, _k_value, _nonneg_int, _Parser, _pos_int
+from .checks import (
+    DEVICES_HELP,
+    HELDOUT_FILE,
+    MEANING,
+    OUTPUT_EXTRA,
+    OUTPUT_STEMS,
+    OUTPUT_SUFFIXES,
+    SELECTION_FILE,
+    check_device,
+    check_output_folder,
+    check_previous_selection,
+    resolve_k,
+    text_pool,
+)
+from .select import select_command
+from .stats import stats_command
+
+__all__ = ["DEVICES_HELP", "HELDOUT_FILE", "MEANING", "OUTPUT_EXTRA", "OUTPUT_STEMS", "OUTPUT_SUFFIXES",
+           "SELECTION_FILE", "build_parser", "check_device", "check_output_folder", "check_previous_selection",
+           "main", "resolve_k", "select_command", "stats_command", "text_pool"]
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="a .json/.jsonl/.parquet/.csv file, a save_to_disk folder, or a Hub dataset id")
+    p.add_argument("--split", default="train", help="split of a DatasetDict or Hub dataset (default: train)")
+    p.add_argument("--embedder", default="w2v",
+                   help="w2v (the paper's Word2Vec, default), st:MODEL, m2v:PATH_OR_ID, m2v-distill:ST_MODEL")
+    p.add_argument("--embedding-column", help="use vectors already stored in this column instead of embedding")
+    p.add_argument("--text-columns", help="comma-separated columns to embed, joined by newlines "
+                                          "(default: the detected layout, recorded in selection.json)")
+    p.add_argument("--template", help="str.format template over columns, e.g. '{instruction} {output}'")
+    p.add_argument("--drop-empty", action="store_true",
+                   help="leave out rows whose text is empty (default: refuse them, reporting how many)")
+    p.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine")
+    p.add_argument("--drop-zero-vectors", action="store_true",
+                   help="ignore all-zero embeddings (rows with no known word) instead of failing")
+    p.add_argument("--no-cache", action="store_true", help="do not reuse or store embeddings")
+    p.add_argument("--device", default="cpu", help=DEVICES_HELP)
+    p.add_argument("--seed", type=_nonneg_int("--seed"), default=0, help="seed of the random start row (default: 0)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the result: no progress bars or logs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``hf-uniform`` (imports nothing heavy, so ``--help`` is instant).
+
+    Example:
+        >>> build_parser().parse_args(["select", "data.jsonl", "-k", "10", "-o", "out"]).k
+        10
+    """
+    parser = _Parser(prog="hf-uniform", description=__doc__.splitlines()[0])
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"hf-uniform {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sel = sub.add_parser("select", help="select a uniform subset (greedy max-min) and write it with its evidence")
+    _add_data_args(sel)
+    sel.add_argument("-k", type=_k_value, required=True,
+                     help="subset size: a whole number of rows, or a fraction in (0, 1) such as 0.5")
+    sel.add_argument("-o", "--output", required=True, help="output folder (must not hold the input)")
+    sel.add_argument("--start", type=_int_list, help="comma-separated start rows (default: a seeded random row)")
+    sel.add_argument("--format", choices=("jsonl", "parquet", "csv"),
+                     help="subset file format (default: the input's: csv for .csv, parquet for .parquet, "
+                          "else jsonl)")
+    sel.add_argument("--heldout", type=_heldout_value, metavar="N",
+                     help="first set aside N rows (a count, or a fraction in (0, 1)) drawn with --seed and write "
+                          "them unchanged to OUT/heldout.jsonl; the subset and the baselines are chosen from the "
+                          "other rows only. The held-out rows depend on the input's row count, N and --seed, "
+                          "never on -k; row indices in selection.json are the input's row numbers")
+    sel.add_argument("--baselines", action="store_true",
+                     help="also write random.* and mixed.* (the paper's half-random baseline) of the same size")
+    sel.add_argument("--method", choices=("auto", "lazy", "sweep", "plain"), default="auto",
+                     help="selection engine: auto (default, the fastest exact one), lazy, sweep or plain")
+    sel.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+                     help="storage precision of the embeddings in the engine")
+    sel.add_argument("--max-memory", help="stream embeddings in chunks above this size, e.g. 4GB")
+    sel.add_argument("--checkpoint", help="save the selection state in this folder so --resume can continue")
+    sel.add_argument("--checkpoint-every", type=_pos_int("--checkpoint-every"), default=1000,
+                     help="steps between checkpoints")
+    sel.add_argument("--resume", action="store_true", help="continue from --checkpoint after a crash")
+    sel.add_argument("--overwrite", action="store_true",
+                     help="replace an earlier selection in the output folder (all of its files)")
+    sel.add_argument("--no-plot", action="store_true", help="do not draw uniformity.png")
+    sel.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                     help="embed and select on Ray (composable core-set, pip install 'hf-uniform[ray]'): "
+                          "'local' (default) starts Ray on this machine, an address (auto, ray://host:10001) "
+                          "joins a cluster")
+    sel.add_argument("--ray-shards", type=_pos_int("--ray-shards"), metavar="S",
+                     help="contiguous shards for --ray (default: the cluster's CPUs); the result equals "
+                          "hf_uniform.coreset_select(x, k, shards=S)")
+    sel.set_defaults(func=select_command)
+
+    st = sub.add_parser("stats", help="print the uniformity report (h, coverage) of a pool or a subset of it")
+    _add_data_args(st)
+    st.add_argument("--subset", help="a subset file written by select (default: report the pool alone)")
+    st.set_defaults(func=stats_command)
+
+    from ..hub import add_push_parser
+
+    add_push_parser(sub)
+    return parser
+
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def _configure_output(quiet: bool) -> Callable[[], None]:
+    """Our log lines on stderr (once each); -q: only warnings, and no progress bar from any library.
+
+    Returns a function that puts the loggers back as they were (``main`` may run inside another program,
+    e.g. a notebook or a test session, whose logging must not change).
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    lg, root = logging.getLogger("hf_uniform"), logging.getLogger()
+    saved = (lg.handlers[:], lg.propagate, lg.level, root.level)
+
+    def restore() -> None:
+        lg.handlers[:], lg.propagate = saved[0], saved[1]
+        lg.setLevel(saved[2])
+        root.setLevel(saved[3])
+
+    lg.handlers[:] = [handler]
+    lg.propagate = False
+    lg.setLevel(logging.ERROR if quiet else logging.INFO)
+    if quiet:
+        for var, value in (("TQDM_DISABLE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                           ("TRANSFORMERS_VERBOSITY", "error"), ("DATASETS_VERBOSITY", "error"),
+                           ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
+            os.environ[var] = value
+        logging.getLogger().setLevel(logging.ERROR)
+        if "datasets" in sys.modules:
+            sys.modules["datasets"].disable_progress_bars()
+    return restore
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``hf-uniform``; returns the exit status (2 for bad input, 130 on Ctrl-C).
+
+    Example:
+        >>> main(["select", "missing.jsonl", "-k", "3", "-o", "out", "-q"])
+        2
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as err:  # --help, --version (0) or a bad argument (2, one line already printed)
+        return int(err.code or 0)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    restore_logging = _configure_output(getattr(args, "quiet", False))
+    code = 0
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+    except UniformError as err:
+        print(f"hf-uniform: error: {_one_line(err)}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("hf-uniform: interrupted; nothing was left half-written (rerun to start again)", file=sys.stderr)
+        code = 130
+    except MemoryError:
+        print("hf-uniform: error: out of memory; use a smaller pool, --max-memory, or a machine with more RAM",
+              file=sys.stderr)
+        code = 2
+    except OSError as err:
+        where = f" {err.filename}" if getattr(err, "filename", None) else ""
+        if err.errno in (errno.EPIPE,):
+            code = 0
+        else:
+            what = err.strerror or _one_line(err)
+            print(f"hf-uniform: error: cannot read or write{where}: {what}", file=sys.stderr)
+            code = 2
+        try:  # stdout itself may be what failed (e.g. > /dev/full): do not fail again at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+    finally:
+        restore_logging()
+    return code
+

@@ -1,0 +1,76 @@
+"""Argument types of the ``hf-uniform`` command line (one-line errors, nothing heavy imported)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def _k_value(text: str) -> int | float:
+    """-k: a whole number of rows, or a fraction strictly between 0 and 1 (written with a decimal point)."""
+    t = text.strip()
+    if t.lstrip("+").isdigit():
+        if int(t) < 1:
+            raise argparse.ArgumentTypeError(f"k must be at least 1, got {text}")
+        return int(t)
+    try:
+        value = float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"k must be a number of rows or a fraction in (0, 1), got {text!r}") from None
+    if not math.isfinite(value) or not 0 < value < 1:
+        raise argparse.ArgumentTypeError(
+            f"-k {text} is neither a whole number of rows nor a fraction strictly between 0 and 1; "
+            "pass e.g. -k 4500 or -k 0.5 (for every row, pass the row count)")
+    return value
+
+
+def _heldout_value(text: str) -> int | float:
+    """--heldout: a whole number of rows (>= 1), or a fraction strictly between 0 and 1."""
+    try:
+        return _k_value(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"--heldout {text} is neither a whole number of rows nor a fraction strictly between 0 and 1; "
+            "pass e.g. --heldout 200 or --heldout 0.05") from None
+
+
+def _nonneg_int(what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{what} must be 0 or more, got {value}")
+        return value
+    return parse
+
+
+def _pos_int(what: str):
+    def parse(text: str) -> int:
+        value = _nonneg_int(what)(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{what} must be 1 or more, got {value}")
+        return value
+    return parse
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        rows = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated row indices, got {text!r}") from None
+    if not rows:
+        raise argparse.ArgumentTypeError("--start lists no row; pass e.g. --start 3,17")
+    if any(r < 0 for r in rows):
+        raise argparse.ArgumentTypeError(f"start rows must be 0 or more, got {text!r}")
+    if len(set(rows)) != len(rows):
+        raise argparse.ArgumentTypeError(f"start rows repeat a row: {text!r}; pass each row once")
+    return rows
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``hf-uniform select: error: ...; see --help``), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
