@@ -428,9 +428,17 @@ def test_unreachable_hub_is_one_line_exit_2(select_out, monkeypatch, capsys):
 
 
 def test_hub_docstring_examples(tmp_path, monkeypatch):
+    import importlib
+    import pkgutil
+
     monkeypatch.chdir(tmp_path)
-    result = doctest.testmod(hub, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted >= 10 and result.failed == 0
+    names = [hub.__name__, *(f"{hub.__name__}.{m.name}" for m in pkgutil.iter_modules(hub.__path__))]
+    attempted = 0
+    for name in names:
+        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, name
+        attempted += result.attempted
+    assert attempted >= 10
 
 
 def test_model_card_reads_the_time_to_threshold_file_of_the_training_callback(tmp_path):

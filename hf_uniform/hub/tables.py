@@ -1,0 +1,250 @@
+"""The tables and snippets of the cards, computed from the run's records.
+
+``selection.json`` gives the h / coverage table, the length table and the reproduce command;
+``time_to_threshold.json`` the time-to-threshold table; lm-eval's ``results.json`` the evaluation table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import UniformError
+from .checks import _looks_like_hub_id
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "–"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _md_cell(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _embedder_md(embedder: Any) -> str:
+    if not isinstance(embedder, Mapping) or not embedder:
+        return "not recorded"
+    if "embedding_column" in embedder and "embedder" not in embedder:
+        return f"precomputed vectors from column `{embedder['embedding_column']}`"
+    cls = embedder.get("embedder", "embedder")
+    rest = ", ".join(f"{k}={_md_cell(v)}" for k, v in embedder.items() if k != "embedder" and v is not None)
+    return f"`{cls}` ({rest})" if rest else f"`{cls}`"
+
+
+def _py(value: Any) -> str:
+    """A Python literal with double-quoted strings."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (str, list)) else repr(value)
+
+
+def _load_code(src: Any) -> tuple[str, str]:
+    """(import line, load line) for the source pool in the reproduce snippet."""
+    imp = "from datasets import load_dataset"
+    if not isinstance(src, str):
+        return imp, 'ds = load_dataset("json", data_files="POOL.jsonl", split="train")  # the source pool'
+    suffix = Path(src).suffix.lower()
+    builder = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}.get(suffix)
+    if builder:
+        return imp, f'ds = load_dataset("{builder}", data_files={_py(src)}, split="train")'
+    if _looks_like_hub_id(src):
+        return imp, f'ds = load_dataset({_py(src)}, split="train")'
+    return "from datasets import load_from_disk", f"ds = load_from_disk({_py(src)})"
+
+
+def _reproduce(record: Mapping) -> tuple[str, str]:
+    """(shell command, Python code) that reproduce the selection."""
+    k, metric, seed = record["k"], record.get("metric", "cosine"), record.get("seed", 0)
+    emb = record.get("embedder") if isinstance(record.get("embedder"), Mapping) else {}
+    kwargs = [f"k={k}", f"metric={_py(metric)}", f"seed={_py(seed)}"]
+    cli = ["hf-uniform", "select", str(record.get("input") or "POOL.jsonl"), "-k", str(k), "-o", "out",
+           "--metric", str(metric), "--seed", str(seed)]
+    if "embedding_column" in emb and "embedder" not in emb:
+        kwargs.append(f"embedding_column={_py(emb['embedding_column'])}")
+        cli += ["--embedding-column", str(emb["embedding_column"])]
+    else:
+        cls = emb.get("embedder")
+        if cls == "SentenceTransformerEmbedder" and emb.get("model"):
+            kwargs.append(f"embedder={_py('st:' + str(emb['model']))}")
+            cli += ["--embedder", f"st:{emb['model']}"]
+        if emb.get("columns"):
+            kwargs.append(f"text_columns={_py(list(emb['columns']))}")
+            cli += ["--text-columns", ",".join(emb["columns"])]
+        if emb.get("template"):
+            kwargs.append(f"template={_py(emb['template'])}")
+            cli += ["--template", str(emb["template"])]
+    command = record.get("command") or " ".join(shlex.quote(a) for a in cli)
+    imp, load = _load_code(record.get("input"))
+    code = "\n".join(["import hf_uniform  # adds Dataset.filter_uniform", imp, "", load,
+                      f"subset = ds.filter_uniform({', '.join(kwargs)})"])
+    return command, code
+
+
+def _report_rows(record: Mapping) -> list[dict[str, str]]:
+    report = record.get("report") if isinstance(record.get("report"), Mapping) else {}
+    labels = {"subset": "**uniform (this subset)**", "random": "random, same size", "mixed": "mixed (half random)",
+              "full": "full pool"}
+    rows = []
+    if not report:
+        report = {"subset": {"k": record.get("k"), "h": record.get("h"),
+                             "coverage_radius": record.get("coverage_radius")}}
+    for name in ("subset", "random", "mixed", "full", *[n for n in report if n not in labels]):
+        stats = report.get(name)
+        if isinstance(stats, Mapping):
+            rows.append({"name": name, "label": labels.get(name, name), "k": _fmt(stats.get("k")),
+                         "h": _fmt(stats.get("h")), "coverage_radius": _fmt(stats.get("coverage_radius")),
+                         "mean_nn_distance": _fmt(stats.get("mean_nn_distance"))})
+    return rows
+
+
+def _length_rows(record: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Rows of the dataset card's length table from selection.json's ``lengths`` block (empty when absent).
+
+    Example:
+        >>> s = {"rows": 2, "mean": 15.0, "median": 15.0, "p90": 19.0}
+        >>> _length_rows({"lengths": {"subset": {"text_chars": s}}})[0]["text"]
+        '15.0 / 15 / 19'
+    """
+    block = record.get("lengths")
+    if not isinstance(block, Mapping):
+        return []
+    labels = {"subset": "uniform subset", "random": "random", "mixed": "mixed", "full": "full pool"}
+    out = []
+    for name, rec in block.items():
+        if not isinstance(rec, Mapping) or not rec:
+            continue
+        cell = {}
+        for m in ("text_chars", "response_chars"):
+            v = rec.get(m)
+            cell[m] = f"{v['mean']:.1f} / {v['median']:.0f} / {v['p90']:.0f}" if isinstance(v, Mapping) else "–"
+        rows = next(v["rows"] for v in rec.values() if isinstance(v, Mapping))
+        out.append({"label": labels.get(name, name), "rows": _fmt(rows), "text": cell["text_chars"],
+                    "response": cell["response_chars"]})
+    return out
+
+
+def _ttt_rows(ttt: Any) -> tuple[list[dict[str, str]], str, str]:
+    """Rows of the time-to-threshold table, the watched metric and a note.
+
+    Reads the file ``TimeToThresholdCallback`` writes (``{"metric", "thresholds": [..], "reached": {"0.65":
+    {"step", "seconds", "value"} | null}, "train_seconds", "global_step", ...}``), the short form
+    ``{"thresholds": {"0.65": {"step", "seconds"}}}`` and a list of ``{"threshold", "step", "seconds"}``.
+    """
+    if not ttt:
+        return [], "", ""
+    if isinstance(ttt, Mapping) and isinstance(ttt.get("reached"), Mapping):
+        entries: Any = ttt["reached"]
+    elif isinstance(ttt, Mapping) and isinstance(ttt.get("time_to_threshold"), Mapping):
+        steps = ttt.get("steps_to_threshold") if isinstance(ttt.get("steps_to_threshold"), Mapping) else {}
+        entries = {k: (None if v is None else {"seconds": v, "step": steps.get(k)})
+                   for k, v in ttt["time_to_threshold"].items()}
+    else:
+        entries = ttt.get("thresholds", ttt) if isinstance(ttt, Mapping) else ttt
+    items: list[tuple[Any, Any]]
+    if isinstance(entries, Mapping):
+        items = [(key, value) for key, value in entries.items() if isinstance(value, (Mapping, type(None)))]
+    elif isinstance(entries, list) and all(isinstance(e, Mapping) for e in entries):
+        items = [(e.get("threshold"), e) for e in entries]
+    else:
+        raise UniformError("time_to_threshold must be the time_to_threshold.json of TimeToThresholdCallback or "
+                           'map thresholds to {step, seconds}, e.g. {"thresholds": {"0.65": {"step": 120, '
+                           '"seconds": 95.2}}}')
+    rows = []
+    for key, value in items:
+        value = value or {}
+        step, seconds = value.get("step"), value.get("seconds")
+        rows.append({"threshold": _fmt(_to_float(key)) if _to_float(key) is not None else _md_cell(key),
+                     "step": _fmt(step) if step is not None else "not reached",
+                     "seconds": _fmt_seconds(seconds) if seconds is not None else "–"})
+    info = ttt if isinstance(ttt, Mapping) else {}
+    metric = info.get("metric") or info.get("metric_name") or "loss"
+    metric = {"loss": "training loss", "eval_loss": "evaluation loss"}.get(str(metric), str(metric))
+    notes = []
+    if _to_float(info.get("window")):
+        notes.append(f"first step whose {_fmt(info['window'])}-step moving average is "
+                     f"{info.get('operator', '<=')} the threshold")
+    if info.get("global_step") is not None and _to_float(info.get("train_seconds")) is not None:
+        notes.append(f"the run took {_fmt(info['global_step'])} steps in {_fmt_seconds(info['train_seconds'])}")
+    for key in ("run", "label", "subset", "note"):
+        if isinstance(info.get(key), (str, int, float)):
+            notes.append(f"{key}: {info[key]}")
+    return rows, metric, "; ".join(notes)
+
+
+def _to_float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fmt_seconds(seconds: Any) -> str:
+    s = _to_float(seconds)
+    if s is None:
+        return _md_cell(seconds)
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2f} h"
+
+
+def _eval_rows(results: Any) -> tuple[list[dict[str, str]], str]:
+    """Rows of the evaluation table and a note.
+
+    Reads the ``results.json`` of ``recipes/eval.py`` (``{"lm_eval": {"scores": {task: {"acc": ..,
+    "acc_stderr": ..}}, "n_shot", "n_samples", "limit"}, "heldout": {"loss", "tokens", "examples"}}``),
+    lm-eval's own output (``{"results": {task: {"acc,none": ..}}, "n-shot": ..}``) and ``{task: {metric: value}}``.
+    """
+    if not results:
+        return [], ""
+    if not isinstance(results, Mapping):
+        raise UniformError("eval_results must be the results.json of recipes/eval.py or lm-eval "
+                           '({"results": {task: {metric: value}}})')
+    lm = results.get("lm_eval") if isinstance(results.get("lm_eval"), Mapping) else None
+    if lm is not None:
+        tasks, shots, counts = lm.get("scores") or {}, lm.get("n_shot") or {}, lm.get("n_samples") or {}
+        limit = lm.get("limit")
+    else:
+        tasks = results.get("results", results)
+        shots = results.get("n-shot") if isinstance(results.get("n-shot"), Mapping) else {}
+        counts = {t: (v.get("effective") or v.get("original")) if isinstance(v, Mapping) else v
+                  for t, v in (results.get("n-samples") or {}).items()}
+        cfg = results.get("config") if isinstance(results.get("config"), Mapping) else {}
+        limit = cfg.get("limit")
+    if not isinstance(tasks, Mapping):
+        raise UniformError('eval_results must map tasks to metrics, e.g. {"results": {"arc_challenge": {"acc": 0.3}}}')
+    rows = []
+    for task, metrics in tasks.items():
+        if not isinstance(metrics, Mapping):
+            continue
+        for key, value in metrics.items():
+            name, _, filt = str(key).partition(",")
+            if "stderr" in name or name in ("alias", "sample_len") or isinstance(value, bool) or _to_float(value) is None:
+                continue
+            stderr = metrics.get(f"{name}_stderr,{filt}" if filt else f"{name}_stderr")
+            label = name if filt in ("", "none") else f"{name} ({filt})"
+            rows.append({"task": _md_cell(metrics.get("alias", task)), "metric": _md_cell(label),
+                         "shots": _fmt(shots.get(task)) if shots.get(task) is not None else "–",
+                         "value": _fmt(float(value)),
+                         "stderr": _fmt(float(stderr)) if _to_float(stderr) is not None else "–",
+                         "n": _fmt(counts.get(task)) if counts.get(task) is not None else "–"})
+    heldout = results.get("heldout")
+    if isinstance(heldout, Mapping) and _to_float(heldout.get("loss")) is not None:
+        n = [f"{_fmt(heldout[k])} {k}" for k in ("examples", "tokens") if heldout.get(k) is not None]
+        rows.append({"task": "held-out split", "metric": "response-token loss (nats)", "shots": "–",
+                     "value": _fmt(float(heldout["loss"])), "stderr": "–", "n": ", ".join(n) or "–"})
+    return rows, f"at most {limit} examples per task" if limit else ""
