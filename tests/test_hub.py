@@ -332,6 +332,14 @@ def test_push_checkpoint_with_model_card(select_out, tmp_path, fake_hub, caplog,
     assert "| 0.65 | 120 | 95.2 s |" in body and "| 0.5 | not reached | – |" in body and "train loss" in body
     assert "| arc_challenge | 0 | acc | 0.2812 | 0.0401 | – |" in body
     assert "| arc_challenge | 0 | acc_norm | 0.3125 | 0.041 | – |" in body and "at most 64 examples per task" in body
+    # the same scores as model-index metadata, naming the benchmark's Hub dataset (from the shipped task YAML)
+    meta = card.data.to_dict()
+    assert "eval_results" not in meta and meta["model-index"][0]["name"] == "smollm2-uniform-sft"
+    (result,) = meta["model-index"][0]["results"]
+    assert result["task"] == {"type": "text-generation"}
+    assert result["dataset"] == {"name": "arc_challenge", "type": "allenai/ai2_arc", "config": "ARC-Challenge",
+                                 "split": "test", "args": {"num_few_shot": 0, "limit": 64}}
+    assert result["metrics"] == [{"type": "acc", "value": 0.28125}, {"type": "acc_norm", "value": 0.3125}]
     assert config["command"] in body and record["command"] in body
     assert "hub_token" not in body
 
@@ -348,6 +356,10 @@ def test_model_card_reads_other_record_layouts():
     assert card.data.base_model is None  # a local path is not a Hub id
     assert "`/local/path/model`" in card.text and "AdamW-CE: AdamW on the token-level cross-entropy" in card.text
     assert "| 0.8 | 10 | 60.0 min |" in card.text and "| truthfulqa_mc2 | – | acc | 0.41 | – | – |" in card.text
+    (result,) = card.data.eval_results  # model-index: TruthfulQA's Hub dataset, no shots recorded
+    assert (result.dataset_type, result.dataset_config, result.dataset_split) == (
+        "truthfulqa/truthful_qa", "multiple_choice", "validation")
+    assert (result.metric_type, result.metric_value, result.dataset_args) == ("acc", 0.41, None)
     # the results.json of recipes/eval.py (hf_uniform.evaluation.evaluate_checkpoint)
     evals = {"model": "ckpt", "lm_eval": {"scores": {"arc_challenge": {"acc": 0.25, "acc_stderr": 0.16}},
                                           "n_shot": {"arc_challenge": 25}, "n_samples": {"arc_challenge": 8},
@@ -356,6 +368,11 @@ def test_model_card_reads_other_record_layouts():
     text = hub.render_model_card("alice/m", eval_results=evals).text
     assert "| arc_challenge | 25 | acc | 0.25 | 0.16 | 8 |" in text and "at most 8 examples per task" in text
     assert "| held-out split | – | response-token loss (nats) | 2.5 | – | 4 examples, 100 tokens |" in text
+    # the held-out loss has no Hub dataset to name: table only; a task we do not ship keeps its own name
+    card = hub.render_model_card("alice/m", eval_results={**evals, "lm_eval": {"scores": {"hellaswag": {"acc": 0.3}}}})
+    assert [(r.dataset_type, r.dataset_config, r.metric_value) for r in card.data.eval_results] == [
+        ("hellaswag", None, 0.3)]
+    assert hub.render_model_card("alice/m", eval_results={"heldout": {"loss": 2.5}}).data.eval_results is None
 
 
 # -- bad input: a clear one-line error, and nothing sent ------------------------------------------------
@@ -380,7 +397,7 @@ def test_bad_input_is_refused_before_any_request(select_out, tmp_path, fake_hub,
         (["push", out, "--repo-id", "no-namespace"], "invalid repo id 'no-namespace': use USER/NAME"),
         (["push", out, "--repo-id", "a/b/c"], "invalid repo id 'a/b/c'"),
         (["push", out, "--repo-id", "alice/bad name"], "invalid repo id 'alice/bad name'"),
-        (["push", out, "--repo-id", "alice/x--y"], "no '--' or '..'"),
+        (["push", out, "--repo-id", "alice/x--y"], "invalid repo id 'alice/x--y' (Cannot have -- or .."),
         (["push", str(no_subset), "--repo-id", REPO], "has no subset.jsonl"),
         (["push", str(no_selection), "--repo-id", REPO], "has no selection.json"),
         (["push", str(tmp_path / "missing"), "--repo-id", REPO], "is not a folder"),
@@ -404,6 +421,9 @@ def test_bad_input_is_refused_before_any_request(select_out, tmp_path, fake_hub,
         hub.push_checkpoint(tmp_path / "empty_ckpt", "alice/m")
     with pytest.raises(UniformError, match="invalid repo id"):
         hub.push_checkpoint(ckpt, "alice")
+    with pytest.raises(UniformError, match="invalid repo id 'alice/x.git'") as info:
+        hub.validate_repo_id("alice/x.git")  # huggingface_hub's validator decides, and is kept as the cause
+    assert type(info.value.__cause__).__name__ == "HFValidationError"
     with pytest.raises(UniformError, match="failed to render"):
         hub.push_checkpoint(ckpt, "alice/m", template=tmp_path / "undefined.md")
     with pytest.raises(UniformError, match="does not exist"):
@@ -432,7 +452,8 @@ def test_hub_docstring_examples(tmp_path, monkeypatch):
     import pkgutil
 
     monkeypatch.chdir(tmp_path)
-    names = [hub.__name__, *(f"{hub.__name__}.{m.name}" for m in pkgutil.iter_modules(hub.__path__))]
+    names = [hub.__name__, *(f"{hub.__name__}.{m.name}" for m in pkgutil.iter_modules(hub.__path__)),
+             "hf_uniform.cli.push"]
     attempted = 0
     for name in names:
         result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

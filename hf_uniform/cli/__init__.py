@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--subset", help="a subset file written by select (default: report the pool alone)")
     st.set_defaults(func=stats_command)
 
-    from ..hub import add_push_parser
+    from .push import add_push_parser
 
     add_push_parser(sub)
     return parser

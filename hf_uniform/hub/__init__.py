@@ -13,6 +13,8 @@ Every check (repo id, input files, card rendering, secrets) runs before the firs
 ``huggingface_hub``'s usual sources (``token=``, ``HF_TOKEN``, ``hf auth login``); they are never logged,
 printed or written, and a push is refused if a file about to be uploaded contains one.
 
+``hf-uniform push`` itself lives in :mod:`hf_uniform.cli.push`.
+
 Modules: :mod:`~hf_uniform.hub.checks` (repo ids, secrets, reading the records), :mod:`~hf_uniform.hub.tables`
 (the card tables), :mod:`~hf_uniform.hub.cards` (card rendering), :mod:`~hf_uniform.hub.push` (staging and
 uploads).
@@ -25,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-from ._command import add_push_parser, push_command
 from .cards import (
     BASELINE_DESCRIPTIONS,
     CITATION_BIBTEX,
@@ -64,9 +65,7 @@ __all__ = [
     "SUBSET_DELETE_PATTERNS",
     "SUBSET_TAGS",
     "PushResult",
-    "add_push_parser",
     "push_checkpoint",
-    "push_command",
     "push_subset",
     "render_dataset_card",
     "render_model_card",
@@ -74,3 +73,12 @@ __all__ = [
     "stage_subset",
     "validate_repo_id",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``add_push_parser`` / ``push_command`` moved to :mod:`hf_uniform.cli.push`; still importable from here."""
+    if name in ("add_push_parser", "push_command"):
+        from ..cli import push
+
+        return getattr(push, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,6 +27,7 @@ from .checks import (
 )
 from .tables import (
     _embedder_md,
+    _eval_results,
     _eval_rows,
     _fmt,
     _length_rows,
@@ -353,10 +354,12 @@ def render_model_card(
     label, description = REGIMES.get(regime_key, (config.get("regime"), None)) if regime_key else (None, None)
     tags = [*MODEL_TAGS, *([regime_key] if regime_key else [])]
     langs = [language] if isinstance(language, str) else (list(language) if language else None)
+    scores = _eval_results(evals)  # the lm-eval scores as model-index metadata
     card_data = ModelCardData(
         base_model=base if base_is_hub else None, datasets=[subset_repo] if subset_repo else None,
         library_name=library_name, license=lic, license_name=lic_name, language=langs,
-        pipeline_tag="text-generation", tags=tags)
+        pipeline_tag="text-generation", tags=tags, model_name=repo_id.split("/")[1] if scores else None,
+        eval_results=scores or None)
     if base_is_hub:
         base_md = f"[{base}](https://huggingface.co/{base})"
     else:

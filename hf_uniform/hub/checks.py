@@ -16,13 +16,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub.utils import HFValidationError
+from huggingface_hub.utils import validate_repo_id as hf_validate_repo_id
+
 from ..errors import UniformError
 
 # credential-named keys (``hub_token``, ``token``, ``api_key``, ...), not ``pad_token`` or ``max_tokens``
 _SECRET_KEY = re.compile(r"^(?:(?:hub|hf|huggingface|auth|access|api|push_to_hub|wandb)_)?token$|secret|"
                          r"passw(?:or)?d|api_?key|authorization|credential", re.IGNORECASE)
 _TOKEN_LIKE = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
-_REPO_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _TEXT_SUFFIXES = {".json", ".jsonl", ".md", ".txt", ".yaml", ".yml", ".jinja", ".py", ".cfg", ".ini", ".csv"}
 _SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                     (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
@@ -46,22 +48,13 @@ def validate_repo_id(repo_id: str) -> str:
         hf_uniform.errors.UniformError: invalid repo id 'alpaca': use USER/NAME, e.g. alice/alpaca-uniform
     """
     hint = "use USER/NAME, e.g. alice/alpaca-uniform"
-    if not isinstance(repo_id, str) or repo_id.count("/") != 1:
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1:  # the Hub's validator also accepts a bare NAME
         raise UniformError(f"invalid repo id {repo_id!r}: {hint}")
-    namespace, name = repo_id.split("/")
-    bad = next((p for p in (namespace, name) if not _REPO_PART.match(p)), None)
-    if bad is not None or "--" in repo_id or ".." in repo_id or len(name) > 96 or name.endswith(".git"):
-        raise UniformError(f"invalid repo id {repo_id!r}: {hint} (letters, digits, '-', '_', '.'; "
-                           "no '--' or '..'; name at most 96 characters)")
     try:
-        from huggingface_hub.utils import HFValidationError
-        from huggingface_hub.utils import validate_repo_id as hf_validate
-    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
-        return repo_id
-    try:
-        hf_validate(repo_id)
+        hf_validate_repo_id(repo_id)
     except HFValidationError as err:
-        raise UniformError(f"invalid repo id {repo_id!r}: {str(err).splitlines()[0]}") from None
+        reason = str(err).splitlines()[0].rstrip(".")
+        raise UniformError(f"invalid repo id {repo_id!r} ({reason}); {hint}") from err
     return repo_id
 
 
@@ -157,11 +150,21 @@ def _load_json_arg(value: Any, what: str, *, allow_list: bool = False) -> Any:
 
 
 def _looks_like_hub_id(text: Any) -> bool:
+    """True for ``USER/NAME`` that the Hub accepts and that is not an existing path or a data file name.
+
+    Example:
+        >>> _looks_like_hub_id("tatsu-lab/alpaca"), _looks_like_hub_id("data/pool.jsonl"), _looks_like_hub_id("a--b/c")
+        (True, False, False)
+    """
     if not isinstance(text, str) or text.count("/") != 1 or text.startswith((".", "/", "~")):
         return False
     if Path(text).suffix.lower() in (".json", ".jsonl", ".parquet", ".csv", ".arrow", ".txt"):
         return False
-    return all(_REPO_PART.match(p) for p in text.split("/")) and not Path(text).exists()
+    try:
+        hf_validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return not Path(text).exists()
 
 
 def _normalize_license(value: Any) -> tuple[str | None, str | None]:

@@ -10,8 +10,11 @@ import json
 import math
 import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ..errors import UniformError
 from .checks import _looks_like_hub_id
@@ -202,15 +205,38 @@ def _fmt_seconds(seconds: Any) -> str:
     return f"{s / 3600:.2f} h"
 
 
-def _eval_rows(results: Any) -> tuple[list[dict[str, str]], str]:
-    """Rows of the evaluation table and a note.
+@dataclass(frozen=True)
+class _Score:
+    """One benchmark number of an evaluation record."""
+
+    task: str
+    alias: str
+    metric: str
+    value: float
+    stderr: float | None = None
+    shots: Any = None
+    n: Any = None
+    filter: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.metric if self.filter in ("", "none") else f"{self.metric} ({self.filter})"
+
+
+def _eval_scores(results: Any) -> tuple[list[_Score], Mapping[str, Any] | None, Any]:
+    """(lm-eval scores, the held-out block or ``None``, the per-task example limit) of an evaluation record.
 
     Reads the ``results.json`` of ``recipes/eval.py`` (``{"lm_eval": {"scores": {task: {"acc": ..,
     "acc_stderr": ..}}, "n_shot", "n_samples", "limit"}, "heldout": {"loss", "tokens", "examples"}}``),
     lm-eval's own output (``{"results": {task: {"acc,none": ..}}, "n-shot": ..}``) and ``{task: {metric: value}}``.
+
+    Example:
+        >>> scores, _, _ = _eval_scores({"results": {"arc_challenge": {"acc,none": 0.25, "acc_stderr,none": 0.1}}})
+        >>> [(s.task, s.metric, s.value, s.stderr) for s in scores]
+        [('arc_challenge', 'acc', 0.25, 0.1)]
     """
     if not results:
-        return [], ""
+        return [], None, None
     if not isinstance(results, Mapping):
         raise UniformError("eval_results must be the results.json of recipes/eval.py or lm-eval "
                            '({"results": {task: {metric: value}}})')
@@ -219,7 +245,7 @@ def _eval_rows(results: Any) -> tuple[list[dict[str, str]], str]:
         tasks, shots, counts = lm.get("scores") or {}, lm.get("n_shot") or {}, lm.get("n_samples") or {}
         limit = lm.get("limit")
     else:
-        tasks = results.get("results", results)
+        tasks = results.get("results", {k: v for k, v in results.items() if k != "heldout"})
         shots = results.get("n-shot") if isinstance(results.get("n-shot"), Mapping) else {}
         counts = {t: (v.get("effective") or v.get("original")) if isinstance(v, Mapping) else v
                   for t, v in (results.get("n-samples") or {}).items()}
@@ -227,7 +253,7 @@ def _eval_rows(results: Any) -> tuple[list[dict[str, str]], str]:
         limit = cfg.get("limit")
     if not isinstance(tasks, Mapping):
         raise UniformError('eval_results must map tasks to metrics, e.g. {"results": {"arc_challenge": {"acc": 0.3}}}')
-    rows = []
+    scores = []
     for task, metrics in tasks.items():
         if not isinstance(metrics, Mapping):
             continue
@@ -235,16 +261,91 @@ def _eval_rows(results: Any) -> tuple[list[dict[str, str]], str]:
             name, _, filt = str(key).partition(",")
             if "stderr" in name or name in ("alias", "sample_len") or isinstance(value, bool) or _to_float(value) is None:
                 continue
-            stderr = metrics.get(f"{name}_stderr,{filt}" if filt else f"{name}_stderr")
-            label = name if filt in ("", "none") else f"{name} ({filt})"
-            rows.append({"task": _md_cell(metrics.get("alias", task)), "metric": _md_cell(label),
-                         "shots": _fmt(shots.get(task)) if shots.get(task) is not None else "–",
-                         "value": _fmt(float(value)),
-                         "stderr": _fmt(float(stderr)) if _to_float(stderr) is not None else "–",
-                         "n": _fmt(counts.get(task)) if counts.get(task) is not None else "–"})
+            stderr = _to_float(metrics.get(f"{name}_stderr,{filt}" if filt else f"{name}_stderr"))
+            scores.append(_Score(str(task), str(metrics.get("alias", task)), name, float(value), stderr,
+                                 shots.get(task), counts.get(task), filt))
     heldout = results.get("heldout")
-    if isinstance(heldout, Mapping) and _to_float(heldout.get("loss")) is not None:
+    heldout = heldout if isinstance(heldout, Mapping) and _to_float(heldout.get("loss")) is not None else None
+    return scores, heldout, limit
+
+
+def _eval_rows(results: Any) -> tuple[list[dict[str, str]], str]:
+    """Rows of the evaluation table (lm-eval scores, then the held-out loss) and a note.
+
+    Example:
+        >>> rows, note = _eval_rows({"lm_eval": {"scores": {"arc_challenge": {"acc": 0.25}}, "limit": 8}})
+        >>> rows[0]["task"], rows[0]["value"], note
+        ('arc_challenge', '0.25', 'at most 8 examples per task')
+    """
+    scores, heldout, limit = _eval_scores(results)
+    rows = [{"task": _md_cell(s.alias), "metric": _md_cell(s.label),
+             "shots": _fmt(s.shots) if s.shots is not None else "–", "value": _fmt(s.value),
+             "stderr": _fmt(s.stderr) if s.stderr is not None else "–",
+             "n": _fmt(s.n) if s.n is not None else "–"} for s in scores]
+    if heldout is not None:
         n = [f"{_fmt(heldout[k])} {k}" for k in ("examples", "tokens") if heldout.get(k) is not None]
         rows.append({"task": "held-out split", "metric": "response-token loss (nats)", "shots": "–",
                      "value": _fmt(float(heldout["loss"])), "stderr": "–", "n": ", ".join(n) or "–"})
     return rows, f"at most {limit} examples per task" if limit else ""
+
+
+class _TaskYamlLoader(yaml.SafeLoader):
+    """Reads lm-eval task YAMLs, whose ``!function`` tags name Python code (read as ``None`` here)."""
+
+
+_TaskYamlLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def _task_dataset(task: str) -> dict[str, Any]:
+    """The Hub dataset an lm-eval task reads, from the task YAMLs shipped in ``hf_uniform/eval_tasks``.
+
+    Returns ``{"type", "config", "split"}``; an unknown task gives ``{"type": task}`` (nothing is guessed).
+
+    Example:
+        >>> _task_dataset("arc_challenge")
+        {'type': 'allenai/ai2_arc', 'config': 'ARC-Challenge', 'split': 'test'}
+        >>> _task_dataset("truthfulqa_mc2")["type"], _task_dataset("hellaswag")
+        ('truthfulqa/truthful_qa', {'type': 'hellaswag'})
+    """
+    folder = Path(__file__).resolve().parent.parent / "eval_tasks"
+    path = folder / f"{task if task.startswith('hfu_') else 'hfu_' + task}.yaml"
+    spec: dict[str, Any] = {}
+    for _ in range(4):  # the task's file and the files it includes
+        if not path.is_file() or path.parent != folder:
+            break
+        try:
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskYamlLoader) or {}
+        except (OSError, yaml.YAMLError):
+            break
+        spec = {**data, **spec}  # the including file wins over the included one
+        path = folder / str(data["include"]) if data.get("include") else Path()
+    if not spec.get("dataset_path"):
+        return {"type": task}
+    split = spec.get("test_split") or spec.get("validation_split")
+    return {"type": spec["dataset_path"], "config": spec.get("dataset_name"), "split": split}
+
+
+def _eval_results(results: Any) -> list[Any]:
+    """The lm-eval scores as ``huggingface_hub.EvalResult`` s, for the model card's ``model-index`` metadata.
+
+    The held-out loss is not among them: it has no Hub dataset to name. It stays in the card's table.
+
+    Example:
+        >>> (r,) = _eval_results({"lm_eval": {"scores": {"arc_challenge": {"acc": 0.25}}, "n_shot": {"arc_challenge": 25}}})
+        >>> r.dataset_type, r.dataset_config, r.dataset_args, r.metric_type, r.metric_value
+        ('allenai/ai2_arc', 'ARC-Challenge', {'num_few_shot': 25}, 'acc', 0.25)
+    """
+    from huggingface_hub import EvalResult
+
+    scores, _, limit = _eval_scores(results)
+    out = []
+    for s in scores:
+        dataset = _task_dataset(s.task)
+        args = {"num_few_shot": int(s.shots)} if _to_float(s.shots) is not None else {}
+        if limit:
+            args["limit"] = limit
+        out.append(EvalResult(
+            task_type="text-generation", dataset_type=dataset["type"], dataset_name=s.alias,
+            dataset_config=dataset.get("config"), dataset_split=dataset.get("split"), dataset_args=args or None,
+            metric_type=s.metric, metric_value=s.value, metric_name=s.label if s.label != s.metric else None))
+    return out

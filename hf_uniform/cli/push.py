@@ -1,4 +1,9 @@
-"""``hf-uniform push``: the folder written by ``hf-uniform select`` to the Hub as a dataset with its card."""
+"""``hf-uniform push``: the folder written by ``hf-uniform select`` to the Hub as a dataset with its card.
+
+The work is :func:`hf_uniform.hub.push_subset`; this module parses the arguments, checks them before anything
+is read or sent, and turns a failed upload into one line and exit status 2. ``hf_uniform.hub`` is imported
+only when the command runs, so ``hf-uniform --help`` stays instant.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UniformError
-from .checks import validate_repo_id
-from .push import push_subset
-
-# -- command line -----------------------------------------------------------------------------------------
 
 
 def add_push_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -60,6 +61,8 @@ def push_command(args: argparse.Namespace) -> int:
         ...
         hf_uniform.errors.UniformError: --dry-run needs --to DIR (the folder to write the repo to)
     """
+    from ..hub import push_subset, validate_repo_id
+
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per HTTP request is noise here
     if args.dry_run and not args.to:
         raise UniformError("--dry-run needs --to DIR (the folder to write the repo to)")
