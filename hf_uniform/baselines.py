@@ -3,7 +3,10 @@
 * :func:`random_subset`: ``k`` rows drawn without replacement with a seed.
 * :func:`first_k`: the first ``k`` rows.
 * :func:`mixed_subset`: the paper's TeaMs-RL "random" baseline: half the rows drawn at random, the other
-  half added greedily to *minimise* distances (each step adds the unchosen row nearest to the chosen set).
+  half added greedily to *minimise* distances (:func:`minmin_select`).
+* :func:`minmin_select`: greedy min-min, the opposite of max-min: each step adds the unchosen row nearest
+  to the rows chosen so far (exact like :func:`~hf_uniform.selection.maxmin_select`, ties to the lowest
+  index).
 * :func:`length_matched_subset`: random rows drawn to match another subset's length histogram (quantile
   bins of the pool's lengths, the same count per bin), the control that separates "uniform data trains
   faster" from "uniform data is shorter".
@@ -11,11 +14,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 
 from .errors import UniformError
-from .selection import check_k, maxmin_select
+from .selection import Selection, check_k
 
 
 def random_subset(n: int, k: int | float, *, seed: int | None = 0) -> np.ndarray:
@@ -39,6 +45,34 @@ def first_k(n: int, k: int | float) -> np.ndarray:
     return np.arange(check_k(k, n), dtype=np.int64)
 
 
+def minmin_select(
+    embeddings: np.ndarray | torch.Tensor,
+    k: int | float,
+    *,
+    start: int | Sequence[int] | None = None,
+    metric: str = "cosine",
+    seed: int | None = 0,
+    **options: Any,
+) -> Selection:
+    """Greedy min-min selection of ``k`` rows: after the ``start`` rows, each step adds the unchosen row
+    *nearest* to the rows chosen so far (smallest exact min-distance, ties to the lowest row index).
+
+    The selection runs on the pass-per-step engine (``method`` ``"auto"``, ``"plain"`` or ``"sweep"``); the
+    other keyword arguments are those of :func:`~hf_uniform.selection.maxmin_select` (``device``,
+    ``dtype``, ``chunk_size``, ``max_memory``, ``progress``, ``distributed``, checkpoints).
+    ``Selection.min_distances`` holds each pick's distance to the rows before it.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.array([[0.0], [10.0], [1.0], [3.0]])
+        >>> minmin_select(x, 3, start=[0], metric="euclidean").indices.tolist()
+        [0, 2, 3]
+    """
+    from .selection import _greedy
+
+    return _greedy(embeddings, k, start=start, metric=metric, seed=seed, nearest=True, **options)
+
+
 def mixed_subset(
     embeddings: np.ndarray | torch.Tensor,
     k: int | float,
@@ -49,8 +83,7 @@ def mixed_subset(
 ) -> np.ndarray:
     """The paper's mixed baseline: ``k // 2`` random rows, then ``k - k // 2`` rows chosen by greedy min-min.
 
-    Returned in selection order (the random half first). Keyword arguments go to
-    :func:`~hf_uniform.selection.maxmin_select`.
+    Returned in selection order (the random half first). Keyword arguments go to :func:`minmin_select`.
 
     Example:
         >>> import numpy as np
@@ -62,8 +95,7 @@ def mixed_subset(
     k = check_k(k, n)
     half = max(1, k // 2)
     start = np.random.default_rng(seed).choice(n, size=half, replace=False).tolist()
-    sel = maxmin_select(embeddings, k, metric=metric, start=start, objective="min", **kwargs)
-    return sel.indices
+    return minmin_select(embeddings, k, metric=metric, start=start, **kwargs).indices
 
 
 def length_bins(lengths: np.ndarray, bins: int = 10) -> np.ndarray:

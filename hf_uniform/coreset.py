@@ -4,7 +4,7 @@ Two rounds: run greedy max-min on every shard separately to ``k' >= k`` rows (in
 machines or ranks), then run greedy max-min on the union of the shard selections to ``k`` rows. Only the
 ``shards * k'`` selected rows travel; no process ever holds more than one shard. The result is *not* the
 exact greedy selection of the whole pool (use :func:`~hf_uniform.selection.maxmin_select`, possibly with
-``max_memory=`` or ``torch.distributed``, for that); it carries these guarantees instead.
+``max_memory=`` or ``distributed=True``, for that); it carries these guarantees instead.
 
 Guarantees, for a metric distance ``delta`` (euclidean; for the cosine metric use the chord distance
 ``delta = sqrt(2 * d_cos)`` of the unit vectors, which orders pairs exactly as ``d_cos`` does, so the greedy
@@ -67,6 +67,7 @@ def coreset_select(
     k_prime: int | None = None,
     metric: str = "cosine",
     seed: int | None = 0,
+    distributed: bool = False,
     **kwargs: Any,
 ) -> Selection:
     """Greedy max-min per shard to ``k_prime`` rows, then greedy on the union to ``k`` rows.
@@ -74,12 +75,14 @@ def coreset_select(
     Args:
         embeddings: ``(n, d)`` array-like (memmap welcome: each shard is read on its own).
         k: rows to select, or a fraction in (0, 1) of ``n``.
-        shards: number of contiguous shards, or explicit disjoint lists of row indices. Under
-            ``torch.distributed`` with several ranks, each rank computes its own contiguous shard and the
-            shard selections are exchanged with one ``all_gather``.
+        shards: number of contiguous shards, or explicit disjoint lists of row indices (ignored with
+            ``distributed=True``: one contiguous shard per rank).
         k_prime: rows per shard (default ``k``; at least ``k`` keeps the guarantees, see module docs).
         metric: ``"cosine"`` or ``"euclidean"``.
         seed: seeds the start row of each shard (shard ``i`` uses ``seed + i``).
+        distributed: run as one rank of the initialised ``torch.distributed`` process group: each rank
+            selects from its own contiguous shard, the shard selections are exchanged with one
+            ``all_gather``, and every rank returns the same result.
         **kwargs: passed to :func:`~hf_uniform.selection.maxmin_select` (``method``, ``max_memory``, ...).
 
     Returns:
@@ -94,7 +97,6 @@ def coreset_select(
         >>> coreset_select(x, 5, shards=2, metric="euclidean").info["shards"]
         2
     """
-    from . import distributed as D
     from .engine.store import shape_of, take_rows
 
     n, _ = shape_of(embeddings)
@@ -104,35 +106,30 @@ def coreset_select(
         raise UniformError(f"k_prime must be at least 1, got {k_prime}")
     if kp < k:
         logger.warning("k_prime=%d < k=%d: the core-set guarantees need k_prime >= k", kp, k)
-    ctx = D.context()
-    parts = _shard_ids(n, ctx[1] if ctx is not None else shards)
-    mine = [ctx[0]] if ctx is not None else range(len(parts))
+    comm = None
+    if distributed:
+        from .distributed import TorchComm
+
+        comm = TorchComm()
+    parts = _shard_ids(n, comm.world_size if comm is not None else shards)
+    mine = [comm.rank] if comm is not None else range(len(parts))
     chosen: list[np.ndarray] = []
     for i in mine:
         ids = parts[i]
         sub = take_rows(embeddings, ids) if not (ids.size and ids[-1] - ids[0] + 1 == ids.size) \
             else _contiguous(embeddings, int(ids[0]), int(ids[-1]) + 1)
-        with D.local_only():
-            s = maxmin_select(sub, min(kp, ids.size), metric=metric, seed=None if seed is None else seed + i,
-                              **_local(kwargs))
+        s = maxmin_select(sub, min(kp, ids.size), metric=metric, seed=None if seed is None else seed + i,
+                          **_local(kwargs))
         chosen.append(ids[s.indices])
-    if ctx is not None:
-        import torch
-
-        width = kp
-        row = torch.full((width,), -1, dtype=torch.int64, device=D.comm_device())
-        row[:chosen[0].size] = torch.from_numpy(chosen[0]).to(row.device)
-        out = [torch.empty_like(row) for _ in range(ctx[1])]
-        torch.distributed.all_gather(out, row)
-        chosen = [o.cpu().numpy()[o.cpu().numpy() >= 0] for o in out]
+    if comm is not None:
+        chosen = [np.asarray(c, dtype=np.int64) for c in comm.gather_ints(chosen[0].tolist(), kp)]
     union = np.sort(np.concatenate(chosen))
     if union.size < k:
         raise UniformError(f"the shards hold only {union.size} rows together; raise k_prime or lower k={k}")
     x_union = take_rows(embeddings, union)
-    with D.local_only():
-        final = maxmin_select(x_union, k, metric=metric, start=0, **_local(kwargs))
+    final = maxmin_select(x_union, k, metric=metric, start=0, **_local(kwargs))
     info = {**final.info, "method": f"coreset/{final.info.get('method')}", "shards": len(parts), "k_prime": kp,
-            "union_size": int(union.size), "coverage_over": "union", "world_size": 1 if ctx is None else ctx[1]}
+            "union_size": int(union.size), "coverage_over": "union", "world_size": 1 if comm is None else comm.world_size}
     return Selection(union[final.indices], final.min_distances, final.coverage_radius, metric, n, info)
 
 
@@ -144,8 +141,8 @@ def _contiguous(embeddings: Any, lo: int, hi: int) -> Any:
 
 
 def _local(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Engine options for the per-shard runs (never distributed themselves, never checkpointed together)."""
-    bad = {"start", "checkpoint_dir", "resume", "state", "callback", "objective"} & set(kwargs)
+    """Engine options for the per-shard runs (local themselves, never checkpointed together)."""
+    bad = {"start", "checkpoint_dir", "resume"} & set(kwargs)
     if bad:
         raise UniformError(f"coreset_select does not take {sorted(bad)}; run maxmin_select for those options")
     return kwargs

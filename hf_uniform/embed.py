@@ -349,7 +349,7 @@ class SentenceTransformerEmbedder(Embedder):
             return ["cpu"]
         count = torch.cuda.device_count()
         local = _local_rank()
-        from .distributed_embed import launched_distributed
+        from .distributed import launched_distributed
 
         if local is not None and launched_distributed():  # one process per GPU already: use ours only
             return [f"cuda:{local % count}"]

@@ -27,11 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from .engine.distance import point_distances
 from .errors import UniformError
 
 logger = logging.getLogger(__name__)
 
 METRICS = ("cosine", "euclidean")
+__all__ = ["METHODS", "METRICS", "Selection", "check_embeddings", "check_k", "maxmin_select", "point_distances",
+           "resolve_device", "uniform_rank"]
 
 
 @dataclass(frozen=True)
@@ -176,62 +179,59 @@ def _log_cast(embeddings: Any) -> None:
         logger.info("embeddings are %s: selection runs (exactly) on their float32 rounding", dt)
 
 
-def check_k(k: int | float, n: int) -> int:
-    """Turn ``k`` (an int, or a fraction in (0, 1)) into a row count in ``[1, n]``.
+def parse_k(text: str) -> int | float:
+    """``k`` as written on a command line or in a text config: ``"4500"`` a count, ``"0.5"`` a fraction,
+    then checked by :func:`check_k` (so ``"1.0"`` is refused: a float is a fraction).
 
     Example:
-        >>> check_k(0.5, 10), check_k(3, 10)
-        (5, 3)
+        >>> parse_k("0.25"), parse_k(" 7 ")
+        (0.25, 7)
     """
-    if isinstance(k, bool) or not isinstance(k, (int, float, np.integer, np.floating)):
+    t = str(text).strip()
+    if t.lstrip("+").isdigit():
+        return check_k(int(t))
+    try:
+        value = float(t)
+    except ValueError:
+        raise UniformError(f"k must be a number of rows or a fraction in (0, 1), got {t!r}") from None
+    return check_k(value)
+
+
+def check_k(k: int | float, n: int | None = None) -> int | float:
+    """The one k rule: ``k`` is a whole number of rows (>= 1, at most ``n``) or a fraction strictly between
+    0 and 1 of the ``n`` rows (``round(k * n)`` rows, at least one). Every entry point (the CLI ``-k``,
+    ``Dataset.filter_uniform``, ``maxmin_select``, the recipes' ``uniform_k``, the study) calls this.
+
+    An int is a count and a float a fraction, so ``1.0`` is refused (pass ``n`` for every row); text goes
+    through :func:`parse_k`. With ``n=None`` only the form is checked and ``k`` returned (for argument
+    parsers, before the data is read); with ``n`` the row count is returned.
+
+    Example:
+        >>> check_k(0.5, 10), check_k(3, 10), check_k(0.25)
+        (5, 3, 0.25)
+        >>> check_k(0.01, 8)
+        Traceback (most recent call last):
+        ...
+        hf_uniform.errors.UniformError: k=0.01 of n=8 rows rounds to 0 rows; pass a larger fraction or a row count
+    """
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, float, np.integer, np.floating)):
         raise UniformError(f"k must be an int or a fraction in (0, 1), got {k!r}")
-    if isinstance(k, (float, np.floating)) and not float(k).is_integer():
-        if not 0 < k < 1:
-            raise UniformError(f"fractional k must lie in (0, 1), got {k}")
-        return max(1, int(round(float(k) * n)))
+    if isinstance(k, (float, np.floating)):
+        if not 0 < float(k) < 1:  # also NaN and inf
+            raise UniformError(f"k={k} is neither a whole number of rows nor a fraction strictly between 0 and 1; "
+                               "pass e.g. 4500 or 0.5 (for every row, pass the row count)")
+        if n is None:
+            return float(k)
+        rows = round(float(k) * n)
+        if rows < 1:
+            raise UniformError(f"k={k} of n={n} rows rounds to 0 rows; pass a larger fraction or a row count")
+        return int(rows)
     k = int(k)
-    if k <= 0:
+    if k < 1:
         raise UniformError(f"k must be at least 1, got {k}")
-    if k > n:
+    if n is not None and k > n:
         raise UniformError(f"k={k} exceeds the number of rows n={n}; pass k <= {n}")
     return k
-
-
-def _as_rows(embeddings: np.ndarray | torch.Tensor, metric: str, device: torch.device,
-             dtype: torch.dtype) -> torch.Tensor:
-    """Prepared rows on ``device`` in ``dtype``: the float32 rows of :func:`~hf_uniform.engine.store.prepare_rows`
-    (unit-normalised with a float64 norm for cosine) -- the rows every engine selects on -- then cast."""
-    from .engine.store import prepare_rows
-
-    with warnings.catch_warnings():  # read-only memmaps: copied below
-        warnings.simplefilter("ignore", UserWarning)
-        if isinstance(embeddings, torch.Tensor) and embeddings.device.type != "cpu":
-            x = embeddings.to(torch.float32)
-            if metric == "cosine":
-                nrm = torch.sqrt((x.double() ** 2).sum(dim=1, keepdim=True)).float()
-                x = x / nrm
-            return x.to(device=device, dtype=dtype).contiguous()
-        arr = embeddings.numpy() if isinstance(embeddings, torch.Tensor) else np.asarray(embeddings)
-    x = torch.from_numpy(prepare_rows(arr, metric))
-    return x.to(device=device, dtype=dtype).contiguous()
-
-
-def point_distances(rows: torch.Tensor, centre: torch.Tensor, metric: str) -> torch.Tensor:
-    """Filter distances (float32) from each of ``rows`` to one ``centre``; rows prepared by the engine.
-
-    For cosine the rows are unit vectors and the distance is ``1 - <x, c>``; for euclidean it is computed
-    from differences. These values carry the storage dtype's and the GEMV's rounding; the ``plain`` and
-    ``sweep`` engines use them only as a filter with a proven error bound and decide every pick with exact
-    float64 re-evaluations (:mod:`hf_uniform.engine.exact`).
-
-    Example:
-        >>> import torch
-        >>> point_distances(torch.eye(2), torch.tensor([1.0, 0.0]), "cosine").tolist()
-        [0.0, 1.0]
-    """
-    if metric == "cosine":
-        return (1.0 - (rows @ centre).float()).clamp_(min=0.0)
-    return torch.linalg.vector_norm((rows - centre).float(), dim=1)
 
 
 def _start_rows(n: int, k: int, start: int | Sequence[int] | None, seed: int | None) -> list[int]:
@@ -253,99 +253,20 @@ def _start_rows(n: int, k: int, start: int | Sequence[int] | None, seed: int | N
     return starts
 
 
-class MaxMinState:
-    """The state of a greedy run: chosen rows, their radii, and every row's min-distance to the chosen set.
-
-    The engine advances it one row at a time; :mod:`hf_uniform.checkpoint` saves and restores it. It is
-    exposed so adapters (distributed, resumable) share one implementation of the greedy step.
-
-    Example:
-        >>> import torch
-        >>> st = MaxMinState(3)
-        >>> st.min_dist.tolist()
-        [inf, inf, inf]
-    """
-
-    def __init__(self, n: int, device: torch.device | str = "cpu"):
-        self.min_dist = torch.full((n,), math.inf, dtype=torch.float32, device=device)
-        self.indices: list[int] = []
-        self.radii: list[float] = []
-
-    def add(self, row: int, radius: float, dists: torch.Tensor) -> None:
-        """Record ``row`` as chosen at ``radius`` and fold its distances ``dists`` into ``min_dist``."""
-        torch.minimum(self.min_dist, dists, out=self.min_dist)
-        self.min_dist[row] = -math.inf
-        self.indices.append(row)
-        self.radii.append(radius)
-
-
 METHODS = ("auto", "plain", "sweep", "lazy")
 
 
-class _PlainEngine:
-    """The reference loop as a step engine: one fast distance pass per chosen row (the filter, state in a
-    MaxMinState), exact picks by :class:`~hf_uniform.engine.exact.ExactPicker`."""
-
-    def __init__(self, rows: torch.Tensor | None, chunks: Any, n_local: int, metric: str, step: int,
-                 objective: str, st: MaxMinState, picker: Any, storage: torch.dtype):
-        self.rows, self.chunks, self.n, self.metric, self.step = rows, chunks, n_local, metric, step
-        self.objective = objective
-        self.st = st
-        self.picker = picker
-        self.storage = storage
-
-    def distances(self, centre: torch.Tensor) -> torch.Tensor:
-        if self.rows is None:
-            return torch.cat([point_distances(b, centre, self.metric) for _, b in self.chunks()])
-        if self.step >= self.n:
-            return point_distances(self.rows, centre, self.metric)
-        return torch.cat([point_distances(self.rows[i:i + self.step], centre, self.metric)
-                          for i in range(0, self.n, self.step)])
-
-    def vector(self, local: int) -> np.ndarray:
-        """The prepared float32 vector of local row ``local`` (exact, whatever the storage dtype)."""
-        if self.picker.exact_rows is not None:
-            return self.picker.exact_rows[local].cpu().numpy().copy()
-        return np.asarray(self.picker.fetch(np.array([local], dtype=np.int64))[0], dtype=np.float32)
-
-    def value_of(self, local: int) -> float:
-        return self.picker.value(local)
-
-    def best(self) -> tuple[float, int]:
-        return self.picker.pick(self.st.min_dist, self.objective)
-
-    def add(self, vec: Any, local: int, radius: float, gidx: int) -> None:
-        dev = self.st.min_dist.device
-        v32 = np.asarray(vec.cpu() if isinstance(vec, torch.Tensor) else vec, dtype=np.float32)
-        centre = torch.from_numpy(v32).to(device=dev, dtype=self.storage)
-        torch.minimum(self.st.min_dist, self.distances(centre), out=self.st.min_dist)
-        self.picker.add(v32)
-        if local >= 0:
-            self.st.min_dist[local] = -math.inf
-            self.picker.mark_chosen(local)
-        self.st.indices.append(int(gidx))
-        self.st.radii.append(float(radius))
-
-    def coverage(self) -> float:
-        return self.picker.pick(self.st.min_dist, "max")[0]
-
-
-def _resolve_method(method: str, dev: torch.device, objective: str, state: Any, callback: Any) -> str:
+def _resolve_method(method: str, dev: torch.device, nearest: bool) -> str:
     from .engine import numba_available
 
     if method not in METHODS:
         raise UniformError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    legacy = state is not None or callback is not None
+    if nearest:  # the min-min baseline: pass-per-step engines only
+        if method == "lazy":
+            raise UniformError("the min-min baseline runs on method='plain' or 'sweep', got method='lazy'")
+        return "plain" if method == "auto" else method
     if method == "auto":
-        if objective == "min" or legacy:
-            return "plain"
-        if dev.type == "cpu" and numba_available():
-            return "lazy"
-        return "sweep"
-    if method != "plain" and objective == "min":
-        raise UniformError(f"objective='min' runs on method='plain' only, got method={method!r}")
-    if method != "plain" and legacy:
-        raise UniformError("state= and callback= need method='plain'; use checkpoint_dir= for resumable fast runs")
+        return "lazy" if dev.type == "cpu" and numba_available() else "sweep"
     if method == "lazy":
         if dev.type != "cpu":
             raise UniformError(f"method='lazy' runs on the CPU, got device={dev}; use method='sweep' on accelerators")
@@ -365,21 +286,20 @@ def maxmin_select(
     device: str | torch.device | None = "cpu",
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
-    state: MaxMinState | None = None,
-    callback: Any = None,
-    objective: str = "max",
     method: str = "auto",
     max_memory: int | str | None = None,
     checkpoint_dir: str | None = None,
     checkpoint_every: int | None = None,
     checkpoint_seconds: float | None = None,
     resume: bool = False,
+    distributed: bool = False,
 ) -> Selection:
     """Greedy max-min selection of ``k`` rows of ``embeddings`` (farthest-first traversal).
 
     Every method returns the exact greedy selection on the float32 rows (each pick attains the float64
-    maximum of the min-distance array, ties to the lowest row index, duplicates at radius 0); they differ
-    in speed. float64 input is cast to float32 first (logged once): the selection is exact on those rows.
+    maximum of the min-distance array, ties to the lowest row index, duplicates at radius 0: the picks of
+    :func:`hf_uniform.engine.reference.reference_select`); they differ in speed. float64 input is cast to
+    float32 first (logged once): the selection is exact on those rows.
 
     Args:
         embeddings: ``(n, d)`` array, tensor, numpy memmap or Arrow fixed-size-list column.
@@ -394,13 +314,9 @@ def maxmin_select(
             its memory traffic). Every method selects exactly on the float32 rows; the reduced-precision
             pass is only a filter (its error bound widens the set of rows re-checked exactly).
         progress: show a tqdm progress bar.
-        state: continue a ``plain`` run from this state (legacy; prefer ``checkpoint_dir``).
-        callback: ``plain`` only: called as ``callback(state)`` after each chosen row.
-        objective: ``"max"`` adds the farthest row (the paper's uniform selection); ``"min"`` adds the
-            nearest unchosen row (the opposite, used by the paper's mixed baseline; ``plain`` only).
-        method: ``"auto"`` (default: ``lazy`` on CPUs with numba, ``sweep`` on accelerators, ``plain`` for
-            ``objective="min"``), ``"lazy"`` (exact lazy GEMM-batched engine, CPU), ``"sweep"``
-            (device-resident full pass per step, no host sync), ``"plain"`` (the reference loop).
+        method: ``"auto"`` (default: ``lazy`` on CPUs with numba, ``sweep`` on accelerators), ``"lazy"``
+            (exact lazy GEMM-batched engine, CPU), ``"sweep"``/``"plain"`` (one full pass per step, on any
+            device; :mod:`hf_uniform.engine.sweep`).
         max_memory: bytes or a size such as ``"2GB"``; when the float32 rows (of this rank's shard) exceed it,
             they are streamed in chunks from ``embeddings`` (e.g. a memmap) instead of copied. The result is
             the same.
@@ -409,9 +325,10 @@ def maxmin_select(
         checkpoint_seconds: seconds between checkpoints.
         resume: continue from the newest checkpoint in ``checkpoint_dir`` (start fresh when there is none);
             a checkpoint of a different run (n, d, metric, k, seed/start, method, rows) raises.
-
-    Under ``torch.distributed`` with several ranks each rank handles its shard of the rows and all ranks
-    return the same selection as a single process (see :mod:`hf_uniform.distributed`).
+        distributed: run as one rank of the initialised ``torch.distributed`` process group: each rank
+            handles its contiguous shard of the rows, every rank must call this with the same arguments, and
+            all return the selection of a single process (see :mod:`hf_uniform.distributed`). Without it the
+            selection is local even when a process group exists.
 
     Returns:
         A :class:`Selection`; ``info`` records the method, device, world size and shard sizes.
@@ -423,13 +340,26 @@ def maxmin_select(
         >>> sel.indices.tolist(), sel.h
         ([0, 3, 1], 1.0)
     """
-    from . import distributed as D
+    return _greedy(embeddings, k, metric=metric, start=start, seed=seed, chunk_size=chunk_size, device=device,
+                   dtype=dtype, progress=progress, method=method, max_memory=max_memory,
+                   checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                   checkpoint_seconds=checkpoint_seconds, resume=resume, distributed=distributed)
+
+
+def _greedy(embeddings: Any, k: int | float, *, metric: str = "cosine", start: int | Sequence[int] | None = None,
+            seed: int | None = 0, chunk_size: int | None = None, device: str | torch.device | None = "cpu",
+            dtype: torch.dtype = torch.float32, progress: bool = False, method: str = "auto",
+            max_memory: int | str | None = None, checkpoint_dir: str | None = None,
+            checkpoint_every: int | None = None, checkpoint_seconds: float | None = None, resume: bool = False,
+            distributed: bool = False, nearest: bool = False) -> Selection:
+    """:func:`maxmin_select`, or with ``nearest=True`` the min-min rule of
+    :func:`hf_uniform.baselines.minmin_select`: validate, build this rank's engine, run the driver."""
+    from .distributed import shard_bounds
+    from .engine.driver import LocalComm, drive
     from .engine.store import StreamSource, check_chunk, parse_bytes, shape_of, slice_rows
 
     if metric not in METRICS:
         raise UniformError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    if objective not in ("max", "min"):
-        raise UniformError(f"objective must be 'max' or 'min', got {objective!r}")
     if isinstance(embeddings, (list, tuple)):  # nested Python lists: numbers of one length, or refuse
         try:
             arr = np.asarray(embeddings)
@@ -443,9 +373,16 @@ def maxmin_select(
         raise UniformError(f"chunk_size must be a positive number of rows, got {chunk_size!r}")
     budget = parse_bytes(max_memory)
     _log_cast(embeddings)
-    ctx = D.context()
-    rank, world = ctx if ctx is not None else (0, 1)
-    if budget is None and ctx is None:
+    if distributed:
+        from .distributed import TorchComm
+
+        comm = TorchComm()
+    else:
+        comm = LocalComm()
+    rank, world = comm.rank, comm.world_size
+    if world == 1:
+        comm = LocalComm()
+    if budget is None and world == 1:
         check_embeddings(embeddings, metric)
     n, d = shape_of(embeddings)
     if n == 0:
@@ -455,322 +392,86 @@ def maxmin_select(
     k = check_k(k, n)
     starts = _start_rows(n, k, start, seed)
     dev = resolve_device(device)
-    method = _resolve_method(method, dev, objective, state, callback)
-    bounds = D.shard_bounds(n, world)
+    method = _resolve_method(method, dev, nearest)
+    bounds = shard_bounds(n, world)
     lo, hi = bounds[rank]
     n_local = hi - lo
     # the in-memory engines hold a float32 copy of the rows plus ~48 bytes of state per row (and transient
     # copies): stream as soon as that could exceed the budget
     stream = budget is not None and int(1.25 * n_local * (d * 4 + 48)) > budget
-    if ctx is not None and state is not None:
-        raise UniformError("state= is not supported in distributed runs; use checkpoint_dir=")
-    if (budget is not None or ctx is not None) and not stream:
+    if (budget is not None or world > 1) and not stream:
         for a in range(lo, hi, 1 << 16):  # validate this rank's rows (global row numbers in messages)
             check_chunk(np.asarray(slice_rows(embeddings, a, min(hi, a + (1 << 16)))), metric, a)
     # streamed: chunks sized to the budget (a chunk and its float32 / validation temporaries ~ 1/8 of it)
     stream_rows = chunk_size or (max(256, min(65536, budget // (d * 4 * 8))) if budget else 65536)
     src_stream = StreamSource(embeddings, metric, lo, hi, chunk_rows=stream_rows, validate=True) \
         if stream else None
-    logger.info("max-min select: method=%s n=%d d=%d k=%d device=%s world=%d%s", method, n, d, k, dev, world,
-                " (streamed)" if stream else "")
+    logger.info("%s select: method=%s n=%d d=%d k=%d device=%s world=%d%s", "min-min" if nearest else "max-min",
+                method, n, d, k, dev, world, " (streamed)" if stream else "")
 
     ck = None
     if checkpoint_dir is not None:
         from .checkpoint import Checkpointer, fingerprint, rows_hash
 
-        fp = fingerprint(n=n, d=d, metric=metric, k=k, seed=seed, start=starts, method=method, objective=objective,
-                         row_hash=rows_hash(embeddings, n), world_size=world, rank=rank)
+        fp = fingerprint(n=n, d=d, metric=metric, k=k, seed=seed, start=starts, method=method,
+                         objective="min" if nearest else "max", row_hash=rows_hash(embeddings, n),
+                         world_size=world, rank=rank)
         ck = Checkpointer(checkpoint_dir, fp, every=checkpoint_every, seconds=checkpoint_seconds, rank=rank,
                           world_size=world)
     elif resume:
         raise UniformError("resume=True needs checkpoint_dir= (the folder the interrupted run saved to)")
-    saved = _load_checkpoint(ck, ctx) if (ck is not None and resume) else None
-    if ck is not None and saved is None and not resume and ck.steps():
-        logger.warning("resume=False: overwriting the checkpoints in %s", checkpoint_dir)
 
-    from tqdm.auto import tqdm
-
-    t_start = 0 if saved is None else saved["step"]
-    if state is not None:
-        t_start = len(state.indices)
-    bar = tqdm(total=k, initial=t_start, desc="max-min select", unit="row", disable=not progress)
     info: dict[str, Any] = {"method": method, "device": str(dev), "dtype": str(dtype).replace("torch.", ""),
                             "seed": seed, "start": starts, "world_size": world,
                             "shard_sizes": [b - a for a, b in bounds], "streamed": bool(stream)}
-    if saved is not None:
-        info["resumed_from_step"] = saved["step"]
-    try:
-        if method == "lazy":
-            idx, rad, cov = _run_lazy(embeddings, k, starts, metric, chunk_size, src_stream, budget, lo, hi, ctx,
-                                      ck, saved, bar, info)
-        elif method == "sweep":
-            idx, rad, cov = _run_sweep(embeddings, k, starts, metric, chunk_size, src_stream, dev, dtype, lo, hi,
-                                       ctx, ck, saved, bar, info)
-        else:
-            idx, rad, cov = _run_plain(embeddings, k, starts, metric, chunk_size, src_stream, dev, dtype, lo, hi,
-                                       ctx, ck, saved, bar, state, callback, objective, info)
-    finally:
-        bar.close()
+    if method == "lazy":
+        from .engine.lazy import gemm_threads
+
+        eng = _lazy_engine(embeddings, src_stream, metric, k, chunk_size, budget, lo, hi)
+        info["filter_dtype"] = str(eng.fdt).replace("torch.", "")
+        threads = gemm_threads()
+    else:
+        from contextlib import nullcontext
+
+        from .engine.sweep import pass_engine
+
+        eng = pass_engine(embeddings, src_stream, metric=metric, k=k, device=dev, dtype=dtype, lo=lo, hi=hi,
+                          chunk_size=chunk_size, nearest=nearest)
+        threads = nullcontext()
+    from .engine.distance import prepared_rows
+
+    with threads as nt:
+        run = drive(eng, k=k, starts=starts, lo=lo, comm=comm, checkpointer=ck, resume=resume,
+                    centres=lambda ids: prepared_rows(embeddings, ids, metric), progress=progress, nearest=nearest)
+    if method == "lazy":
+        info["threads"] = nt
+        info["engine_stats"] = {**eng.stats, "walk_rows": int(eng._cnt[0]), "walk_exact": int(eng._cnt[1]),
+                                "flush_exact": int(eng._cnt[2]), "flush_rows_checked": int(eng._cnt[3])}
+    else:
+        info["exact_stats"] = dict(eng.picker.stats)
+    if run.resumed_from is not None:
+        info["resumed_from_step"] = run.resumed_from
     return Selection(
-        indices=np.asarray(idx, dtype=np.int64),
-        min_distances=np.asarray(rad, dtype=np.float64),
-        coverage_radius=max(cov, 0.0) if k < n else 0.0,
+        indices=np.asarray(run.indices, dtype=np.int64),
+        min_distances=run.radii,
+        coverage_radius=max(run.coverage, 0.0) if k < n else 0.0,
         metric=metric,
         n=n,
         info=info,
     )
 
 
-def _load_checkpoint(ck: Any, ctx: tuple[int, int] | None) -> dict[str, Any] | None:
-    """The newest checkpoint every rank has (distributed runs agree on the step first)."""
-    if ctx is None:
-        return ck.load()
-    from . import distributed as D
-
-    mine = ck.steps()
-    common = set(mine)
-    for other in D.all_gather_ints(mine, width=2):
-        common &= set(other)
-    if not common:
-        if D.any_true(bool(mine)):
-            logger.warning("ranks share no checkpoint step; starting over")
-        return None
-    return ck.load(step=max(common))
-
-
-def _checkpoint_due(ck: Any, t: int, ctx: tuple[int, int] | None) -> bool:
-    if ck is None:
-        return False
-    if ctx is None or ck.seconds is None:
-        return ck.due(t)
-    from . import distributed as D  # time-based: ranks must agree
-
-    return t % 64 == 0 and D.any_true(ck.due(t))
-
-
-def _prepared(embeddings: Any, ids: np.ndarray, metric: str) -> np.ndarray:
-    from .engine.store import prepare_rows, shape_of, take_rows
-
-    d = shape_of(embeddings)[1]
-    if len(ids) == 0:
-        return np.empty((0, d), dtype=np.float32)
-    order = np.argsort(ids, kind="stable")
-    out = np.empty((len(ids), d), dtype=np.float32)
-    out[order] = prepare_rows(take_rows(embeddings, np.asarray(ids)[order]), metric)
-    return out
-
-
-def _run_lazy(embeddings: Any, k: int, starts: list[int], metric: str, chunk_size: int | None, src_stream: Any,
-              budget: int | None, lo: int, hi: int, ctx: tuple[int, int] | None, ck: Any, saved: Any, bar: Any,
-              info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
+def _lazy_engine(embeddings: Any, stream: Any, metric: str, k: int, chunk_size: int | None, budget: int | None,
+                 lo: int, hi: int) -> Any:
+    """The lazy engine over rows ``lo:hi`` (in memory, or the streamed source with an active-row cap that
+    keeps its working set within ``budget``)."""
     from .engine.lazy import LazyEngine
     from .engine.store import InMemorySource, shape_of
 
-    d = shape_of(embeddings)[1]
-    if src_stream is not None:
-        src = src_stream
-        max_active = max(1024, int(budget // (d * 4 * 3)))
-    else:
-        src = InMemorySource(embeddings, metric, lo, hi)
-        max_active = None
-    eng = LazyEngine(src, k, metric, chunk_rows=chunk_size, max_active=max_active)
-    info["filter_dtype"] = str(eng.fdt).replace("torch.", "")
-    from .engine.lazy import gemm_threads
-
-    with gemm_threads() as nt:
-        info["threads"] = nt
-        return _drive_lazy(eng, embeddings, k, starts, metric, lo, hi, ctx, ck, saved, bar, info, d)
-
-
-def _drive_lazy(eng: Any, embeddings: Any, k: int, starts: list[int], metric: str, lo: int, hi: int,
-                ctx: tuple[int, int] | None, ck: Any, saved: Any, bar: Any, info: dict[str, Any],
-                d: int) -> tuple[np.ndarray, np.ndarray, float]:
-    gidx: list[int] = []
-    if saved is not None:
-        g = saved["indices"]
-        local = np.where((g >= lo) & (g < hi), g - lo, -1)
-        eng.load_state(saved["m"], saved["ep"], _prepared(embeddings, g, metric), local, saved["radii"])
-        gidx = g.tolist()
-    t = len(gidx)
-
-    def save() -> None:
-        stt = eng.state_dict()
-        ck.save(eng.t, np.asarray(gidx, dtype=np.int64), eng.sel_rad[:eng.t], stt["m"], stt["ep"])
-
-    if ctx is None:
-        for j in range(t, len(starts)):
-            s = starts[j]
-            eng.add(eng.vector(s), s, eng.value_of(s))
-            gidx.append(s)
-            bar.update(1)
-        while eng.t < k:
-            t0 = eng.t
-            target = k if ck is None or ck.every is None else min(k, ck.last_step + ck.every)
-            eng.run(max(target, eng.t + 1), should_stop=(lambda: ck.due(eng.t)) if ck is not None else None,
-                    on_block=lambda tt: bar.update(tt - bar.n))
-            gidx.extend(eng.sel_idx[t0:eng.t].tolist())
-            if ck is not None and (ck.due(eng.t) or eng.t == k):
-                save()
-        cov = eng.coverage()
-    else:
-        from . import distributed as D
-
-        for j in range(t, k):
-            if j < len(starts):
-                s = starts[j]
-                local = s - lo if lo <= s < hi else -1
-                val = eng.value_of(local) if local >= 0 else -math.inf
-            else:
-                val, local = eng.best()
-            key, g, vec = D.exchange(val, lo + local if local >= 0 else -1,
-                                     eng.vector(local) if local >= 0 else None, d)
-            mine = g - lo if lo <= g < hi else -1
-            eng.add(vec.astype(np.float32), mine, key)
-            gidx.append(g)
-            bar.update(1)
-            if _checkpoint_due(ck, eng.t, ctx) or (ck is not None and eng.t == k):
-                save()
-        cov = D.all_reduce_max(eng.coverage())
-    info["engine_stats"] = {**eng.stats, "walk_rows": int(eng._cnt[0]), "walk_exact": int(eng._cnt[1]),
-                            "flush_exact": int(eng._cnt[2]), "flush_rows_checked": int(eng._cnt[3])}
-    return np.asarray(gidx, dtype=np.int64), eng.sel_rad[:k].copy(), float(cov)
-
-
-def _torch_rows(embeddings: Any, metric: str, dev: torch.device, dtype: torch.dtype, lo: int, hi: int) -> torch.Tensor:
-    from .engine.store import slice_rows
-
-    x = embeddings[lo:hi] if isinstance(embeddings, (np.ndarray, torch.Tensor)) else slice_rows(embeddings, lo, hi)
-    return _as_rows(x, metric, dev, dtype)
-
-
-def _stream_chunks(src: Any, metric: str, dev: torch.device, dtype: torch.dtype) -> Any:
-    def gen() -> Any:
-        for off, raw in src.raw_chunks():
-            yield off, _as_rows(np.asarray(raw), metric, dev, dtype)
-    return gen
-
-
-def _run_sweep(embeddings: Any, k: int, starts: list[int], metric: str, chunk_size: int | None, src_stream: Any,
-               dev: torch.device, dtype: torch.dtype, lo: int, hi: int, ctx: tuple[int, int] | None, ck: Any,
-               saved: Any, bar: Any, info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
-    from .engine.sweep import run_sweep
-
-    n_local = hi - lo
-    rows = None if src_stream is not None else _torch_rows(embeddings, metric, dev, dtype, lo, hi)
-    chunks = _stream_chunks(src_stream, metric, dev, dtype) if src_stream is not None else None
-    from .engine.store import shape_of
-
-    d = shape_of(embeddings)[1]
-    step = chunk_size or (n_local if metric == "cosine" else max(1, (1 << 24) // max(1, d)))
-    st = None
-    picker = _make_picker(embeddings, rows, src_stream, metric, n_local, d, k, dev, dtype, lo)
-    centres = None
-    if saved is not None:
-        t0 = saved["step"]
-        centres = _prepared(embeddings, saved["indices"], metric)
-        idx = torch.full((k,), -1, dtype=torch.int64, device=dev)
-        rad = torch.full((k,), -math.inf, dtype=torch.float32, device=dev)
-        idx[:t0] = torch.from_numpy(saved["indices"]).to(dev)
-        rad[:t0] = torch.from_numpy(saved["radii"]).to(dev, torch.float32)
-        st = (idx, rad, torch.from_numpy(saved["m"]).to(dev), t0)
-
-    def on_step(t: int, snapshot: Any) -> None:
-        if _checkpoint_due(ck, t, ctx) or (ck is not None and t == k):
-            i, r, md = snapshot()
-            ck.save(t, i, r, md, np.full(n_local, t, dtype=np.int64))
-
-    idx, rad, md = run_sweep(rows, chunks, k=k, starts=starts, metric=metric, chunk=step, n=n_local, lo=lo, state=st,
-                             on_step=on_step if ck is not None else None, bar=bar, picker=picker,
-                             centres=centres)
-    cov = picker.pick(md, "max")[0]
-    info["exact_stats"] = dict(picker.stats)
-    if ctx is not None:
-        from . import distributed as D
-
-        cov = D.all_reduce_max(cov)
-    return idx.cpu().numpy(), rad.double().cpu().numpy(), cov
-
-
-def _make_picker(embeddings: Any, rows: torch.Tensor | None, src_stream: Any, metric: str, n_local: int, d: int,
-                 k: int, dev: torch.device, dtype: torch.dtype, lo: int) -> Any:
-    """The exact picker of a pass-per-step run: exact rows from ``rows`` (float32) or fetched and prepared
-    from the source (streamed or reduced-precision storage)."""
-    from .engine.exact import ExactPicker
-    from .engine.store import prepare_rows, take_rows
-
-    if src_stream is not None:
-        fetch = src_stream.rows
-    else:
-        def fetch(ids: np.ndarray) -> np.ndarray:
-            return prepare_rows(take_rows(embeddings, np.asarray(ids, dtype=np.int64) + lo), metric)
-    xmax = None
-    if metric == "euclidean" and rows is None:
-        xmax = 0.0
-        for _, raw in src_stream.raw_chunks():
-            xmax = max(xmax, float(np.sqrt(np.einsum("ij,ij->i", *(2 * [prepare_rows(raw, metric)
-                                                                          .astype(np.float64)])).max())))
-    exact = rows
-    if rows is not None and rows.dtype != torch.float32 and dev.type != "cpu":  # accelerators: keep the exact
-        exact = _torch_rows(embeddings, metric, dev, torch.float32, lo, lo + n_local)  # rows on the device too
-    return ExactPicker(exact, n_local, d, metric, k, fetch=fetch, row_norm_max=xmax, storage=dtype, device=dev)
-
-
-def _run_plain(embeddings: Any, k: int, starts: list[int], metric: str, chunk_size: int | None, src_stream: Any,
-               dev: torch.device, dtype: torch.dtype, lo: int, hi: int, ctx: tuple[int, int] | None, ck: Any,
-               saved: Any, bar: Any, state: MaxMinState | None, callback: Any,
-               objective: str, info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
-    n_local = hi - lo
-    from .engine.store import shape_of
-
-    d = shape_of(embeddings)[1]
-    rows = None if src_stream is not None else _torch_rows(embeddings, metric, dev, dtype, lo, hi)
-    chunks = _stream_chunks(src_stream, metric, dev, dtype) if src_stream is not None else None
-    if chunk_size is None:  # euclidean differences need a (rows, d) temporary: bound it
-        chunk_size = n_local if metric == "cosine" else max(1, (1 << 24) // max(1, d))
-    st = state if state is not None else MaxMinState(n_local, dev)
-    if saved is not None:
-        st.min_dist = torch.from_numpy(saved["m"]).to(dev)
-        st.indices = saved["indices"].tolist()
-        st.radii = saved["radii"].tolist()
-    picker = _make_picker(embeddings, rows, src_stream, metric, n_local, d, k, dev, dtype, lo)
-    if st.indices:  # resumed / continued: the centres so far, exact values rebuilt on demand
-        for v in _prepared(embeddings, np.asarray(st.indices, dtype=np.int64), metric):
-            picker.add(v)
-        for g in st.indices:
-            if lo <= g < hi:
-                picker.mark_chosen(g - lo)
-    eng = _PlainEngine(rows, chunks, n_local, metric, max(1, int(chunk_size)), objective, st, picker, dtype)
-    if ctx is not None:
-        from . import distributed as D
-    for j in range(len(st.indices), k):
-        if j < len(starts):
-            s = starts[j]
-            local = s - lo if lo <= s < hi else -1
-            val = eng.value_of(local) if local >= 0 else -math.inf
-            key = val
-        else:
-            val, local = eng.best()
-            key = val if objective == "max" or local < 0 else -val
-        if ctx is None:
-            g, vec = local, eng.vector(local)
-        else:
-            vec_t = eng.vector(local) if local >= 0 else None
-            key, g, vec_np = D.exchange(key, lo + local if local >= 0 else -1, vec_t, d)
-            val = key if (objective == "max" or j < len(starts)) else -key
-            local = g - lo if lo <= g < hi else -1
-            vec = torch.from_numpy(vec_np)
-        eng.add(vec, local, val, g)
-        bar.update(1)
-        if callback is not None:
-            callback(st)
-        if _checkpoint_due(ck, j + 1, ctx) or (ck is not None and j + 1 == k):
-            ck.save(j + 1, np.asarray(st.indices), np.asarray(st.radii), st.min_dist.cpu().numpy(),
-                    np.full(n_local, j + 1, dtype=np.int64))
-    cov = eng.coverage()
-    info["exact_stats"] = dict(picker.stats)
-    if ctx is not None:
-        cov = D.all_reduce_max(cov)
-    return np.asarray(st.indices, dtype=np.int64), np.asarray(st.radii, dtype=np.float64), cov
+    if stream is not None:
+        d = shape_of(embeddings)[1]
+        return LazyEngine(stream, k, metric, chunk_rows=chunk_size, max_active=max(1024, int(budget // (d * 4 * 3))))
+    return LazyEngine(InMemorySource(embeddings, metric, lo, hi), k, metric, chunk_rows=chunk_size)
 
 
 def uniform_rank(

@@ -9,29 +9,13 @@ import pytest
 from scipy.spatial.distance import cdist, pdist
 
 from hf_uniform import UniformError, maxmin_select, uniform_rank
-from hf_uniform.baselines import first_k, mixed_subset, random_subset
+from hf_uniform.baselines import first_k, minmin_select, mixed_subset, random_subset
+from hf_uniform.engine.reference import reference_select
 from hf_uniform.metrics import coverage_radius, mean_nn_distance, min_pairwise_distance, uniformity_report
 
 
 def scipy_metric(metric: str) -> str:
     return "cosine" if metric == "cosine" else "euclidean"
-
-
-def brute_greedy(x: np.ndarray, k: int, start: list[int], metric: str, objective: str = "max") -> list[int]:
-    """Reference greedy on the full float64 distance matrix, ties to the lowest index."""
-    d = cdist(x.astype(np.float64), x.astype(np.float64), scipy_metric(metric))
-    chosen = list(start)
-    m = d[chosen].min(axis=0)
-    m[chosen] = -np.inf
-    while len(chosen) < k:
-        if objective == "max":
-            i = int(np.argmax(m))
-        else:
-            i = int(np.argmin(np.where(m < 0, np.inf, m)))
-        chosen.append(i)
-        m = np.minimum(m, d[i])
-        m[chosen] = -np.inf
-    return chosen
 
 
 def assert_greedy_invariant(x: np.ndarray, indices: np.ndarray, metric: str, tol: float = 1e-5) -> None:
@@ -51,7 +35,7 @@ def assert_greedy_invariant(x: np.ndarray, indices: np.ndarray, metric: str, tol
 def test_matches_float64_brute_force_on_random_data(metric):
     x = np.random.default_rng(1).normal(size=(300, 16)).astype(np.float32)
     sel = maxmin_select(x, 60, metric=metric, start=7)
-    assert sel.indices.tolist() == brute_greedy(x, 60, [7], metric)
+    assert sel.indices.tolist() == reference_select(x, 60, metric=metric, start=[7])[0]
     ref = cdist(x.astype(np.float64), x.astype(np.float64), scipy_metric(metric))
     for j in range(1, sel.k):  # the radius trace is each pick's distance to the rows before it
         assert sel.min_distances[j] == pytest.approx(ref[sel.indices[j], sel.indices[:j]].min(), abs=1e-5)
@@ -180,7 +164,8 @@ def test_bad_embeddings_raise_one_line_errors(bad, match):
     assert isinstance(info.value, ValueError)
 
 
-@pytest.mark.parametrize("k, match", [(0, "at least 1"), (-3, "at least 1"), (11, "n=10"), (1.5, r"\(0, 1\)"),
+@pytest.mark.parametrize("k, match", [(0, "at least 1"), (-3, "at least 1"), (11, "n=10"),
+                                      (1.5, "strictly between 0 and 1"), (0.01, "rounds to 0 rows"),
                                       ("3", "int or a fraction")])
 def test_bad_k(k, match):
     with pytest.raises(UniformError, match=match):
@@ -205,7 +190,10 @@ def test_baselines():
     mixed = mixed_subset(x, 20, metric="euclidean", seed=4)
     half = np.random.default_rng(4).choice(120, size=10, replace=False).tolist()
     assert mixed[:10].tolist() == half
-    assert mixed.tolist() == brute_greedy(x, 20, half, "euclidean", objective="min")
+    assert mixed.tolist() == reference_select(x, 20, metric="euclidean", start=half, nearest=True)[0]
+    mm = minmin_select(x, 20, metric="euclidean", start=half)
+    np.testing.assert_allclose(mm.min_distances, reference_select(x, 20, metric="euclidean", start=half,
+                                                                  nearest=True)[1], rtol=1e-6)
     # the min-min half packs rows together: its h is far below the max-min subset's
     assert pdist(x[mixed]).min() < maxmin_select(x, 20, metric="euclidean", seed=4).h
 

@@ -14,7 +14,7 @@ import pytest
 from datasets import Dataset
 
 from hf_uniform import Word2VecEmbedder, filter_uniform, maxmin_select
-from hf_uniform.distributed_embed import DistContext, gather_rows, shard_dataset
+from hf_uniform.distributed import DistContext, gather_rows, shard_dataset
 from hf_uniform.embed import Model2VecEmbedder, distill_static_model
 from hf_uniform.integration import embed
 from hf_uniform.io import load_input
@@ -25,7 +25,7 @@ RANK_SCRIPT = textwrap.dedent('''
     import torch.distributed as dist
     from datasets import load_from_disk
     from hf_uniform import Word2VecEmbedder, filter_uniform, maxmin_select
-    from hf_uniform.distributed_embed import distributed_context, gather_rows
+    from hf_uniform.distributed import distributed_context, gather_rows
     from hf_uniform.embed import Model2VecEmbedder
     from hf_uniform.integration import embed
 

@@ -13,6 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from hf_uniform import maxmin_select
+from hf_uniform.baselines import minmin_select
 from hf_uniform.coreset import coreset_select
 
 CASES = [
@@ -21,7 +22,7 @@ CASES = [
     {"name": "lazy-streamed", "k": 400, "kw": {"seed": 1, "max_memory": "32KB"}},
     {"name": "plain", "k": 150, "kw": {"seed": 2, "method": "plain"}},
     {"name": "sweep", "k": 150, "kw": {"seed": 2, "method": "sweep"}},
-    {"name": "mixed-min", "k": 60, "kw": {"start": [10, 2000, 1600], "objective": "min"}},
+    {"name": "mixed-min", "k": 60, "kw": {"start": [10, 2000, 1600]}, "fn": minmin_select},
 ]
 
 
@@ -38,16 +39,18 @@ def _worker(rank: int, world: int, tmp: str) -> None:
         x = np.load(Path(tmp) / "x.npy", mmap_mode="r")
         out = {}
         for case in CASES:
-            sel = maxmin_select(x, case["k"], **case["kw"])
+            sel = case.get("fn", maxmin_select)(x, case["k"], distributed=True, **case["kw"])
             out[case["name"]] = {"indices": sel.indices.tolist(), "radii": sel.min_distances[1:].tolist(),
                                  "cov": sel.coverage_radius, "world": sel.info["world_size"],
                                  "shards": sel.info["shard_sizes"]}
         ck = Path(tmp) / f"ck{0}"
-        a = maxmin_select(x, 300, seed=9, checkpoint_dir=ck, checkpoint_every=64)
-        b = maxmin_select(x, 300, seed=9, checkpoint_dir=ck, resume=True)
+        a = maxmin_select(x, 300, seed=9, checkpoint_dir=ck, checkpoint_every=64, distributed=True)
+        b = maxmin_select(x, 300, seed=9, checkpoint_dir=ck, resume=True, distributed=True)
         out["resume"] = {"same": a.indices.tolist() == b.indices.tolist(), "from": b.info.get("resumed_from_step")}
-        cs = coreset_select(x, 100, k_prime=150, seed=0)
+        cs = coreset_select(x, 100, k_prime=150, seed=0, distributed=True)
         out["coreset"] = {"indices": cs.indices.tolist(), "world": cs.info["world_size"]}
+        local = maxmin_select(x, 50, seed=3)  # without distributed=True the selection stays in this process
+        out["local"] = {"world": local.info["world_size"], "indices": local.indices.tolist()}
         (Path(tmp) / f"rank{rank}.json").write_text(json.dumps(out))
     finally:
         dist.destroy_process_group()
@@ -66,7 +69,7 @@ def two_ranks(tmp_path_factory):
 def test_two_gloo_ranks_select_what_one_process_selects(two_ranks, case):
     tmp, results = two_ranks
     x = np.load(tmp / "x.npy")
-    ref = maxmin_select(x, case["k"], **case["kw"])
+    ref = case.get("fn", maxmin_select)(x, case["k"], **case["kw"])
     for res in results:
         got = res[case["name"]]
         assert got["world"] == 2 and got["shards"] == [1501, 1500]
@@ -78,10 +81,12 @@ def test_two_gloo_ranks_select_what_one_process_selects(two_ranks, case):
 
 def test_distributed_checkpoint_resume_and_coreset(two_ranks):
     tmp, results = two_ranks
+    x = np.load(tmp / "x.npy")
+    local = maxmin_select(x, 50, seed=3).indices.tolist()
     for res in results:
         assert res["resume"] == {"same": True, "from": 300}
+        assert res["local"] == {"world": 1, "indices": local}
     assert sorted(p.name for p in (tmp / "ck0").glob("*.npz"))[-1].startswith("maxmin-state.rank")
-    x = np.load(tmp / "x.npy")
     single = coreset_select(x, 100, k_prime=150, shards=2, seed=0)
     for res in results:
         assert res["coreset"]["world"] == 2

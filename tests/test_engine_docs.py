@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 MODULES = ["hf_uniform.engine", "hf_uniform.engine.lazy", "hf_uniform.engine.store", "hf_uniform.engine.sweep",
-           "hf_uniform.checkpoint", "hf_uniform.distributed", "hf_uniform.coreset"]
+           "hf_uniform.engine.reference", "hf_uniform.engine.driver", "hf_uniform.engine.distance",
+           "hf_uniform.engine.exact", "hf_uniform.checkpoint", "hf_uniform.distributed", "hf_uniform.coreset"]
 
 
 @pytest.mark.parametrize("name", MODULES)

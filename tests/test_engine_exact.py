@@ -2,9 +2,10 @@
 
 "Exact" (README, issue 11): each pick attains the float64 maximum of the min-distance array of the float32
 rows the engine sees (relative 1e-6), ties go to the lowest row index, duplicates get radius 0. The replay
-below is written from scratch: float32 rows prepared as documented (cosine: divided by the float32 of the
-float64 norm), then every distance in float64 from differences (``0.5 |a - b|^2`` of unit rows for cosine),
-so that duplicates are exactly 0 and ties are exact on lattices.
+below uses the oracle :mod:`hf_uniform.engine.reference` (independent of the engines): float32 rows prepared
+as documented (cosine: divided by the float32 of the float64 norm), then every distance in float64 from
+differences (``0.5 |a - b|^2`` of unit rows for cosine), so that duplicates are exactly 0 and ties are exact
+on lattices.
 """
 
 from __future__ import annotations
@@ -19,30 +20,14 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from scipy.spatial.distance import cdist
 
 from hf_uniform import maxmin_select
-
-
-def prepared(x: np.ndarray, metric: str) -> np.ndarray:
-    x32 = np.asarray(x, dtype=np.float32)
-    if metric != "cosine":
-        return x32
-    nrm = np.sqrt((x32.astype(np.float64) ** 2).sum(axis=1)).astype(np.float32)
-    return (x32 / nrm[:, None]).astype(np.float32)
-
-
-def distances64(xp: np.ndarray, metric: str) -> np.ndarray:
-    a = xp.astype(np.float64)
-    if metric == "cosine":
-        a = a / np.sqrt((a * a).sum(axis=1, keepdims=True))
-        return 0.5 * cdist(a, a, "sqeuclidean")
-    return cdist(a, a, "euclidean")
+from hf_uniform.engine.reference import reference_distances, reference_rows
 
 
 def replay(x: np.ndarray, metric: str, indices, radii, n_starts: int, coverage: float | None = None) -> None:
     """Assert the exactness definition at every step of a selection."""
-    D = distances64(prepared(x, metric), metric)
+    rows = reference_rows(x, metric)
     n = len(x)
     m = np.full(n, np.inf)
     chosen = np.zeros(n, dtype=bool)
@@ -59,7 +44,7 @@ def replay(x: np.ndarray, metric: str, indices, radii, n_starts: int, coverage: 
             if m[p] == 0.0:
                 assert radii[j] == 0.0, f"step {j}: a duplicate must get radius 0, got {radii[j]!r}"
         chosen[p] = True
-        m = np.minimum(m, D[p])
+        m = np.minimum(m, reference_distances(rows, p, metric))
     if coverage is not None and not chosen.all():
         assert coverage == pytest.approx(m[~chosen].max(), rel=1e-6, abs=1e-12)
 
@@ -131,32 +116,39 @@ def test_reduced_precision_storage_is_only_a_filter(method, dtype):
     replay(x, metric, sel.indices, sel.min_distances, 1, sel.coverage_radius)
 
 
-def test_min_objective_is_exact_too():
+@pytest.mark.parametrize("method", ["plain", "sweep"])
+def test_min_min_baseline_is_exact_too(method):
+    from hf_uniform.baselines import minmin_select
+
     x, metric, _, start = DATA["d2-cosine"]
-    sel = maxmin_select(x, 100, metric=metric, start=start, objective="min")
-    D = distances64(prepared(x, metric), metric)
-    m = D[start[0]].copy()
+    sel = minmin_select(x, 100, metric=metric, start=start, method=method)
+    rows = reference_rows(x, metric)
+    m = reference_distances(rows, start[0], metric)
     chosen = np.zeros(len(x), dtype=bool)
     chosen[start[0]] = True
-    for p in sel.indices[1:]:
+    for j, p in enumerate(sel.indices[1:], start=1):
         live = np.where(chosen, np.inf, m)
         assert m[p] <= live.min() * (1 + 1e-6) + 1e-12
         assert p <= int(np.flatnonzero(live == live.min())[0])
+        assert sel.min_distances[j] == pytest.approx(m[p], rel=1e-6, abs=1e-12)
         chosen[p] = True
-        m = np.minimum(m, D[p])
+        m = np.minimum(m, reference_distances(rows, p, metric))
 
 
 def test_torch_backend_of_the_exact_picker_matches_numba():
     # the accelerator path (float64 torch) runs here on the CPU: same picks as the numba kernel
+    from hf_uniform.engine.distance import as_rows
+    from hf_uniform.engine.driver import drive
     from hf_uniform.engine.exact import ExactPicker
-    from hf_uniform.engine.sweep import run_sweep
+    from hf_uniform.engine.sweep import PassEngine
 
+    cpu = torch.device("cpu")
     for name in ("d2-cosine", "duplicates-euclidean", "lattice-euclidean"):
         x, metric, k, start = DATA[name]
-        rows = torch.from_numpy(prepared(x, metric))
+        rows = as_rows(x, metric, cpu, torch.float32)
         picker = ExactPicker(rows, len(x), x.shape[1], metric, k, backend="torch")
-        idx, rad, _ = run_sweep(rows, None, k=k, starts=start, metric=metric, chunk=len(x), picker=picker)
-        replay(x, metric, idx.numpy(), rad.double().numpy(), len(start))
+        run = drive(PassEngine(rows, None, len(x), metric, len(x), picker, torch.float32, cpu), k=k, starts=start)
+        replay(x, metric, run.indices, run.radii, len(start))
 
 
 # ---------------------------------------------------------------------------------------------- two ranks
@@ -173,7 +165,7 @@ def _worker(rank: int, world: int, tmp: str) -> None:
         for name, method, streamed in DIST_CASES:
             x, metric, k, start = DATA[name]
             kw = {"max_memory": 256, "chunk_size": 97} if streamed else {}
-            sel = maxmin_select(x, k, metric=metric, start=start, method=method, **kw)
+            sel = maxmin_select(x, k, metric=metric, start=start, method=method, distributed=True, **kw)
             out[f"{name}/{method}/{streamed}"] = {
                 "indices": sel.indices.tolist(), "radii": sel.min_distances[1:].tolist(),
                 "cov": sel.coverage_radius, "world": sel.info["world_size"], "shards": sel.info["shard_sizes"]}
@@ -208,7 +200,7 @@ def test_two_gloo_ranks_equal_one_process_bit_for_bit(two_ranks, case):
 def test_the_replay_catches_the_old_float32_loop():
     # the replay is not vacuous: the float32 `1 - x.c` loop the issue reported fails it
     x = np.random.default_rng(0).normal(size=(2000, 2)).astype(np.float32)
-    rows = torch.from_numpy(prepared(x, "cosine"))
+    rows = torch.from_numpy(reference_rows(x, "cosine").astype(np.float32))
     m = torch.full((2000,), float("inf"))
     idx, rad = [11], [float("inf")]
     for _ in range(999):

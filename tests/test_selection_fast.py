@@ -12,22 +12,10 @@ from scipy.spatial.distance import cdist
 from hf_uniform import UniformError, maxmin_select
 from hf_uniform.engine import _kernels as K
 from hf_uniform.engine.lazy import LazyEngine, gemm_threads
+from hf_uniform.engine.reference import reference_select
 from hf_uniform.engine.store import InMemorySource
 
 METHODS = ["lazy", "sweep", "plain"]
-
-
-def brute_greedy(x: np.ndarray, k: int, start: list[int], metric: str) -> list[int]:
-    d = cdist(x.astype(np.float64), x.astype(np.float64), metric)
-    chosen = list(start)
-    m = d[chosen].min(axis=0)
-    m[chosen] = -np.inf
-    while len(chosen) < k:
-        i = int(np.argmax(m))
-        chosen.append(i)
-        m = np.minimum(m, d[i])
-        m[chosen] = -np.inf
-    return chosen
 
 
 def assert_greedy_invariant(x: np.ndarray, indices: np.ndarray, metric: str, tol: float = 1e-5) -> None:
@@ -58,7 +46,7 @@ def test_same_indices_as_float64_brute_force(method, metric):
     x = np.random.default_rng(1).normal(size=(400, 24)).astype(np.float32)
     sel = maxmin_select(x, 150, metric=metric, start=7, method=method)
     assert sel.info["method"] == method
-    assert sel.indices.tolist() == brute_greedy(x, 150, [7], metric)
+    assert sel.indices.tolist() == reference_select(x, 150, metric=metric, start=[7])[0]
     ref = cdist(x.astype(np.float64), x.astype(np.float64), metric)
     for j in range(1, sel.k):
         assert sel.min_distances[j] == pytest.approx(ref[sel.indices[j], sel.indices[:j]].min(), abs=1e-5)
@@ -173,8 +161,6 @@ def test_engine_errors_are_one_line():
     x = np.random.default_rng(0).normal(size=(20, 3))
     with pytest.raises(UniformError, match="unknown method"):
         maxmin_select(x, 3, method="fast")
-    with pytest.raises(UniformError, match="objective='min' runs on method='plain'"):
-        maxmin_select(x, 3, method="lazy", objective="min")
     with pytest.raises(UniformError, match="runs on the CPU"):
         maxmin_select(x, 3, method="lazy", device="cuda")
     with pytest.raises(UniformError, match="max_memory"):
@@ -183,11 +169,14 @@ def test_engine_errors_are_one_line():
         maxmin_select(x, 3, chunk_size=0)
     with pytest.raises(UniformError, match="needs checkpoint_dir"):
         maxmin_select(x, 3, resume=True)
-    with pytest.raises(UniformError, match="need method='plain'"):
-        maxmin_select(x, 3, method="lazy", callback=print)
-    # legacy state/callback and the min objective still run on the plain loop
-    calls = []
-    assert maxmin_select(x, 4, callback=calls.append).info["method"] == "plain" and len(calls) == 4
+    with pytest.raises(UniformError, match="initialised torch.distributed process group"):
+        maxmin_select(x, 3, distributed=True)
+    # the min-min baseline runs on the pass-per-step engines only
+    from hf_uniform.baselines import minmin_select
+
+    with pytest.raises(UniformError, match="min-min baseline runs on method='plain' or 'sweep'"):
+        minmin_select(x, 3, method="lazy")
+    assert minmin_select(x, 4).info["method"] == "plain"
 
 
 def test_bf16_threshold_keys_are_conservative_for_every_bit_pattern():

@@ -1,19 +1,20 @@
-"""The sweep engine: one pass over all rows per step, on the device that holds them (GPU or CPU).
+"""The pass-per-step engine (methods ``plain`` and ``sweep``): one pass over all rows per step, on the
+device that holds them (GPU or CPU).
 
 Each step reads the ``n x d`` matrix once (a GEMV in the storage dtype), so its floor is
 ``n * d * bytes / bandwidth``; store the rows in float16/bfloat16 to halve it. That pass is a *filter*: the
 pick is made exactly by :class:`~hf_uniform.engine.exact.ExactPicker`, which re-evaluates in float64, on the
 float32 rows, every row the pass's proven error bound cannot separate from the maximum. The selection is the
 exact greedy on the float32 rows whatever the storage dtype (float16 storage only makes the candidate sets
-larger). Each step syncs with the host once (the candidate count). Under ``torch.distributed`` each rank
-sweeps its shard and the ranks agree on the winner (largest exact value, lowest global index) with one
-``all_gather`` of ``(value, index, vector)``.
+larger). ``plain`` and ``sweep`` run this same engine (the names are kept for the CLI, checkpoints and
+benchmarks); the greedy loop around it -- start rows, ranks, checkpoints -- is
+:func:`hf_uniform.engine.driver.drive`.
 
 Example:
     >>> import numpy as np, torch
-    >>> rows = torch.eye(3)
-    >>> idx, rad, _ = run_sweep(rows, None, k=2, starts=[0], metric="cosine", chunk=3)
-    >>> idx.tolist()
+    >>> from hf_uniform.engine.driver import drive
+    >>> eng = pass_engine(np.eye(3), None, metric="cosine", k=2, device=torch.device("cpu"))
+    >>> drive(eng, k=2, starts=[0]).indices
     [0, 1]
 """
 
@@ -26,112 +27,128 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import distributed as D
+from .distance import point_distances, shard_rows, stream_chunks
+from .exact import ExactPicker
 
 
-def _point_distances(rows: torch.Tensor, centre: torch.Tensor, metric: str) -> torch.Tensor:
-    from ..selection import point_distances
+class PassEngine:
+    """Greedy steps by full passes: the filter min-distances ``min_dist`` of this shard's rows (``-inf`` once
+    chosen) and an :class:`~hf_uniform.engine.exact.ExactPicker` that decides each pick exactly.
 
-    return point_distances(rows, centre, metric)
-
-
-def run_sweep(
-    rows: torch.Tensor | None,
-    chunks: Callable[[], Iterator[tuple[int, torch.Tensor]]] | None,
-    *,
-    k: int,
-    starts: list[int],
-    metric: str,
-    chunk: int,
-    n: int | None = None,
-    lo: int = 0,
-    state: tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None = None,
-    on_step: Callable[[int, Callable[[], Any]], None] | None = None,
-    bar: Any = None,
-    picker: Any = None,
-    centres: np.ndarray | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Greedy max-min by full sweeps; returns device tensors ``(indices, radii, min_dist)``.
+    Implements :class:`hf_uniform.engine.driver.Engine`. ``nearest=True`` makes :meth:`best` return the
+    *nearest* unchosen row (the min-min baseline, :func:`hf_uniform.baselines.minmin_select`).
 
     Args:
-        rows: prepared rows of this shard on the device (or ``None`` with ``chunks``).
+        rows: prepared rows of this shard on the device, in the storage dtype (or ``None`` with ``chunks``).
         chunks: callable yielding ``(offset, prepared rows)`` blocks, for sources too large to hold.
-        k: total number of centres.
-        starts: the first centres (global indices).
+        n: rows in this shard.
         metric: ``"cosine"`` or ``"euclidean"``.
-        chunk: rows per distance block.
-        n: rows in this shard (needed with ``chunks``).
-        lo: global index of this shard's first row.
-        state: ``(indices, radii, min_dist, t)`` to continue from (resume).
-        on_step: called as ``on_step(t, snapshot)`` after each step; ``snapshot()`` syncs and returns
-            ``(indices[:t], radii[:t], min_dist)`` on the host (checkpoints).
-        bar: a tqdm bar to advance.
-        picker: the :class:`~hf_uniform.engine.exact.ExactPicker` (built from float32 ``rows`` if omitted).
-        centres: prepared float32 vectors of the first ``t`` centres when resuming from ``state``.
+        chunk: rows per distance block (bounds the temporaries; results do not depend on it).
+        picker: the exact picker of this shard.
+        storage: the storage dtype of the pass.
+        device: where ``min_dist`` and the pass live.
     """
-    from .exact import ExactPicker
 
-    ctx = D.context()
-    if rows is not None:
-        dev, n_local, d, sdt = rows.device, rows.shape[0], rows.shape[1], rows.dtype
-    else:
-        first = next(iter(chunks()))[1]
-        dev, n_local, d, sdt = first.device, int(n), first.shape[1], first.dtype
-    if picker is None:
-        picker = ExactPicker(rows, n_local, d, metric, k)
+    def __init__(self, rows: torch.Tensor | None, chunks: Callable[[], Iterator[tuple[int, torch.Tensor]]] | None,
+                 n: int, metric: str, chunk: int, picker: ExactPicker, storage: torch.dtype,
+                 device: torch.device, *, nearest: bool = False):
+        self.rows, self.chunks, self.n, self.d, self.metric = rows, chunks, int(n), picker.d, metric
+        self.chunk = max(1, int(chunk))
+        self.picker, self.storage, self.dev = picker, storage, device
+        self.objective = "min" if nearest else "max"
+        self.min_dist = torch.full((self.n,), math.inf, dtype=torch.float32, device=device)
 
-    def distances(centre: torch.Tensor) -> torch.Tensor:
-        if rows is not None:
-            if chunk >= n_local:
-                return _point_distances(rows, centre, metric)
-            return torch.cat([_point_distances(rows[i:i + chunk], centre, metric) for i in range(0, n_local, chunk)])
-        return torch.cat([_point_distances(block, centre, metric) for _, block in chunks()])
+    def _distances(self, centre: torch.Tensor) -> torch.Tensor:
+        if self.rows is None:
+            return torch.cat([point_distances(b, centre, self.metric) for _, b in self.chunks()])
+        if self.chunk >= self.n:
+            return point_distances(self.rows, centre, self.metric)
+        return torch.cat([point_distances(self.rows[i:i + self.chunk], centre, self.metric)
+                          for i in range(0, self.n, self.chunk)])
 
-    def vector(local: int) -> np.ndarray:
-        if picker.exact_rows is not None:
-            return picker.exact_rows[local].cpu().numpy().copy()
-        return np.asarray(picker.fetch(np.array([local], dtype=np.int64))[0], dtype=np.float32)
+    def vector(self, local: int) -> np.ndarray:
+        """The prepared float32 vector of local row ``local`` (exact, whatever the storage dtype)."""
+        if self.picker.exact_rows is not None:
+            return self.picker.exact_rows[local].cpu().numpy().copy()
+        return np.asarray(self.picker.fetch(np.array([local], dtype=np.int64))[0], dtype=np.float32)
 
-    if state is not None:
-        idx, rad, min_dist, t0 = state
-        for j in range(t0):
-            picker.add(centres[j])
-            g = int(idx[j])
-            if lo <= g < lo + n_local:
-                picker.mark_chosen(g - lo)
-    else:
-        idx = torch.full((k,), -1, dtype=torch.int64, device=dev)
-        rad = torch.full((k,), -math.inf, dtype=torch.float32, device=dev)
-        min_dist = torch.full((n_local,), math.inf, dtype=torch.float32, device=dev)
-        t0 = 0
+    def value_of(self, local: int) -> float:
+        """Exact min-distance of local row ``local`` to the centres so far (``-inf`` once chosen)."""
+        return self.picker.value(local)
 
-    def snapshot(t: int) -> Callable[[], Any]:
-        return lambda: (idx[:t].cpu().numpy(), rad[:t].double().cpu().numpy(), min_dist.cpu().numpy())
+    def best(self) -> tuple[float, int]:
+        """``(exact value, local row)`` of the farthest (``nearest=True``: nearest) unchosen row."""
+        return self.picker.pick(self.min_dist, self.objective)
 
-    for t in range(t0, k):
-        if t < len(starts):
-            s = starts[t]
-            local = s - lo if lo <= s < lo + n_local else -1
-            val = picker.value(local) if local >= 0 else -math.inf
-        else:
-            val, local = picker.pick(min_dist)
-        if ctx is None:
-            gidx, vec = lo + local, vector(local)
-        else:
-            val, gidx, vec64 = D.exchange(val, lo + local if local >= 0 else -1,
-                                          vector(local) if local >= 0 else None, d)
-            local = gidx - lo if lo <= gidx < lo + n_local else -1
-            vec = vec64.astype(np.float32)
-        idx[t] = gidx
-        rad[t] = val
-        centre = torch.from_numpy(vec).to(device=dev, dtype=sdt)
-        torch.minimum(min_dist, distances(centre), out=min_dist)
-        picker.add(vec)
+    def add(self, vec: np.ndarray, local: int, radius: float) -> None:
+        """Add a centre: one pass folds its distances into ``min_dist`` (``local`` is -1 when another
+        shard owns the row)."""
+        v32 = np.asarray(vec.cpu() if isinstance(vec, torch.Tensor) else vec, dtype=np.float32)
+        centre = torch.from_numpy(v32).to(device=self.dev, dtype=self.storage)
+        torch.minimum(self.min_dist, self._distances(centre), out=self.min_dist)
+        self.picker.add(v32)
         if local >= 0:
-            min_dist[local] = -math.inf
-            picker.mark_chosen(local)
-        if bar is not None:
-            bar.update(1)
-        if on_step is not None:
-            on_step(t + 1, snapshot(t + 1))
-    return idx, rad, min_dist
+            self.min_dist[local] = -math.inf
+            self.picker.mark_chosen(local)
+
+    def coverage(self) -> float:
+        """Largest exact min-distance over this shard's unchosen rows; ``-inf`` when none is left."""
+        return self.picker.pick(self.min_dist, "max")[0]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Checkpoint state: the filter min-distances (exact values are rebuilt on demand after a resume)."""
+        return {"m": self.min_dist.cpu().numpy(), "ep": np.full(self.n, self.picker.t, dtype=np.int64)}
+
+    def load_state(self, m: np.ndarray, ep: np.ndarray, centres: np.ndarray, local_rows: np.ndarray,
+                   radii: np.ndarray) -> None:
+        """Restore :meth:`state_dict` of a run that had chosen ``centres`` (prepared float32 vectors)."""
+        if m.shape != (self.n,):
+            raise ValueError("checkpoint state does not fit this shard")
+        self.min_dist = torch.from_numpy(np.asarray(m, dtype=np.float32)).to(self.dev)
+        for v in centres:
+            self.picker.add(v)
+        for local in np.asarray(local_rows).tolist():
+            self.picker.mark_chosen(int(local))
+
+
+def pass_engine(embeddings: Any, stream: Any, *, metric: str, k: int, device: torch.device,
+                dtype: torch.dtype = torch.float32, lo: int = 0, hi: int | None = None,
+                chunk_size: int | None = None, nearest: bool = False) -> PassEngine:
+    """A :class:`PassEngine` over rows ``lo:hi`` of ``embeddings`` (or over the streamed source ``stream``).
+
+    The exact picker gets the float32 rows when the pass stores float32, else fetches and prepares rows
+    from the source (streamed or reduced-precision storage); on accelerators a float32 copy stays on the
+    device too.
+
+    Example:
+        >>> pass_engine(np.eye(4), None, metric="euclidean", k=2, device=torch.device("cpu"), lo=1).n
+        3
+    """
+    from .store import prepare_rows, shape_of, take_rows
+
+    n_all, d = shape_of(embeddings)
+    hi = n_all if hi is None else hi
+    n_local = hi - lo
+    rows = None if stream is not None else shard_rows(embeddings, metric, device, dtype, lo, hi)
+    chunks = stream_chunks(stream, metric, device, dtype) if stream is not None else None
+    if chunk_size is None:  # euclidean differences need a (rows, d) temporary: bound it
+        chunk_size = n_local if metric == "cosine" else max(1, (1 << 24) // max(1, d))
+    if stream is not None:
+        fetch = stream.rows
+    else:
+        def fetch(ids: np.ndarray) -> np.ndarray:
+            return prepare_rows(take_rows(embeddings, np.asarray(ids, dtype=np.int64) + lo), metric)
+    xmax = None
+    if metric == "euclidean" and rows is None:
+        xmax = 0.0
+        for _, raw in stream.raw_chunks():
+            x = prepare_rows(raw, metric).astype(np.float64)
+            xmax = max(xmax, float(np.sqrt(np.einsum("ij,ij->i", x, x).max())))
+    exact = rows
+    if rows is not None and rows.dtype != torch.float32 and device.type != "cpu":  # accelerators: keep the
+        exact = shard_rows(embeddings, metric, device, torch.float32, lo, hi)  # exact rows on the device too
+    picker = ExactPicker(exact, n_local, d, metric, k, fetch=fetch, row_norm_max=xmax, storage=dtype, device=device)
+    return PassEngine(rows, chunks, n_local, metric, chunk_size, picker, dtype, device, nearest=nearest)
+
+
+__all__ = ["PassEngine", "pass_engine"]
