@@ -417,7 +417,7 @@ def test_bad_input_is_refused_before_any_request(select_out, tmp_path, fake_hub,
         assert err.count("\n") == 1 and "Traceback" not in err
     ckpt = _fake_checkpoint(tmp_path)
     (tmp_path / "empty_ckpt").mkdir()
-    with pytest.raises(UniformError, match="has no model files"):
+    with pytest.raises(FileNotFoundError, match="has no model files"):
         hub.push_checkpoint(tmp_path / "empty_ckpt", "alice/m")
     with pytest.raises(UniformError, match="invalid repo id"):
         hub.push_checkpoint(ckpt, "alice")
@@ -426,8 +426,10 @@ def test_bad_input_is_refused_before_any_request(select_out, tmp_path, fake_hub,
     assert type(info.value.__cause__).__name__ == "HFValidationError"
     with pytest.raises(UniformError, match="failed to render"):
         hub.push_checkpoint(ckpt, "alice/m", template=tmp_path / "undefined.md")
-    with pytest.raises(UniformError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="time to threshold file .*nope.json does not exist"):
         hub.push_checkpoint(ckpt, "alice/m", time_to_threshold=tmp_path / "nope.json")
+    with pytest.raises(FileNotFoundError, match="card template .*absent.md does not exist"):
+        hub.render_dataset_card(select_out, REPO, template=tmp_path / "absent.md")
     with pytest.raises(UniformError, match="contains a Hugging Face token"):
         (ckpt / "notes.txt").write_text(f"login with {TOKEN}")
         hub.push_checkpoint(ckpt, "alice/m")

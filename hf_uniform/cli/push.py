@@ -71,9 +71,9 @@ def push_command(args: argparse.Namespace) -> int:
     validate_repo_id(args.repo_id)
     out = Path(args.out)
     if not out.is_dir():
-        raise UniformError(f"{out} is not a folder: pass the folder written by `hf-uniform select -o OUT`")
+        raise FileNotFoundError(f"{out} is not a folder: pass the folder written by `hf-uniform select -o OUT`")
     if not (out / "selection.json").is_file():
-        raise UniformError(f"{out} has no selection.json: pass the folder written by `hf-uniform select -o OUT`")
+        raise FileNotFoundError(f"{out} has no selection.json: pass the folder written by `hf-uniform select -o OUT`")
     kwargs = dict(selection=out / "selection.json", private=True if getattr(args, "private", False) else None,
                   revision=getattr(args, "revision", None), commit_message=getattr(args, "commit_message", None),
                   baselines={} if getattr(args, "no_baselines", False) else None,
@@ -89,7 +89,7 @@ def push_command(args: argparse.Namespace) -> int:
         return 0
     try:
         result = push_subset(out, args.repo_id, **kwargs)
-    except UniformError:
+    except (UniformError, FileNotFoundError):  # bad input, found before anything was sent
         raise
     except Exception as err:  # the Hub or the network failed: one line, no traceback, nothing partial
         if not _is_network_error(err):

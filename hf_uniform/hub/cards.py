@@ -68,13 +68,13 @@ def _template_path(name: str, template: str | os.PathLike | None) -> Path:
     if template is not None:
         path = Path(template)
         if not path.is_file():
-            raise UniformError(f"card template {path} does not exist; pass an existing .md file or None")
+            raise FileNotFoundError(f"card template {path} does not exist; pass an existing .md file or None")
         return path
     here = Path(__file__).resolve().parent.parent  # hf_uniform/
     for candidate in (here.parent / "model_cards" / name, here / "templates" / name):
         if candidate.is_file():
             return candidate
-    raise UniformError(f"card template {name} not found beside the package (model_cards/ or "
+    raise FileNotFoundError(f"card template {name} not found beside the package (model_cards/ or "
                        "hf_uniform/templates/); reinstall hf-uniform or pass template=PATH")
 
 
@@ -90,7 +90,7 @@ def _render(card_cls: Any, card_data: Any, template: Path, variables: dict[str, 
     try:
         text = template.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise UniformError(f"cannot read card template {template}: {err}") from None
+        raise UniformError(f"cannot read card template {template}: {err}") from err
     context = {**card_data.to_dict(), **variables}
     try:
         jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(text).render(
@@ -98,13 +98,13 @@ def _render(card_cls: Any, card_data: Any, template: Path, variables: dict[str, 
         card = card_cls.from_template(card_data, template_str=text, **variables)
     except jinja2.TemplateSyntaxError as err:
         raise UniformError(f"card template {template} failed to render: {err.message} (line {err.lineno}); "
-                           "fix the template") from None
+                           "fix the template") from err
     except jinja2.TemplateError as err:
         raise UniformError(f"card template {template} failed to render: {err}; fix the template or pass "
-                           "the variables it needs") from None
+                           "the variables it needs") from err
     except (ValueError, TypeError) as err:  # the rendered front matter is not valid YAML metadata
         raise UniformError(f"card template {template} rendered an invalid card: {str(err).splitlines()[0]}; "
-                           "keep '---', '{{ card_data }}', '---' at its top") from None
+                           "keep '---', '{{ card_data }}', '---' at its top") from err
     data = card.data.to_dict()
     for key, expected in must_have.items():
         got = data.get(key)
@@ -208,6 +208,7 @@ def render_dataset_card(
 
     Raises:
         UniformError: the record is incomplete or the template fails to render.
+        FileNotFoundError: the selection record or the template does not exist.
 
     Example:
         >>> card = render_dataset_card({"input": "pool.jsonl", "k": 2, "n": 10, "metric": "cosine", "h": 0.5},
@@ -330,6 +331,7 @@ def render_model_card(
 
     Raises:
         UniformError: unreadable inputs or a template that fails to render.
+        FileNotFoundError: a record file or the template does not exist.
 
     Example:
         >>> card = render_model_card("alice/tiny-sft", base_model="HuggingFaceTB/SmolLM2-135M-Instruct",

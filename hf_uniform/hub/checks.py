@@ -133,7 +133,7 @@ def _load_json_arg(value: Any, what: str, *, allow_list: bool = False) -> Any:
         return dict(value.to_dict())
     path = Path(value)
     if not path.is_file():
-        raise UniformError(f"{what} file {path} does not exist; pass a dict or the path of an existing file")
+        raise FileNotFoundError(f"{what} file {path} does not exist; pass a dict or the path of an existing file")
     try:
         text = path.read_text(encoding="utf-8")
         if path.suffix.lower() in (".yaml", ".yml"):
@@ -143,7 +143,7 @@ def _load_json_arg(value: Any, what: str, *, allow_list: bool = False) -> Any:
         else:
             data = json.loads(text)
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise UniformError(f"cannot read {what} from {path}: {str(err).splitlines()[0]}") from None
+        raise UniformError(f"cannot read {what} from {path}: {str(err).splitlines()[0]}") from err
     if not isinstance(data, dict) and not (allow_list and isinstance(data, list)):
         raise UniformError(f"{path} must hold a JSON object ({what}), not {type(data).__name__}")
     return data
@@ -191,7 +191,7 @@ def _selection_record(selection: Any) -> tuple[dict, Path | None]:
         if path.is_dir():
             path = path / "selection.json"
         if not path.is_file():
-            raise UniformError(f"{path} does not exist: pass the folder written by `hf-uniform select` "
+            raise FileNotFoundError(f"{path} does not exist: pass the folder written by `hf-uniform select` "
                                "(it holds selection.json) or the path of selection.json")
         folder = path.parent
         record = _load_json_arg(path, "selection")

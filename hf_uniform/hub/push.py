@@ -96,14 +96,14 @@ def _resolve_inputs(subset: Any, record: dict, sel_folder: Path | None, coverage
             candidates = [name] if name else ["subset.jsonl", "subset.parquet"]
             found = [path / c for c in candidates if (path / c).is_file()]
             if not found:
-                raise UniformError(f"{path} has no {' or '.join(candidates)}: pass the folder written by "
+                raise FileNotFoundError(f"{path} has no {' or '.join(candidates)}: pass the folder written by "
                                    "`hf-uniform select` (run it again if the subset file was removed)")
             ds = load_input(found[0])
         elif path.is_file():
             ds = load_input(path)
             out_dir = sel_folder or path.parent
         else:
-            raise UniformError(f"subset {path} does not exist: pass a Dataset, a subset file or the folder "
+            raise FileNotFoundError(f"subset {path} does not exist: pass a Dataset, a subset file or the folder "
                                "written by `hf-uniform select`")
     else:
         raise UniformError(f"subset must be a datasets.Dataset, a file or a folder, not {type(subset).__name__}")
@@ -114,7 +114,7 @@ def _resolve_inputs(subset: Any, record: dict, sel_folder: Path | None, coverage
     if coverage_plot is not None:
         plot = Path(coverage_plot)
         if not plot.is_file():
-            raise UniformError(f"coverage plot {plot} does not exist; pass an existing PNG or None")
+            raise FileNotFoundError(f"coverage plot {plot} does not exist; pass an existing PNG or None")
     elif out_dir is not None:
         names = [files.get("coverage_plot"), "uniformity.png", "coverage.png"]
         plot = next((out_dir / n for n in names if n and (out_dir / n).is_file()), None)
@@ -323,8 +323,9 @@ def push_subset(
         A :class:`PushResult` with the repo URL and commit URL, or the dry-run folder.
 
     Raises:
-        UniformError: invalid repo id, missing subset or selection, a card that does not render, or a file
-            that would leak a token; all raised before any upload.
+        UniformError: invalid repo id, a subset that does not match its selection record, a card that does not
+            render, or a file that would leak a token; all raised before any upload.
+        FileNotFoundError: the subset, the selection record, the plot or the template does not exist.
 
     Example:
         >>> from datasets import Dataset
@@ -423,8 +424,9 @@ def push_checkpoint(
         A :class:`PushResult`, or ``None`` on ranks other than 0.
 
     Raises:
-        UniformError: invalid repo id, no model files, unreadable records, a card that fails to render, or a
-            file that would leak a token; all before any upload.
+        UniformError: invalid repo id, unreadable records, a card that fails to render, or a file that would
+            leak a token; all before any upload.
+        FileNotFoundError: ``output_dir`` or a record file does not exist, or ``output_dir`` has no model files.
 
     Example:
         >>> import tempfile; ckpt = Path(tempfile.mkdtemp())
@@ -439,14 +441,14 @@ def push_checkpoint(
         return None
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
-        raise UniformError(f"checkpoint folder {output_dir} does not exist; pass the output_dir of the training run")
+        raise FileNotFoundError(f"checkpoint folder {output_dir} does not exist; pass the output_dir of the training run")
     target = _check_target(dry_run_to) if dry_run_to is not None else None
     local = _checkpoint_files(output_dir)
     if target is not None and target.resolve().is_relative_to(output_dir.resolve()):
         inside = target.resolve().relative_to(output_dir.resolve()).as_posix()
         local = {k: v for k, v in local.items() if not (k == inside or k.startswith(inside + "/"))}
     if not any(fnmatch.fnmatch(rel, pat) for rel in local for pat in MODEL_FILE_PATTERNS):
-        raise UniformError(f"{output_dir} has no model files (config.json, *.safetensors, pytorch_model*.bin); "
+        raise FileNotFoundError(f"{output_dir} has no model files (config.json, *.safetensors, pytorch_model*.bin); "
                            "save the model there first (trainer.save_model)")
     if time_to_threshold is None and (output_dir / "time_to_threshold.json").is_file():
         time_to_threshold = output_dir / "time_to_threshold.json"  # written there by TimeToThresholdCallback
