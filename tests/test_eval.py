@@ -147,6 +147,39 @@ def test_eval_recipe_end_to_end(tiny_model, shared_data, tmp_path):
     assert "arc_challenge" in proc.stdout  # the table is printed too
 
 
+def load_recipe(name: str):
+    """recipes/NAME.py as a module (recipes/ is not a package), so its main() can run in this process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_eval_recipe_main_heldout_only_matches_heldout_loss(tiny_model, shared_data, tmp_path, capsys):
+    """recipes/eval.py's main in-process, held-out loss only: the number is heldout_loss on the same pairs."""
+    from datasets import Dataset
+
+    from hf_uniform.evaluation import EvalArguments, format_pairs, heldout_loss, load_model
+
+    rows = [json.loads(line) for _, line in zip(range(6), shared_data("instruct/alpaca_9k.jsonl").open(
+        encoding="utf-8"), strict=False)]
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    args = EvalArguments(model=str(tiny_model), output_dir=str(tmp_path / "eval"), heldout=str(heldout),
+                         skip_lm_eval=True, heldout_limit=4, heldout_max_length=128, no_progress=True)
+    result = load_recipe("eval").main(args)
+    model, tok = load_model(tiny_model)
+    ref = heldout_loss(model, tok, format_pairs(Dataset.from_list(rows[:4])), max_length=128)
+    assert result["heldout"]["loss"] == pytest.approx(ref.loss, rel=1e-6)
+    assert (result["heldout"]["examples"], result["heldout"]["rows_in_split"]) == (4, 6)
+    assert json.loads((tmp_path / "eval" / "results.json").read_text()) == json.loads(json.dumps(result))
+    assert "lm_eval" not in result and "held-out split" in capsys.readouterr().out
+    with pytest.raises(UniformError, match="nothing to evaluate"):
+        load_recipe("eval").main(EvalArguments(model=str(tiny_model), skip_lm_eval=True))
+
+
 def test_eval_recipe_bad_input_exits_2(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "eval.py"), "--model", str(tmp_path / "none")],
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
@@ -155,7 +188,9 @@ def test_eval_recipe_bad_input_exits_2(tmp_path):
     assert len(err) == 1 and "not found" in err[0]
 
 
-@pytest.mark.parametrize("name", ["hf_uniform.evaluation", "hf_uniform.study"])
+@pytest.mark.parametrize("name", ["hf_uniform.evaluation", "hf_uniform.evaluation.lm_eval",
+                                  "hf_uniform.evaluation.heldout", "hf_uniform.evaluation.checkpoint",
+                                  "hf_uniform.study"])
 def test_docstring_examples(name, tmp_path, monkeypatch):
     import importlib
 

@@ -16,12 +16,8 @@ pytest.importorskip("trl")
 from conftest import ROOT  # noqa: E402
 
 from hf_uniform.errors import UniformError  # noqa: E402
-from hf_uniform.train.sft import (  # noqa: E402
-    SFTRecipeParser,
-    UniformSFTArguments,
-    check_deepspeed_optimizer,
-    parse_sft_args,
-)
+from hf_uniform.train.args import SFT_ARGUMENT_CLASSES, optimizer_name, parse_sft_args  # noqa: E402
+from hf_uniform.train.sft import check_deepspeed_optimizer  # noqa: E402
 
 PAPER = ROOT / "recipes" / "configs" / "paper"
 # The paper's experiments, typed out from its setup (independently of the files under test):
@@ -49,7 +45,7 @@ def test_paper_yaml_values(size, pool, opt):
     path = PAPER / f"llama{size}_{pool}_{opt}.yaml"
     text = path.read_text()
     raw = yaml.safe_load(text)
-    parser = SFTRecipeParser((__import__("trl").SFTConfig, __import__("trl").ModelConfig, UniformSFTArguments))
+    parser = __import__("trl").TrlParser(SFT_ARGUMENT_CLASSES)
     assert parser.set_defaults_with_config(**dict(raw)) == []  # every key is a known argument
     model_id, gpus, thresholds = MODELS[size]
     data_file, k, baseline = POOLS[pool]
@@ -81,7 +77,8 @@ def test_paper_yaml_values(size, pool, opt):
     sft, model, uargs = parse_sft_args(["--config", str(path), "--fp16", "false", "--use_cpu"])
     assert sft.learning_rate == 2e-5 and sft.lr_scheduler_type.value == "constant" and sft.max_grad_norm == 0.0
     assert model.model_name_or_path == model_id and uargs.uniform_k == k
-    assert (uargs.custom_optimizer, uargs.resolved_loss()) == (("l2_sgd", "l2") if opt == "l2sgd" else ("none", "ce"))
+    optim, loss = optimizer_name(sft.optim), uargs.resolved_loss(sft.optim)
+    assert (optim, loss) == (("l2_sgd", "l2") if opt == "l2sgd" else ("adamw_torch", "ce"))
 
 
 def test_constant_schedule_uses_the_full_rate_from_the_first_step():

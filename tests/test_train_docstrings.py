@@ -10,7 +10,8 @@ import pytest
 
 pytest.importorskip("trl")
 
-MODULES = ["hf_uniform.train", "hf_uniform.train.loss", "hf_uniform.train.optim", "hf_uniform.train.callbacks",
+MODULES = ["hf_uniform.train", "hf_uniform.train.args", "hf_uniform.train.run", "hf_uniform.train.loss",
+           "hf_uniform.train.optim", "hf_uniform.train.callbacks",
            "hf_uniform.train.tiny", "hf_uniform.train.data", "hf_uniform.train.sft"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import resource
@@ -18,17 +19,24 @@ pytest.importorskip("trl")
 from conftest import ROOT, shared_path  # noqa: E402
 
 from hf_uniform.errors import UniformError  # noqa: E402
+from hf_uniform.train import L2SGD, parse_sft_args, train_one  # noqa: E402
+from hf_uniform.train.run import regime_loss, regime_optimizer  # noqa: E402
 from hf_uniform.train.sft import (  # noqa: E402
-    SFTRecipeParser,
-    UniformSFTArguments,
     check_deepspeed_optimizer,
     find_smollm2_gguf,
-    parse_sft_args,
     resolve_model_source,
 )
 
 CONFIGS = ROOT / "recipes" / "configs"
 CPU = ["--use_cpu", "--bf16", "false", "--fp16", "false"]
+
+
+def load_recipe(name: str):
+    """recipes/NAME.py as a module (recipes/ is not a package), so its main() can run in this process."""
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # ---- arguments ------------------------------------------------------------------------------------------
@@ -42,22 +50,36 @@ def test_yaml_then_command_line(tmp_path):
                                            "output_dir": "x", "use_cpu": True, "bf16": False})
     sft, model, u = parse_sft_args(["--config", str(cfg), "--uniform_k", "0.1", "--model_name_or_path", "m"])
     assert sft.learning_rate == 0.5 and u.uniform_k == 0.1 and u.loss_thresholds == [2.0, 1.0]
-    assert model.model_name_or_path == "m" and u.custom_optimizer == "none" and u.resolved_loss() == "ce"
+    assert model.model_name_or_path == "m" and sft.optim.value == "adamw_torch_fused"
+    assert u.resolved_loss(sft.optim) == "ce"
     _, _, u = parse_sft_args(["--config", str(cfg), "--loss_thresholds", "3", "0.5"])
     assert u.loss_thresholds == [3.0, 0.5]
 
 
 def test_optim_l2_sgd_from_yaml_or_command_line(tmp_path):
-    cfg = write_yaml(tmp_path / "c.yaml", {"optim": "l2_sgd", "output_dir": "x", "use_cpu": True, "bf16": False})
+    cfg = write_yaml(tmp_path / "c.yaml", {"optim": "l2_sgd", "output_dir": "x", "use_cpu": True, "bf16": False,
+                                           "learning_rate": 5.0})
     sft, _, u = parse_sft_args(["--config", str(cfg)])
-    assert u.custom_optimizer == "l2_sgd" and u.resolved_loss() == "l2" and "l2_sgd" not in str(sft.optim)
-    _, _, u = parse_sft_args(["--config", str(cfg), "--optim", "adamw_torch"])  # the command line wins
-    assert u.custom_optimizer == "none" and u.resolved_loss() == "ce"
+    assert sft.optim == "l2_sgd" and u.resolved_loss(sft.optim) == "l2"
+    # what the trainer is given: L2SGD with the run's rate, and the l2 loss
+    assert regime_optimizer(sft, u) == (L2SGD, {"lr": 5.0, "momentum": 0.0, "weight_decay": 0.0})
+    assert regime_loss(sft, u).variant == "logits"
+    sft, _, u = parse_sft_args(["--config", str(cfg), "--optim", "adamw_torch"])  # the command line wins
+    assert sft.optim.value == "adamw_torch" and u.resolved_loss(sft.optim) == "ce"
+    assert regime_optimizer(sft, u) is None and regime_loss(sft, u) is None
     sft, _, u = parse_sft_args(["--output_dir", "x", *CPU, "--optim", "sgd"])
-    assert u.custom_optimizer == "none" and sft.optim.value == "sgd"
-    _, _, u = parse_sft_args(["--output_dir", "x", *CPU, "--optim=l2_sgd", "--loss", "ce"])
-    assert u.custom_optimizer == "l2_sgd" and u.resolved_loss() == "ce"
-    assert SFTRecipeParser((UniformSFTArguments,)).parse_args_and_config([])[0].custom_optimizer == "none"
+    assert sft.optim.value == "sgd" and regime_optimizer(sft, u) is None
+    sft, _, u = parse_sft_args(["--output_dir", "x", *CPU, "--optim=l2_sgd", "--loss", "ce"])
+    assert sft.optim == "l2_sgd" and u.resolved_loss(sft.optim) == "ce" and regime_loss(sft, u) is None
+    assert regime_optimizer(sft, u)[0] is L2SGD
+    assert sft.to_dict()["optim"] == "l2_sgd"  # run_info.json records the regime by its name
+    # a trainer handed this config without L2SGD fails loudly instead of training with another optimizer
+    from transformers import Trainer
+
+    with pytest.raises(ValueError, match="unsupported optimizer: l2_sgd"):
+        Trainer.get_optimizer_cls_and_kwargs(sft)
+    with pytest.raises(UniformError, match="unknown recipe arguments.*custom_optimizer"):
+        parse_sft_args(["--output_dir", "x", *CPU, "--custom_optimizer", "l2_sgd"])  # one way: --optim
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path):
@@ -286,16 +308,14 @@ def test_l2_sgd_refuses_a_deepspeed_json_with_an_optimizer_block(runner, tmp_pat
 
 
 def test_l2_sgd_without_deepspeed_in_process(runner, monkeypatch):
-    """run_sft called directly (as recipes/compare.py does), without a launcher: L2SGD steps, ℓ2 loss falls."""
-    from hf_uniform.train.sft import run_sft
-
+    """train_one called directly (as the comparison study does), without a launcher: L2SGD steps, ℓ2 loss falls."""
     monkeypatch.setenv("HF_UNIFORM_CACHE", str(runner.cache))
     out = runner.base / "l2_plain"
     sft, model, uargs = parse_sft_args([
         "--config", str(CONFIGS / "smoke_cpu.yaml"), "--output_dir", str(out), "--dataset_name", alpaca_9k(),
         "--optim", "l2_sgd", "--learning_rate", "5", "--max_steps", "30", "--threshold_metric", "l2_over_floor",
         "--loss_thresholds", "3.0", "--save_final_model", "false", "--disable_tqdm", "true"])
-    info = run_sft(sft, model, uargs)
+    info = train_one(sft, model, uargs)
     assert info["optimizer_chain"][-1] == "L2SGD" and info["l2sgd_steps"] == 30
     assert info["l2sgd_updated_elements"] == 30 * 205_120
     assert info["regime"]["loss"] == "l2/logits" and info["regime"]["deepspeed"] is False
@@ -314,30 +334,53 @@ def test_l2_sgd_without_deepspeed_in_process(runner, monkeypatch):
 
 
 def test_l2_thresholds_need_an_l2_run(tmp_path):
-    from hf_uniform.train.sft import run_sft
-
     args = parse_sft_args(["--output_dir", str(tmp_path), *CPU, "--threshold_metric", "l2_over_floor"])
-    with pytest.raises(UniformError, match="logged only by l2 runs"):
-        run_sft(*args)
+    for run in (train_one, load_recipe("sft").main):
+        with pytest.raises(UniformError, match="logged only by l2 runs"):
+            run(*args)
+
+
+def test_recipe_main_and_train_one_are_the_same_run(runner, monkeypatch):
+    """recipes/sft.py's main (which builds the trainer itself) and hf_uniform.train.train_one (the study's
+    way in) run the same steps: same data, regime, optimizer chain and losses for the same arguments."""
+    monkeypatch.setenv("HF_UNIFORM_CACHE", str(runner.cache))
+    common = ["--config", str(CONFIGS / "smoke_cpu.yaml"), "--dataset_name", alpaca_9k(), "--uniform_k", "32",
+              "--subset_method", "random", "--measure_h", "false", "--save_final_model", "false",
+              "--disable_tqdm", "true", "--max_steps", "3", "--optim", "l2_sgd", "--learning_rate", "5",
+              "--threshold_metric", "l2_over_floor", "--loss_thresholds", "3.0", "--tiny_vocab_size", "300",
+              "--tiny_model_dir", str(runner.base / "same_tiny")]
+    recipe = load_recipe("sft")
+    a = recipe.main(*parse_sft_args([*common, "--output_dir", str(runner.base / "same_recipe")]))
+    b = train_one(*parse_sft_args([*common, "--output_dir", str(runner.base / "same_library")]))
+    assert set(a) == set(b)
+    for key in ("regime", "optimizer_chain", "optimizer_class", "l2sgd_steps", "l2sgd_updated_elements",
+                "global_step", "train_tokens", "train_rows", "data"):
+        assert a[key] == b[key], key
+    assert a["optimizer_chain"][-1] == "L2SGD" and a["l2sgd_steps"] == 3 and a["regime"]["optimizer"] == "l2_sgd"
+    assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+    logs = [[h["loss"] for h in json.loads((runner.base / d / "trainer_state.json").read_text())["log_history"]
+             if "loss" in h] for d in ("same_recipe", "same_library")]
+    assert len(logs[0]) == 3 and logs[0] == pytest.approx(logs[1], rel=1e-6)
+    for d in ("same_recipe", "same_library"):  # both write the same records
+        assert {p.name for p in (runner.base / d).iterdir()} >= {
+            "run_info.json", "provenance.json", "time_to_threshold.json", "trainer_state.json"}
 
 
 @pytest.mark.slow
 def test_resume_keeps_clock_tokens_and_the_whole_runs_train_loss(runner, monkeypatch):
     """A real resume of the tiny model: run_info's train_loss is the mean over all steps (transformers' own
     value covers only the steps after the resume), and the resumed run matches an uninterrupted one."""
-    from hf_uniform.train.sft import run_sft
-
     monkeypatch.setenv("HF_UNIFORM_CACHE", str(runner.cache))
     common = ["--config", str(CONFIGS / "smoke_cpu.yaml"), "--dataset_name", alpaca_9k(), "--uniform_k", "64",
               "--subset_method", "first_k", "--measure_h", "false", "--save_final_model", "false",
               "--disable_tqdm", "true", "--loss_thresholds", "6.5", "--threshold_window", "2",
               "--tiny_model_dir", str(runner.base / "resume_tiny")]
-    whole = run_sft(*parse_sft_args([*common, "--output_dir", str(runner.base / "whole"), "--max_steps", "6"]))
+    whole = train_one(*parse_sft_args([*common, "--output_dir", str(runner.base / "whole"), "--max_steps", "6"]))
     out = runner.base / "resumed"
-    run_sft(*parse_sft_args([*common, "--output_dir", str(out), "--max_steps", "3", "--save_strategy", "steps",
+    train_one(*parse_sft_args([*common, "--output_dir", str(out), "--max_steps", "3", "--save_strategy", "steps",
                              "--save_steps", "3"]))
     first = json.loads((out / "time_to_threshold.json").read_text())
-    info = run_sft(*parse_sft_args([*common, "--output_dir", str(out), "--max_steps", "6",
+    info = train_one(*parse_sft_args([*common, "--output_dir", str(out), "--max_steps", "6",
                                     "--resume_from_checkpoint", str(out / "checkpoint-3")]))
     state = json.loads((out / "trainer_state.json").read_text())
     losses = [h["loss"] for h in state["log_history"] if "loss" in h]

@@ -1,6 +1,7 @@
 """Training with uniform subsets: TRL SFT recipes, the paper's ℓ2-SGD regime and time-to-threshold.
 
-Everything the ``recipes/sft.py`` script does lives here, so other code can reuse it:
+The components that ``recipes/sft.py`` puts together in its ``main`` (which builds the trainer and calls
+``train()`` itself) live here, so other code can reuse them:
 
 * :func:`l2_loss` / :class:`L2Loss`: the paper's squared-error loss on logits (or probabilities), computed
   without a one-hot tensor; :class:`L2SGD`: the SGD optimizer of that regime.
@@ -14,8 +15,12 @@ Everything the ``recipes/sft.py`` script does lives here, so other code can reus
 * :func:`format_alpaca`, :func:`prepare_sft_dataset`, :func:`load_training_data`: the paper's Alpaca prompt
   (the Llama-X text) or the chat template, with the loss on the response tokens only, and uniform/random
   subsets (and the paper's ``mixed`` / ``first_k`` baselines) with their provenance.
-* :func:`parse_sft_args` and :func:`run_sft`: the recipe (``TrlParser`` over ``SFTConfig``,
-  ``ModelConfig`` and :class:`UniformSFTArguments`).
+* :func:`parse_sft_args`: ``TrlParser`` over :class:`UniformSFTConfig` (``SFTConfig`` that also takes
+  ``--optim l2_sgd``), ``ModelConfig`` and :class:`UniformSFTArguments`.
+* :func:`load_model_and_tokenizer`, :class:`UniformSFTTrainer` (``SFTTrainer`` with the ℓ2 loss in one
+  forward pass), :func:`check_deepspeed_optimizer` (a DeepSpeed JSON must not replace L2SGD).
+* :func:`train_one`: one whole fine-tune in-process, the recipe's steps (:mod:`hf_uniform.train.run`), for
+  the comparison study; ``run_sft`` is its old name.
 
 Names load lazily, so ``from hf_uniform.train import l2_loss`` needs only ``torch``:
 
@@ -49,23 +54,24 @@ _EXPORTS = {
     "load_training_data": "data",
     "TrainingData": "data",
     "write_provenance": "data",
-    "SFTRecipeParser": "sft",
+    "UniformSFTConfig": "args",
+    "UniformSFTArguments": "args",
+    "parse_sft_args": "args",
     "check_deepspeed_optimizer": "sft",
-    "UniformSFTArguments": "sft",
     "UniformSFTTrainer": "sft",
-    "parse_sft_args": "sft",
     "load_model_and_tokenizer": "sft",
     "find_smollm2_gguf": "sft",
-    "run_sft": "sft",
+    "train_one": "run",
 }
+_ALIASES = {"run_sft": ("run", "train_one")}  # old name of train_one
 
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        value = getattr(module, name)
+    if name in _EXPORTS or name in _ALIASES:
+        module_name, attr = _ALIASES.get(name, (_EXPORTS.get(name), name))
+        value = getattr(importlib.import_module(f".{module_name}", __name__), attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,213 +1,44 @@
-"""The SFT recipe behind ``recipes/sft.py``: arguments, model loading, the trainer and the run.
+"""SFT components: model and tokenizer loading (Hub, folder, GGUF), the trainer, and DeepSpeed checks.
 
-``accelerate launch recipes/sft.py --config recipes/configs/NAME.yaml [--key value ...]`` parses three
-dataclasses with TRL's ``TrlParser`` (YAML defaults, then the command line): ``SFTConfig``,
-``ModelConfig`` and :class:`UniformSFTArguments` (data, uniform selection, regime, time-to-threshold).
+``recipes/sft.py`` runs them in order (its ``main`` is the whole run); :func:`hf_uniform.train.train_one`
+runs the same steps for code that trains in-process (the comparison study).
 
-Choosing the paper's ℓ2-SGD regime: ``--optim l2_sgd`` (or ``optim: l2_sgd`` in the YAML).
-``SFTConfig.optim`` is an enum that cannot hold ``l2_sgd``, so :class:`SFTRecipeParser` moves that one
-value into our own field ``custom_optimizer`` before ``TrlParser`` sees it (any other ``--optim`` value on
-the command line resets ``custom_optimizer`` to ``none``, so the command line still wins over the YAML).
-``custom_optimizer: l2_sgd`` makes the trainer build :class:`~hf_uniform.train.L2SGD` through
-``optimizer_cls_and_kwargs`` (which DeepSpeed keeps, unlike ``optimizers=``) and, with ``loss: auto``, use
-:func:`~hf_uniform.train.l2_loss`.
+* :func:`load_model_and_tokenizer`: a causal LM and a tokenizer ready for training (pad and EOS fixed;
+  GGUF files dequantised, :func:`repair_gguf_tokenizer` for their byte-level BPE); :func:`resolve_model_source`
+  for the model spec (``package:NAME``, ``FILE.gguf``, a folder or a Hub id).
+* :class:`UniformSFTTrainer`: ``SFTTrainer`` with the paper's ℓ2 loss in one forward pass.
+* :func:`check_deepspeed_optimizer`: a DeepSpeed config must not replace our optimizer.
 
->>> args = parse_sft_args(["--output_dir", "out", "--use_cpu", "--bf16", "false", "--optim", "l2_sgd"])
->>> args[2].custom_optimizer, args[2].resolved_loss()
-('l2_sgd', 'l2')
+The arguments live in :mod:`hf_uniform.train.args` (re-exported here).
+
+>>> resolve_model_source("/models/smol.Q4.gguf")
+('/models', 'smol.Q4.gguf')
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
-import os
-import sys
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
+from trl import SFTTrainer
 
 from ..errors import UniformError
-from ..io import atomic_write_json, package_versions
-from .callbacks import DEFAULT_WINDOW, TimeToThresholdCallback, mean_train_loss
-from .data import (
-    PROMPT_FORMATS,
-    SUBSET_METHODS,
-    TrainingData,
-    example_texts,
-    load_training_data,
-    write_provenance,
+from .args import (  # noqa: F401 - re-exported: the arguments used to live here
+    CUSTOM_OPTIMIZERS,
+    LOSSES,
+    UniformSFTArguments,
+    UniformSFTConfig,
+    optimizer_name,
+    parse_sft_args,
 )
-from .loss import VARIANTS, L2Loss, l2_floor, l2_loss, token_cross_entropy
-from .optim import L2SGD, optimizer_chain, unwrap_optimizer
+from .loss import L2Loss, l2_floor, l2_loss, token_cross_entropy
 
 logger = logging.getLogger(__name__)
 
-CUSTOM_OPTIMIZERS = ("none", "l2_sgd")
-LOSSES = ("auto", "ce", "l2")
 PACKAGE_PREFIX = "package:"
-RUN_INFO_FILE = "run_info.json"
-
-
-@dataclass
-class UniformSFTArguments:
-    """Recipe arguments beyond ``SFTConfig`` and ``ModelConfig``: data, selection, regime, thresholds.
-
-    Example:
-        >>> UniformSFTArguments(dataset_name="d.jsonl", uniform_k=100).uniform_k
-        100
-    """
-
-    dataset_name: str | None = field(default=None, metadata={
-        "help": "Hub dataset id, local .json/.jsonl/.parquet/.csv file, save_to_disk folder, or the output folder "
-                "(or subset file) of `hf-uniform select`, whose selection.json is then recorded"})
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name"})
-    dataset_split: str = field(default="train", metadata={"help": "split to train on"})
-    prompt_format: str = field(default="auto", metadata={
-        "help": "alpaca (the Llama-X prompt), chat (the tokenizer's chat template on `messages`), "
-                "prompt_completion, or auto", "choices": PROMPT_FORMATS})
-    eval_size: float = field(default=0.0, metadata={
-        "help": "rows held out of the pool for evaluation before selection (fraction or count); refused for an "
-                "hf-uniform select folder, whose heldout.jsonl (select --heldout N) is the evaluation set"})
-    eval_dataset_name: str | None = field(default=None, metadata={"help": "a separate evaluation dataset"})
-    uniform_k: float | None = field(default=None, metadata={
-        "help": "select a subset of this many rows (or this fraction) on the fly; unset = the whole pool"})
-    subset_method: str = field(default="uniform", metadata={
-        "help": "uniform (greedy max-min), or a paper baseline of the same k: random, mixed (TeaMs-RL: half "
-                "random, half min-distance) or first_k (WizardLM: the first k rows of the shuffled pool)",
-        "choices": SUBSET_METHODS})
-    uniform_embedder: str = field(default="w2v", metadata={"help": "embedder: w2v (the paper's) or st:MODEL, ..."})
-    uniform_text_columns: str | None = field(default=None, metadata={"help": "comma-separated columns to embed"})
-    uniform_template: str | None = field(default=None, metadata={"help": "str.format template to embed"})
-    uniform_embedding_column: str | None = field(default=None, metadata={"help": "stored vectors to select on"})
-    uniform_metric: str = field(default="cosine", metadata={"help": "cosine or euclidean",
-                                                            "choices": ("cosine", "euclidean")})
-    uniform_seed: int = field(default=0, metadata={"help": "seed of the start row, random draw and eval split"})
-    measure_h: bool = field(default=True, metadata={"help": "measure h of a random subset (embeds the pool)"})
-    gguf_file: str | None = field(default=None, metadata={
-        "help": "GGUF file name inside model_name_or_path (a folder); or give a path ending in .gguf"})
-    tiny_model: bool = field(default=False, metadata={
-        "help": "train a tiny random LLaMA built from the data (BPE tokenizer trained on it): offline smoke runs"})
-    tiny_model_dir: str | None = field(default=None, metadata={"help": "where to build it (default OUT/tiny_model)"})
-    tiny_vocab_size: int = field(default=1024, metadata={"help": "tiny model's BPE vocabulary"})
-    tiny_hidden_size: int = field(default=64, metadata={"help": "tiny model's width"})
-    tiny_layers: int = field(default=2, metadata={"help": "tiny model's decoder layers"})
-    custom_optimizer: str = field(default="none", metadata={
-        "help": "l2_sgd = the paper's SGD (also selected by --optim l2_sgd)", "choices": CUSTOM_OPTIMIZERS})
-    sgd_momentum: float = field(default=0.0, metadata={"help": "L2SGD momentum (paper: 0)"})
-    loss: str = field(default="auto", metadata={
-        "help": "ce, l2, or auto (l2 with l2_sgd, else ce)", "choices": LOSSES})
-    l2_variant: str = field(default="logits", metadata={
-        "help": "l2 loss on raw logits (the paper) or on softmax probabilities (Brier)", "choices": VARIANTS})
-    loss_thresholds: list[float] = field(default_factory=lambda: [0.65, 0.34], metadata={
-        "help": "record the time at which the loss first falls below each of these"})
-    threshold_metric: str = field(default="loss", metadata={
-        "help": "loss (training), eval_loss, or for l2 runs l2_over_floor (the l2 loss x V: 1.0 = all-zero logits) "
-                "or ce_loss (cross-entropy of the same batches)"})
-    threshold_window: int = field(default=DEFAULT_WINDOW, metadata={
-        "help": "thresholds are crossed by the moving average of the loss over this many optimizer steps "
-                "(1 = raw loss; raw crossings are recorded beside either way)"})
-    stop_at_last_threshold: bool = field(default=False, metadata={"help": "stop once every threshold is reached"})
-    save_final_model: bool = field(default=True, metadata={"help": "save the model in output_dir at the end"})
-
-    def __post_init__(self) -> None:
-        checks = {"prompt_format": PROMPT_FORMATS, "subset_method": SUBSET_METHODS,
-                  "custom_optimizer": CUSTOM_OPTIMIZERS, "loss": LOSSES, "l2_variant": VARIANTS,
-                  "uniform_metric": ("cosine", "euclidean")}
-        for name, allowed in checks.items():
-            if getattr(self, name) not in allowed:
-                raise UniformError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.uniform_k is not None:
-            k = float(self.uniform_k)
-            self.uniform_k = int(k) if k >= 1 and k.is_integer() else k
-        if isinstance(self.loss_thresholds, (int, float)):
-            self.loss_thresholds = [float(self.loss_thresholds)]
-
-    def resolved_loss(self) -> str:
-        """``"l2"`` or ``"ce"``: ``loss``, with ``auto`` meaning l2 exactly when the optimizer is l2_sgd.
-
-        Example:
-            >>> UniformSFTArguments(custom_optimizer="l2_sgd").resolved_loss()
-            'l2'
-        """
-        if self.loss != "auto":
-            return self.loss
-        return "l2" if self.custom_optimizer == "l2_sgd" else "ce"
-
-
-def _rewrite_optim_cli(args: Sequence[str]) -> list[str]:
-    """Move ``--optim l2_sgd`` to ``--custom_optimizer l2_sgd``; other ``--optim`` values reset it."""
-    out: list[str] = []
-    i = 0
-    while i < len(args):
-        a = args[i]
-        value = None
-        if a == "--optim" and i + 1 < len(args):
-            value, i = args[i + 1], i + 2
-        elif a.startswith("--optim="):
-            value, i = a.split("=", 1)[1], i + 1
-        else:
-            out.append(a)
-            i += 1
-            continue
-        if value in CUSTOM_OPTIMIZERS[1:]:
-            out += ["--custom_optimizer", value]
-        else:
-            out += ["--optim", value, "--custom_optimizer", "none"]
-    return out
-
-
-class SFTRecipeParser(TrlParser):
-    """``TrlParser`` that also accepts ``optim: l2_sgd`` (YAML) and ``--optim l2_sgd`` (command line).
-
-    Example:
-        >>> p = SFTRecipeParser((UniformSFTArguments,))
-        >>> p.parse_args_and_config(["--optim=l2_sgd"])[0].custom_optimizer
-        'l2_sgd'
-    """
-
-    def parse_args_and_config(self, args: Sequence[str] | None = None, return_remaining_strings: bool = False,
-                              fail_with_unknown_args: bool = True,
-                              separate_remaining_strings: bool = False) -> tuple[Any, ...]:
-        """Parse ``--config FILE`` and the command line, after the ``--optim l2_sgd`` rewrite."""
-        args = _rewrite_optim_cli(list(args) if args is not None else sys.argv[1:])
-        return super().parse_args_and_config(args, return_remaining_strings, fail_with_unknown_args,
-                                             separate_remaining_strings)
-
-    def set_defaults_with_config(self, **kwargs: Any) -> list[str]:
-        """YAML values become defaults; ``optim: l2_sgd`` becomes ``custom_optimizer: l2_sgd``."""
-        if kwargs.get("optim") in CUSTOM_OPTIMIZERS[1:]:
-            kwargs["custom_optimizer"] = kwargs.pop("optim")
-        return super().set_defaults_with_config(**kwargs)
-
-
-def parse_sft_args(argv: Sequence[str] | None = None) -> tuple[SFTConfig, ModelConfig, UniformSFTArguments]:
-    """Parse ``[--config FILE.yaml] [--key value ...]`` into ``(SFTConfig, ModelConfig, UniformSFTArguments)``.
-
-    Raises:
-        UniformError: an argument nobody knows (YAML or command line); the message names it.
-
-    Example:
-        >>> sft, model, uargs = parse_sft_args(["--output_dir", "o", "--use_cpu", "--bf16", "false",
-        ...                                     "--uniform_k", "0.5", "--max_length", "64"])
-        >>> sft.max_length, uargs.uniform_k
-        (64, 0.5)
-    """
-    parser = SFTRecipeParser((SFTConfig, ModelConfig, UniformSFTArguments))
-    try:
-        sft_args, model_args, uargs, rest = parser.parse_args_and_config(argv, return_remaining_strings=True)
-    except ValueError as err:
-        if isinstance(err, UniformError):
-            raise
-        raise UniformError(f"bad recipe arguments: {str(err).splitlines()[0]}") from None
-    if rest:
-        raise UniformError(f"unknown recipe arguments {rest}; check the spelling (see --help) or remove them")
-    return sft_args, model_args, uargs
 
 
 # ---- models -------------------------------------------------------------------------------------------
@@ -443,25 +274,29 @@ def deepspeed_config(trainer: Any) -> dict[str, Any] | None:
     return plugin.hf_ds_config.config
 
 
-def check_deepspeed_optimizer(config: dict[str, Any] | None, custom_optimizer: str) -> list[str]:
-    """Make a DeepSpeed config keep our optimizer; return the settings it changed.
+def check_deepspeed_optimizer(config: dict[str, Any] | None, optim: Any) -> list[str]:
+    """Make a DeepSpeed config keep our optimizer (``optim`` = ``l2_sgd``); return the settings it changed.
 
-    An ``"optimizer"`` block would make DeepSpeed build its own optimizer instead of ours: that is an
-    error. ``zero_allow_untested_optimizer`` (a non-DeepSpeed optimizer under ZeRO) and, with optimizer
-    offload, ``zero_force_ds_cpu_optimizer: false`` are set when missing.
+    An ``"optimizer"`` block would make DeepSpeed build its own optimizer instead of ours, silently
+    (transformers #38753): that is an error. ``zero_allow_untested_optimizer`` (a non-DeepSpeed optimizer
+    under ZeRO) and, with optimizer offload, ``zero_force_ds_cpu_optimizer: false`` are set when missing.
+    Any other ``optim`` (transformers' own, e.g. the AdamW of the paper's Table 2 JSON) is left alone.
 
     Raises:
-        UniformError: ``custom_optimizer`` is set and the config has an ``"optimizer"`` block.
+        UniformError: ``optim`` is one of ours and the config has an ``"optimizer"`` block.
 
     Example:
         >>> check_deepspeed_optimizer({"zero_optimization": {"stage": 3}}, "l2_sgd")
         ['zero_allow_untested_optimizer']
+        >>> check_deepspeed_optimizer({"optimizer": {"type": "AdamW"}}, "adamw_torch")
+        []
     """
-    if config is None or custom_optimizer == "none":
+    name = optimizer_name(optim)
+    if config is None or name not in CUSTOM_OPTIMIZERS:
         return []
     if "optimizer" in config:
         raise UniformError(f"the DeepSpeed config has an 'optimizer' block ({config['optimizer'].get('type')}), "
-                           f"which would replace {custom_optimizer}; remove it (e.g. use "
+                           f"which would replace {name}; remove it (e.g. use "
                            "recipes/configs/paper/ds_zero3_offload_l2sgd.json)")
     changed = []
     if not config.get("zero_allow_untested_optimizer"):
@@ -474,158 +309,9 @@ def check_deepspeed_optimizer(config: dict[str, Any] | None, custom_optimizer: s
     return changed
 
 
+def __getattr__(name: str) -> Any:
+    if name == "run_sft":  # the old name of hf_uniform.train.train_one (lives in train.run, which imports this)
+        from .run import train_one
 
-def _resume_value(value: Any) -> Any:
-    if isinstance(value, str) and value.lower() in ("true", "yes", "1"):
-        return True
-    if isinstance(value, str) and value.lower() in ("false", "no", "0", "none", ""):
-        return None
-    return value
-
-
-def run_sft(training_args: SFTConfig, model_args: ModelConfig, uargs: UniformSFTArguments) -> dict[str, Any]:
-    """Run one fine-tune and return its record (also written to ``output_dir/run_info.json``).
-
-    Steps: load the data (and select the subset) with the main process first; build or load the model;
-    create :class:`UniformSFTTrainer` with the regime's optimizer and loss; attach
-    :class:`~hf_uniform.train.TimeToThresholdCallback`; write ``provenance.json`` (and ``selection.json``);
-    train (resuming when ``resume_from_checkpoint`` is set); save ``trainer_state.json``, the model and
-    ``run_info.json`` (optimizer chain, L2SGD step count, timings, versions).
-
-    Example:
-        >>> run_sft  # doctest: +ELLIPSIS
-        <function run_sft at ...>
-    """
-    from accelerate import PartialState
-    from trl import get_peft_config
-
-    if uargs.threshold_metric in ("l2_over_floor", "ce_loss") and uargs.resolved_loss() != "l2":
-        raise UniformError(f"threshold_metric {uargs.threshold_metric} is logged only by l2 runs (--optim l2_sgd or "
-                           "--loss l2); use threshold_metric loss")
-    t_start = time.perf_counter()
-    out = Path(training_args.output_dir)
-    state = PartialState()
-    with state.main_process_first():
-        data: TrainingData = load_training_data(
-            uargs.dataset_name, split=uargs.dataset_split, dataset_config=uargs.dataset_config,
-            prompt_format=uargs.prompt_format, uniform_k=uargs.uniform_k, subset_method=uargs.subset_method,
-            embedder=uargs.uniform_embedder, text_columns=uargs.uniform_text_columns,
-            template=uargs.uniform_template, embedding_column=uargs.uniform_embedding_column,
-            metric=uargs.uniform_metric, seed=uargs.uniform_seed, measure_h=uargs.measure_h,
-            eval_size=uargs.eval_size, eval_dataset_name=uargs.eval_dataset_name,
-            num_proc=training_args.dataset_num_proc, progress=False)
-    t_data = time.perf_counter()
-    logger.info("training rows: %d (%s), eval rows: %d", len(data.train), data.provenance.get("subset"),
-                0 if data.eval is None else len(data.eval))
-    if uargs.threshold_metric == "eval_loss" and data.eval is None:
-        raise UniformError("threshold_metric eval_loss needs evaluation data; set eval_size or eval_dataset_name "
-                           "and eval_strategy steps")
-    if uargs.tiny_model:
-        tiny_dir = Path(uargs.tiny_model_dir) if uargs.tiny_model_dir else out / "tiny_model"
-        from .tiny import build_tiny_llama
-
-        with state.main_process_first():
-            model_path = str(build_tiny_llama(tiny_dir, example_texts(data.train), vocab_size=uargs.tiny_vocab_size,
-                                              hidden_size=uargs.tiny_hidden_size,
-                                              intermediate_size=2 * uargs.tiny_hidden_size,
-                                              num_hidden_layers=uargs.tiny_layers, seed=training_args.seed))
-        gguf = None
-    else:
-        model_path, gguf = model_args.model_name_or_path, uargs.gguf_file
-    model, tok = load_model_and_tokenizer(model_path, gguf_file=gguf, dtype=model_args.dtype,
-                                          revision=model_args.model_revision,
-                                          attn_implementation=model_args.attn_implementation,
-                                          trust_remote_code=getattr(training_args, "trust_remote_code", False))
-    t_model = time.perf_counter()
-
-    if training_args.include_num_input_tokens_seen in ("no", False, None):
-        training_args.include_num_input_tokens_seen = "non_padding"  # tokens to each threshold
-    loss_kind = uargs.resolved_loss()
-    optim_kwargs = None
-    if uargs.custom_optimizer == "l2_sgd":
-        optim_kwargs = (L2SGD, {"lr": training_args.learning_rate, "momentum": uargs.sgd_momentum,
-                                "weight_decay": training_args.weight_decay})
-    loss_fn = L2Loss(uargs.l2_variant) if loss_kind == "l2" else None
-    trainer = UniformSFTTrainer(
-        model=model, args=training_args, train_dataset=data.train, eval_dataset=data.eval,
-        processing_class=tok, peft_config=get_peft_config(model_args), optimizer_cls_and_kwargs=optim_kwargs,
-        loss_fn=loss_fn)
-    changed = check_deepspeed_optimizer(deepspeed_config(trainer), uargs.custom_optimizer)
-    if changed:
-        logger.warning("DeepSpeed config: set %s so that %s is kept", changed, uargs.custom_optimizer)
-    callback = TimeToThresholdCallback(thresholds=uargs.loss_thresholds, metric=uargs.threshold_metric,
-                                       window=uargs.threshold_window,
-                                       stop_after_last=uargs.stop_at_last_threshold).attach(trainer)
-    regime = {"optimizer": uargs.custom_optimizer if uargs.custom_optimizer != "none" else training_args.optim,
-              "loss": loss_kind if loss_kind == "ce" else f"l2/{uargs.l2_variant}",
-              "learning_rate": training_args.learning_rate, "deepspeed": deepspeed_config(trainer) is not None,
-              "world_size": state.num_processes,
-              # the paper's "batch size": 64 for 7B on one GPU, 128 for 13B on two
-              "global_batch": training_args.per_device_train_batch_size * state.num_processes
-              * training_args.gradient_accumulation_steps,
-              "per_device_train_batch_size": training_args.per_device_train_batch_size,
-              "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
-              "lr_scheduler_type": str(getattr(training_args.lr_scheduler_type, "value",
-                                               training_args.lr_scheduler_type)),
-              "max_grad_norm": training_args.max_grad_norm}
-    if loss_fn is not None:
-        vocab = int(model.config.vocab_size)  # not the weight's shape: ZeRO-3 partitions it
-        regime.update({"vocab_size": vocab, "l2_floor": l2_floor(vocab, uargs.l2_variant)})
-    if trainer.is_world_process_zero():
-        write_provenance(out, data, {"regime": regime, "model": model_path, "gguf_file": gguf})
-
-    t_train = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=_resume_value(training_args.resume_from_checkpoint))
-    t_end = time.perf_counter()
-    trainer.save_state()  # output_dir/trainer_state.json
-    if uargs.save_final_model:
-        trainer.save_model(str(out))
-    inner = unwrap_optimizer(trainer.optimizer)
-    whole_loss = mean_train_loss(trainer.state.log_history)
-    info = {
-        "regime": regime,
-        "optimizer_chain": optimizer_chain(trainer.optimizer),
-        "optimizer_class": type(inner).__name__,
-        "l2sgd_steps": getattr(inner, "num_steps", None) if isinstance(inner, L2SGD) else None,
-        "l2sgd_updated_elements": getattr(inner, "num_updated", None) if isinstance(inner, L2SGD) else None,
-        "global_step": trainer.state.global_step,
-        # the whole run's mean (transformers averages only the steps after a resume)
-        "train_loss": whole_loss if whole_loss is not None else result.training_loss,
-        "train_loss_this_session": result.training_loss,
-        "train_cpu_seconds": callback.cpu_elapsed(),
-        "train_tokens": int(trainer.state.num_input_tokens_seen),
-        "time_to_threshold": callback.result(trainer.state)["time_to_threshold"],
-        "seconds": {"data": t_data - t_start, "model": t_model - t_data, "setup": t_train - t_model,
-                    "train": t_end - t_train, "train_measured_by_callback": callback.elapsed()},
-        "train_rows": len(data.train),
-        "data": {k: v for k, v in data.provenance.items() if k != "indices"},
-        "args": {"sft": training_args.to_dict(), "model": asdict(model_args), "uniform": asdict(uargs)},
-        "versions": package_versions("hf-uniform", "torch", "transformers", "trl", "accelerate", "deepspeed", "datasets"),
-    }
-    if trainer.is_world_process_zero():
-        atomic_write_json(out / RUN_INFO_FILE, json.loads(json.dumps(info, default=str)))
-        logger.info("done: %d steps, train loss %.4f, time_to_threshold %s", info["global_step"],
-                    info["train_loss"], info["time_to_threshold"])
-    if hasattr(trainer, "end"):
-        trainer.end()
-    return info
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``recipes/sft.py``; bad input exits with status 2 and a one-line message.
-
-    Example:
-        >>> main(["--output_dir", "o", "--use_cpu", "--bf16", "false", "--dataset_name", "no/such/file.jsonl"])
-        2
-    """
-    logging.basicConfig(level=os.environ.get("HF_UNIFORM_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gensim").setLevel(logging.WARNING)
-    try:
-        training_args, model_args, uargs = parse_sft_args(argv)
-        run_sft(training_args, model_args, uargs)
-    except UniformError as err:
-        logger.error("%s", err)
-        print(f"sft: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return train_one
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
