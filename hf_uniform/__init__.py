@@ -10,15 +10,15 @@ Improves Training Efficiency and More, with a Convergence Framework Beyond the N
 >>> len(ds.filter_uniform(k=2, progress=False))
 2
 
-Importing the package is cheap: the public names below are loaded on first use, and
-``Dataset.filter_uniform`` is added as soon as ``datasets`` is imported (at once if it already is).
+Importing the package is cheap: the public names below are loaded on first use. ``import hf_uniform`` adds
+``Dataset.filter_uniform`` and ``DatasetDict.filter_uniform`` in one place,
+:func:`hf_uniform.dataset_methods.install` (at once if ``datasets`` is imported, else as soon as it is); no
+other class of another library is changed.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
 import sys
 import types
 from typing import Any
@@ -28,13 +28,14 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "first_k": "baselines", "mixed_subset": "baselines", "random_subset": "baselines",
     "coreset_select": "coreset",
-    "Embedder": "embed", "Model2VecEmbedder": "embed", "SentenceTransformerEmbedder": "embed",
+    "Embedder": "embed", "Model2VecEmbedder": "embed_static", "SentenceTransformerEmbedder": "embed",
     "Word2VecEmbedder": "embed", "resolve_embedder": "embed",
     "UniformError": "errors",
     "embed": "integration", "embedding_matrix": "integration", "filter_uniform": "integration",
-    "register_dataset_methods": "integration",
+    "register_dataset_methods": "dataset_methods",
     "coverage_radius": "metrics", "mean_nn_distance": "metrics", "min_pairwise_distance": "metrics",
     "uniformity_report": "metrics",
+    "SelectionRecord": "records", "Provenance": "records", "RunInfo": "records", "run_selection": "pipeline",
     "Selection": "selection", "maxmin_select": "selection", "uniform_rank": "selection",
     "TextRenderer": "text",
 }
@@ -72,40 +73,6 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 
-def _register() -> None:
-    from .integration import register_dataset_methods
+from .dataset_methods import install as _install  # noqa: E402 - the one place we patch datasets (documented there)
 
-    register_dataset_methods()
-
-
-class _RegisterOnDatasetsImport(importlib.abc.MetaPathFinder):
-    """Adds ``Dataset.filter_uniform`` right after ``datasets`` is imported (keeps ``import hf_uniform`` fast)."""
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != "datasets":
-            return None
-        sys.meta_path.remove(self)
-        try:
-            spec = importlib.util.find_spec(fullname)
-        finally:
-            pass
-        if spec is None or spec.loader is None:
-            return spec
-        loader = spec.loader
-        exec_module = loader.exec_module
-
-        def exec_and_register(module: Any) -> None:
-            exec_module(module)
-            try:
-                _register()
-            except ImportError:  # someone else's filter_uniform: leave theirs, as register refuses to overwrite
-                pass
-
-        loader.exec_module = exec_and_register  # type: ignore[method-assign]
-        return spec
-
-
-if "datasets" in sys.modules:
-    _register()
-elif not any(isinstance(f, _RegisterOnDatasetsImport) for f in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterOnDatasetsImport())
+_install()

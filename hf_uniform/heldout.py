@@ -13,6 +13,24 @@ import numpy as np
 from .errors import UniformError
 
 
+def check_heldout_size(size: float) -> int | float:
+    """The held-out size's form, before the data is read: a whole count >= 1 (``200`` or ``200.0``, as a typed
+    config gives it) or a fraction in (0, 1).
+
+    Example:
+        >>> check_heldout_size(200.0), check_heldout_size(0.05)
+        (200, 0.05)
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)):
+        raise UniformError(f"the held-out size must be a count >= 1 or a fraction in (0, 1), got {size!r}")
+    size = float(size)
+    if not size > 0 or not np.isfinite(size):
+        raise UniformError(f"the held-out size must be a count >= 1 or a fraction in (0, 1), got {size:g}")
+    if size >= 1 and not size.is_integer():
+        raise UniformError(f"the held-out size {size:g} is neither a whole count nor a fraction in (0, 1)")
+    return int(size) if size >= 1 else size
+
+
 def heldout_count(size: float, n: int) -> int:
     """Rows held out of ``n`` for ``size``: a count (>= 1) or a fraction in (0, 1) (rounded).
 
@@ -23,12 +41,8 @@ def heldout_count(size: float, n: int) -> int:
         >>> heldout_count(0.1, 95), heldout_count(7, 95)
         (10, 7)
     """
-    size = float(size)
-    if not size > 0:
-        raise UniformError(f"the held-out size must be a count >= 1 or a fraction in (0, 1), got {size:g}")
-    if size >= 1 and not size.is_integer():
-        raise UniformError(f"the held-out size {size:g} is neither a whole count nor a fraction in (0, 1)")
-    m = int(size) if size >= 1 else int(round(size * n))
+    size = check_heldout_size(size)
+    m = size if isinstance(size, int) else int(round(size * n))
     if not 0 < m < n:
         raise UniformError(f"held-out size {size:g} leaves {m} held-out and {n - m} remaining rows of {n}; "
                            "use a fraction in (0, 1) or a smaller count")

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from .dataset_methods import register_dataset_methods  # noqa: F401 - re-exported
 from .embed import Embedder, resolve_embedder
 from .errors import UniformError
-from .selection import Selection, maxmin_select
+from .selection import Selection, check_k, maxmin_select
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def embed(ds: Any, embedder: str | Embedder | None = None, *, text_columns: Sequ
 
     Under ``torchrun`` / ``accelerate launch`` (``distributed=None`` detects it) every rank fits the embedder
     on the full corpus, embeds its contiguous shard, and receives the full matrix in row order (see
-    :mod:`hf_uniform.distributed_embed`); every rank must call ``embed``. Pass ``distributed=False`` to embed
+    :mod:`hf_uniform.distributed`); every rank must call ``embed``. Pass ``distributed=False`` to embed
     everything in this process (e.g. when only rank 0 calls it).
 
     Args:
@@ -104,7 +105,7 @@ def embed(ds: Any, embedder: str | Embedder | None = None, *, text_columns: Sequ
     from tqdm.auto import tqdm
 
     from . import cache as cache_mod
-    from . import distributed_embed as de
+    from . import distributed as de
 
     if len(ds) == 0:
         raise UniformError("the dataset is empty: there is nothing to select from")
@@ -269,34 +270,6 @@ def check_start(start: Any) -> list[int] | None:
     return out
 
 
-def check_k_arg(k: Any, n: int) -> int:
-    """Rows for ``k`` on ``n`` rows: an int in [1, n] or a fraction in (0, 1) that gives at least one row.
-
-    Example:
-        >>> check_k_arg(0.25, 8), check_k_arg(3, 8)
-        (2, 3)
-        >>> check_k_arg(0.001, 8)
-        Traceback (most recent call last):
-        ...
-        hf_uniform.errors.UniformError: k=0.001 of n=8 rows rounds to 0 rows; pass a larger fraction or a row count
-    """
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, float, np.integer, np.floating)):
-        raise UniformError(f"k must be an int or a fraction in (0, 1), got {k!r}")
-    if isinstance(k, (float, np.floating)):
-        if not 0 < float(k) < 1:
-            raise UniformError(f"a float k is a fraction and must lie in (0, 1), got {k}; pass an int for a row "
-                               "count (k=n for every row)")
-        rows = round(float(k) * n)
-        if rows < 1:
-            raise UniformError(f"k={k} of n={n} rows rounds to 0 rows; pass a larger fraction or a row count")
-        return int(rows)
-    if k < 1:
-        raise UniformError(f"k must be at least 1, got {k}")
-    if k > n:
-        raise UniformError(f"k={k} exceeds the number of rows n={n}; pass k <= {n}")
-    return int(k)
-
-
 def filter_uniform(
     ds: Any,
     k: int | float,
@@ -403,14 +376,14 @@ def filter_uniform(
         raise UniformError("the dataset is empty: there is nothing to select from")
     rows = np.arange(n)
     if embedding_column is not None:
-        check_k_arg(k, n)
+        check_k(k, n)
         x = embedding_matrix(ds, embedding_column)
         source = {"embedding_column": embedding_column}
     else:
         emb = embedder if isinstance(embedder, Embedder) else resolve_embedder(
             embedder, text_columns=text_columns, template=template)
         text = emb.renderer.describe(ds.column_names)
-        check_k_arg(k, n)
+        check_k(k, n)
         work = ds  # embedded as given (its fingerprint keys the cache); the renderer reads only its columns
         empty = emb.renderer.empty_rows(ds.select_columns(text["columns"]))
         if empty and not drop_empty:
@@ -424,7 +397,7 @@ def filter_uniform(
             work = work.select(rows.tolist())
         x = embed(work, emb, progress=progress, cache=cache)
         source = {"embedder": emb.config(), "text": text, "dropped_empty_rows": empty}
-    kk = check_k_arg(k, len(rows))
+    kk = check_k(k, len(rows))
     pos = {int(r): i for i, r in enumerate(rows)}
     if starts is not None:
         if any(s >= n for s in starts):
@@ -442,29 +415,3 @@ def filter_uniform(
     logger.info("selected %d of %d rows: h=%.6g coverage=%.6g", sel.k, sel.n, sel.h, sel.coverage_radius)
     subset = subset_from_selection(ds, sel)
     return (subset, sel) if return_selection else subset
-
-
-def _dataset_method(self: Any, k: int | float, **kwargs: Any) -> Any:
-    """``ds.filter_uniform(k, **kwargs)``: see :func:`hf_uniform.filter_uniform`."""
-    return filter_uniform(self, k, **kwargs)
-
-
-def register_dataset_methods() -> None:
-    """Add ``Dataset.filter_uniform`` and ``DatasetDict.filter_uniform`` (called by ``import hf_uniform``).
-
-    Refuses to overwrite an attribute of the same name that is not ours.
-
-    Example:
-        >>> register_dataset_methods()
-        >>> from datasets import Dataset
-        >>> hasattr(Dataset, "filter_uniform")
-        True
-    """
-    from datasets import Dataset, DatasetDict
-
-    for cls in (Dataset, DatasetDict):
-        existing = getattr(cls, "filter_uniform", None)
-        if existing is not None and existing is not _dataset_method:
-            raise ImportError(f"{cls.__name__}.filter_uniform already exists; hf_uniform will not overwrite it "
-                              "(call hf_uniform.filter_uniform(ds, k) instead)")
-        cls.filter_uniform = _dataset_method

@@ -187,7 +187,7 @@ def test_register_refuses_to_overwrite_foreign_attribute(monkeypatch):
         register_dataset_methods()
     monkeypatch.undo()
     register_dataset_methods()  # ours: re-registering is fine
-    assert Dataset.filter_uniform is hf_uniform.integration._dataset_method
+    assert Dataset.filter_uniform is hf_uniform.dataset_methods._dataset_method
 
 
 def test_python_api_refuses_bad_start_ragged_string_and_numeric_string_vectors():

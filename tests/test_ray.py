@@ -271,7 +271,11 @@ def test_cli_ray_refuses_exact_only_options_before_work(tmp_path, capsys):
 
 def test_docstring_examples(local_ray, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    module = importlib.import_module("hf_uniform.ray")
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 5 and result.failed == 0
+    attempted = 0
+    for name in ("", "._common", ".reading", ".embedding", ".select", ".command"):  # the package's modules
+        module = importlib.import_module("hf_uniform.ray" + name)
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, name
+        attempted += result.attempted
+    assert attempted > 5
 

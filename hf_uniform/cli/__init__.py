@@ -16,8 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..errors import UniformError
-from .args import _heldout_value, _int_list, _k_value, _nonneg_int, _Parser, _pos_int
-from .checks import (
+from ..preflight import (
     DEVICES_HELP,
     HELDOUT_FILE,
     MEANING,
@@ -28,15 +27,15 @@ from .checks import (
     check_device,
     check_output_folder,
     check_previous_selection,
-    resolve_k,
     text_pool,
 )
+from .args import _heldout_value, _int_list, _k_value, _nonneg_int, _Parser, _pos_int
 from .select import select_command
 from .stats import stats_command
 
 __all__ = ["DEVICES_HELP", "HELDOUT_FILE", "MEANING", "OUTPUT_EXTRA", "OUTPUT_STEMS", "OUTPUT_SUFFIXES",
            "SELECTION_FILE", "build_parser", "check_device", "check_output_folder", "check_previous_selection",
-           "main", "resolve_k", "select_command", "stats_command", "text_pool"]
+           "main", "select_command", "stats_command", "text_pool"]
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 
 def _k_value(text: str) -> int | float:
-    """-k: a whole number of rows, or a fraction strictly between 0 and 1 (written with a decimal point)."""
-    t = text.strip()
-    if t.lstrip("+").isdigit():
-        if int(t) < 1:
-            raise argparse.ArgumentTypeError(f"k must be at least 1, got {text}")
-        return int(t)
+    """-k: a whole number of rows, or a fraction strictly between 0 and 1 (:func:`hf_uniform.selection.check_k`,
+    the one k rule; imported here, when the option is parsed, so ``--help`` stays instant)."""
+    from ..errors import UniformError
+    from ..selection import parse_k
+
     try:
-        value = float(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"k must be a number of rows or a fraction in (0, 1), got {text!r}") from None
-    if not math.isfinite(value) or not 0 < value < 1:
-        raise argparse.ArgumentTypeError(
-            f"-k {text} is neither a whole number of rows nor a fraction strictly between 0 and 1; "
-            "pass e.g. -k 4500 or -k 0.5 (for every row, pass the row count)")
-    return value
+        return parse_k(text)
+    except UniformError as err:
+        message = str(err)
+        if "neither a whole number" in message:
+            message = (f"-k {text} is neither a whole number of rows nor a fraction strictly between 0 and 1; "
+                       "pass e.g. -k 4500 or -k 0.5 (for every row, pass the row count)")
+        raise argparse.ArgumentTypeError(message) from err
 
 
 def _heldout_value(text: str) -> int | float:

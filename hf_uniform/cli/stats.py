@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UniformError
-from .checks import _check_embedding_args, check_device
+from ..preflight import check_device, check_embedding_options
 from .printing import _print_lengths, _print_report
 
 logger = logging.getLogger("hf_uniform")
@@ -29,7 +29,8 @@ def stats_command(args: argparse.Namespace) -> int:
     from ..io import read_source
     from ..metrics import subset_stats
 
-    emb = _check_embedding_args(args)
+    emb = check_embedding_options(embedder=args.embedder, embedding_column=args.embedding_column,
+                                  text_columns=args.text_columns, template=args.template, drop_empty=args.drop_empty)
     check_device(args.device)
     if args.subset and not Path(args.subset).exists():
         raise UniformError(f"subset file {args.subset} does not exist")

@@ -21,7 +21,6 @@ Add 2 and 3.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UniformError
+from ..records import SelectionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -183,12 +183,18 @@ class TrainingData:
 
 
 def _k_value(k: Any) -> int | float | None:
+    """``uniform_k`` through the one k rule (:func:`hf_uniform.selection.check_k`); text via ``parse_k``; a
+    whole float >= 1 (a ``float``-typed config field) is a row count."""
+    from ..selection import check_k, parse_k
+
     if k is None or k == "" or (isinstance(k, str) and k.lower() == "none"):
         return None
-    value = float(k)
-    if value <= 0:
-        raise UniformError(f"uniform_k must be positive (rows, or a fraction in (0, 1)), got {k}")
-    return int(value) if value >= 1 and value.is_integer() else value
+    if isinstance(k, float) and k >= 1 and k.is_integer():
+        k = int(k)
+    try:
+        return parse_k(k) if isinstance(k, str) else check_k(k)
+    except UniformError as err:
+        raise UniformError(f"uniform_k: {err}") from err
 
 
 def split_eval(ds: Any, eval_size: float, seed: int) -> tuple[Any, Any]:
@@ -216,22 +222,18 @@ def split_eval(ds: Any, eval_size: float, seed: int) -> tuple[Any, Any]:
     return ds.select(rest.tolist()), ds.select(held.tolist())
 
 
-def _heldout_file(sel_path: Path, selection: Mapping[str, Any]) -> Path | None:
+def _heldout_file(sel_path: Path, selection: SelectionRecord) -> Path | None:
     """The ``heldout.jsonl`` beside ``selection.json`` (or the file its ``files`` map names), if any."""
-    files = selection.get("files") if isinstance(selection.get("files"), Mapping) else {}
-    name = files.get("heldout") or HELDOUT_FILE
-    path = sel_path.parent / str(name)
+    path = selection.file("heldout", sel_path.parent) or sel_path.parent / HELDOUT_FILE
     return path if path.is_file() else None
 
 
 def _select_output(source: Path) -> tuple[Path, Path] | None:
     """(subset file, selection.json) when ``source`` is an ``hf-uniform select`` folder or one of its files."""
     if source.is_dir() and (source / SELECTION_FILE).exists():
-        sel = json.loads((source / SELECTION_FILE).read_text(encoding="utf-8"))
-        name = sel.get("subset_file") or "subset.jsonl"
-        subset = source / name
+        subset = SelectionRecord.from_json(source / SELECTION_FILE).file("subset", source) or source / "subset.jsonl"
         if not subset.exists():
-            raise UniformError(f"{source} has selection.json but no {name}; rerun hf-uniform select")
+            raise UniformError(f"{source} has selection.json but no {subset.name}; rerun hf-uniform select")
         return subset, source / SELECTION_FILE
     if source.is_file() and (source.parent / SELECTION_FILE).exists():
         return source, source.parent / SELECTION_FILE
@@ -331,8 +333,9 @@ def load_training_data(
             raise UniformError(f"{source} is already a selection (it has selection.json); drop uniform_k or "
                                "point dataset_name at the pool")
         subset_file, sel_path = selected
-        selection = json.loads(sel_path.read_text(encoding="utf-8"))
-        heldout = _heldout_file(sel_path, selection)
+        record = SelectionRecord.from_json(sel_path)
+        selection = record.to_dict()
+        heldout = _heldout_file(sel_path, record)
         if heldout is not None and subset_file.resolve() == heldout.resolve():
             raise UniformError(f"{subset_file} holds the held-out rows of the selection; train on the folder "
                                "(the subset) or one of its baseline files, not on heldout.jsonl")
@@ -343,15 +346,12 @@ def load_training_data(
             raise UniformError(f"eval_size would split the subset {subset_file.name} itself (different held-out "
                                f"rows per arm, k − eval training rows); drop eval_size: {fix}")
         ds = _drop_selection_columns(load_input(subset_file))
-        kind = "uniform" if subset_file.name == selection.get("subset_file", "subset.jsonl") else subset_file.stem
-        stats = (selection.get("report") or {}).get(kind if kind != "uniform" else "subset") or {}
+        kind = "uniform" if subset_file.name == (record.subset_file or "subset.jsonl") else subset_file.stem
+        stats = record.stats(kind if kind != "uniform" else "subset")
         prov.update({"subset": kind, "source": "hf-uniform select", "subset_file": str(subset_file),
-                     "selection_json": str(sel_path), "pool": selection.get("input"), "n": selection.get("n"),
-                     "k": len(ds), "embedder": selection.get("embedder"), "metric": selection.get("metric"),
-                     "h": stats.get("h", selection.get("h") if kind == "uniform" else None),
-                     "coverage_radius": stats.get("coverage_radius",
-                                                  selection.get("coverage_radius") if kind == "uniform" else None),
-                     "seed": selection.get("seed")})
+                     "selection_json": str(sel_path), "pool": record.input, "n": record.n,
+                     "k": len(ds), "embedder": record.embedder, "metric": record.metric,
+                     "h": stats.get("h"), "coverage_radius": stats.get("coverage_radius"), "seed": record.seed})
         if kind != "uniform":
             selection = None  # a baseline file: its rows are not the greedy order in selection.json
         train, ev = ds, None

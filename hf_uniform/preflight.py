@@ -1,20 +1,20 @@
-"""Checks of ``hf-uniform`` arguments and output folders, run before any data is read; the files a
-selection writes."""
+"""Checks that :func:`hf_uniform.pipeline.run_selection` (and so ``hf-uniform select`` / ``stats``) runs before
+any data is read: device, output folder, an earlier selection there, embedding and engine options, k; and
+the files a selection writes."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import UniformError
+from .errors import UniformError
+from .records import MEANING, SELECTION_FILE  # noqa: F401 - MEANING re-exported
 
 logger = logging.getLogger("hf_uniform")
 
-SELECTION_FILE = "selection.json"
 HELDOUT_FILE = "heldout.jsonl"
 # Every file `select` may write (besides selection.json); --overwrite and the clean-up of an unfinished run
 # remove exactly these (plus whatever an earlier selection.json lists under "files").
@@ -23,18 +23,6 @@ OUTPUT_SUFFIXES = (".jsonl", ".parquet", ".csv")
 OUTPUT_EXTRA = ("coverage.png", "uniformity.png")
 DEVICES_HELP = "cpu (default), cuda, cuda:N or auto (CUDA when available)"
 
-# What the numbers in selection.json mean (written into the file itself).
-MEANING = {
-    "k": "rows in the subset",
-    "n": "rows in the pool the subset was chosen from (after any rows left out, see engine.dropped_rows)",
-    "h": "smallest distance between two rows of the subset (min pairwise distance); higher is better: "
-         "the subset is more spread out. The greedy max-min selection maximises it",
-    "coverage_radius": "largest distance from any pool row to its nearest subset row; lower is better: "
-                       "every pool row has a close representative",
-    "mean_nn_distance": "mean distance from each subset row to its nearest other subset row; higher means "
-                        "fewer near-duplicates",
-    "metric": "cosine: 1 - cos(angle) in [0, 2]; euclidean: straight-line distance",
-}
 
 
 
@@ -143,42 +131,64 @@ def check_previous_selection(out: Path, overwrite: bool) -> list[Path]:
     return old + ([out / SELECTION_FILE] if finished else [])
 
 
-def _check_embedding_args(args: argparse.Namespace) -> Any:
-    """The embedder (validated, nothing loaded) or ``None`` with --embedding-column."""
-    from ..embed import resolve_embedder
+def check_embedding_options(*, embedder: Any = "w2v", embedding_column: str | None = None,
+                            text_columns: str | None = None, template: str | None = None,
+                            drop_empty: bool = False) -> Any:
+    """The embedder (validated, nothing loaded), or ``None`` with ``embedding_column`` (stored vectors).
 
-    if args.embedding_column:
-        given = [f for f, v in (("--text-columns", args.text_columns), ("--template", args.template),
-                                ("--drop-empty", args.drop_empty)) if v]
-        if given or args.embedder != "w2v":
+    Example:
+        >>> check_embedding_options(embedding_column="emb") is None
+        True
+        >>> check_embedding_options(text_columns="a", template="{a}")
+        Traceback (most recent call last):
+        ...
+        hf_uniform.errors.UniformError: pass either --text-columns or --template, not both
+    """
+    from .embed import resolve_embedder
+
+    if embedding_column:
+        given = [f for f, v in (("--text-columns", text_columns), ("--template", template),
+                                ("--drop-empty", drop_empty)) if v]
+        if given or embedder not in ("w2v", None):
             raise UniformError(f"--embedding-column uses stored vectors, so {', '.join(given) or '--embedder'} "
                                "has no effect; drop it")
         return None
-    if args.text_columns is not None and args.template is not None:
+    if isinstance(text_columns, (list, tuple)):
+        text_columns = ",".join(text_columns)
+    if text_columns is not None and template is not None:
         raise UniformError("pass either --text-columns or --template, not both")
-    if args.text_columns is not None and not [c for c in args.text_columns.split(",") if c.strip()]:
+    if text_columns is not None and not [c for c in text_columns.split(",") if c.strip()]:
         raise UniformError("--text-columns names no column; pass e.g. --text-columns instruction,output")
-    return resolve_embedder(args.embedder, text_columns=args.text_columns, template=args.template)
+    return resolve_embedder(embedder, text_columns=text_columns, template=template)
 
 
-def _engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def engine_options(*, method: str = "auto", dtype: str = "float32", max_memory: str | int | None = None,
+                   checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1000,
+                   resume: bool = False) -> dict[str, Any]:
+    """Keyword arguments of :func:`hf_uniform.selection.maxmin_select` from the engine options, validated.
+
+    Example:
+        >>> sorted(engine_options(method="lazy", max_memory="4GB"))
+        ['dtype', 'max_memory', 'method']
+    """
     import torch
 
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, args.dtype)}
-    if args.method != "auto":
-        kwargs["method"] = args.method
-    if args.max_memory:
-        from ..engine.store import parse_bytes
+    if dtype not in ("float32", "float16", "bfloat16"):
+        raise UniformError(f"unknown dtype {dtype!r}; use float32, float16 or bfloat16")
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
+    if method != "auto":
+        kwargs["method"] = method
+    if max_memory:
+        from .engine.store import parse_bytes
 
         try:
-            parse_bytes(args.max_memory)
+            parse_bytes(max_memory)
         except (ValueError, TypeError) as err:
-            raise UniformError(f"--max-memory {args.max_memory!r}: {err}; pass e.g. 4GB") from None
-        kwargs["max_memory"] = args.max_memory
-    if args.checkpoint:
-        kwargs.update(checkpoint_dir=args.checkpoint, checkpoint_every=args.checkpoint_every,
-                      resume=args.resume)
-    elif args.resume:
+            raise UniformError(f"--max-memory {max_memory!r}: {err}; pass e.g. 4GB") from None
+        kwargs["max_memory"] = max_memory
+    if checkpoint:
+        kwargs.update(checkpoint_dir=str(checkpoint), checkpoint_every=checkpoint_every, resume=resume)
+    elif resume:
         raise UniformError("--resume needs --checkpoint DIR (the folder the interrupted run saved to)")
     return kwargs
 
@@ -216,18 +226,20 @@ def text_pool(emb: Any, src: Any, pool_rows: Any, *, drop_empty: bool, ignore: A
     return ds, text_info, pool_rows
 
 
-def resolve_k(k: int | float, n: int) -> int:
-    """Rows for ``-k`` on a pool of ``n`` rows: a count in [1, n], or a fraction in (0, 1) that must give at
-    least one row.
+def check_start(start: int | Sequence[int] | None) -> list[int] | None:
+    """Start rows: ``None``, or distinct row numbers >= 0 (``--start 3,17``).
 
     Example:
-        >>> resolve_k(0.5, 9), resolve_k(3, 9)
-        (4, 3)
-        >>> resolve_k(1e-7, 100)
-        Traceback (most recent call last):
-        ...
-        hf_uniform.errors.UniformError: k=1e-07 of n=100 rows rounds to 0 rows; pass a larger fraction or a row count
+        >>> check_start(3), check_start([4, 1]), check_start(None)
+        ([3], [4, 1], None)
     """
-    from ..integration import check_k_arg  # the one k rule, shared with filter_uniform
-
-    return check_k_arg(k, n)
+    if start is None:
+        return None
+    rows = [start] if isinstance(start, int) else list(start)
+    if not rows:
+        raise UniformError("--start lists no row; pass e.g. --start 3,17")
+    if any(isinstance(r, bool) or not isinstance(r, int) or r < 0 for r in rows):
+        raise UniformError(f"start rows must be whole numbers 0 or more, got {rows}")
+    if len(set(rows)) != len(rows):
+        raise UniformError(f"start rows repeat a row: {rows}; pass each row once")
+    return rows

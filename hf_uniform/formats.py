@@ -1,0 +1,149 @@
+"""Parsing input files into rows exactly as stored: JSON Lines, whole-file JSON (rows or columns), CSV.
+
+The bytes are hashed while they are read (:func:`_read_bytes`), so :func:`hf_uniform.io.read_source` reads a
+file once. Every error is one line naming the file, the line and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import UniformError
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _read_bytes(path: Path) -> tuple[bytes, str]:
+    """The file's bytes and their BLAKE2b hash, computed chunk by chunk while reading (one pass)."""
+    h = hashlib.blake2b(digest_size=16)
+    chunks = []
+    try:
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(1 << 22)
+                if not chunk:
+                    break
+                h.update(chunk)
+                chunks.append(chunk)
+    except IsADirectoryError:
+        raise UniformError(f"{path} is a folder but not one written by save_to_disk (no dataset_info.json)") from None
+    except OSError as err:
+        raise UniformError(f"cannot read {path}: {err.strerror or err}") from None
+    return b"".join(chunks), h.hexdigest()
+
+
+def _decode(line: bytes, path: Path, lineno: int) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UniformError(f"{path}: line {lineno} is not UTF-8 text ({err.reason}); convert the file to UTF-8") from None
+
+
+def _parse_jsonl(data: bytes, path: Path) -> list[dict]:
+    rows = []
+    for lineno, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        text = _decode(line, path, lineno)
+        try:
+            rec = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UniformError(f"{path}: line {lineno} is not valid JSON ({err.msg}); fix or remove it") from None
+        if not isinstance(rec, dict):
+            raise UniformError(f"{path}: line {lineno} is not a JSON object; each line must be {{...}}")
+        rows.append(rec)
+    return rows
+
+
+def _rows_from_json_document(doc: Any, path: Path) -> list[dict]:
+    """Rows of a whole-file JSON document: a list of objects, columns (dict of equal-length lists), or
+    an object with one list of row objects (e.g. ``{"data": [...]}``)."""
+    if isinstance(doc, list):
+        bad = next((i for i, r in enumerate(doc) if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise UniformError(f"{path}: item {bad} of the top-level list is not a JSON object; each row must be {{...}}")
+        return doc
+    if isinstance(doc, dict) and doc:
+        values = list(doc.values())
+        if all(isinstance(v, list) for v in values):
+            lists_of_rows = [k for k, v in doc.items() if v and all(isinstance(r, dict) for r in v)]
+            if len(doc) == 1 and lists_of_rows:
+                return values[0]
+            lengths = {len(v) for v in values}
+            if len(lengths) != 1:
+                raise UniformError(f"{path}: columns have different lengths {sorted(lengths)}; every column of "
+                                   "a columnar JSON file must have one value per row")
+            keys = list(doc)
+            return [dict(zip(keys, cells, strict=True)) for cells in zip(*values, strict=True)]
+    raise UniformError(f"{path}: JSON is neither rows (JSON Lines or a list of objects) nor columns (an object "
+                       "of equal-length lists); convert it to JSON Lines")
+
+
+def _parse_json(data: bytes, path: Path, suffix: str) -> tuple[list[dict], str]:
+    """Rows and the layout (``"jsonl"`` or ``"json"``) of a .json/.jsonl file; a BOM is accepted."""
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    head = data.lstrip()[:1]
+    if head == b"[":
+        kind = "json"
+    elif head == b"{":
+        first = data.lstrip().split(b"\n", 1)[0]
+        try:
+            json.loads(first)
+            kind = "jsonl"
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            kind = "json" if suffix == ".json" or not first.rstrip().endswith(b"}") else "jsonl"
+    else:
+        kind = "jsonl"
+    if kind == "jsonl":
+        return _parse_jsonl(data, path), kind
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise UniformError(f"{path}: not UTF-8 text ({err.reason}); convert it to UTF-8") from None
+    except json.JSONDecodeError as err:
+        raise UniformError(f"{path}: line {err.lineno} is not valid JSON ({err.msg}); fix it") from None
+    return _rows_from_json_document(doc, path), kind
+
+
+def _parse_csv(data: bytes, path: Path) -> tuple[list[dict], list[str]]:
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UniformError(f"{path}: not UTF-8 text ({err.reason}); convert it to UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if not header:
+            raise UniformError(f"{path} has no header row: the first line must name the columns")
+        dupes = sorted({c for c in header if header.count(c) > 1})
+        if dupes:
+            raise UniformError(f"{path}: column names {dupes} appear more than once in the header; rename them")
+        rows = []
+        for rec in reader:
+            if not rec:
+                continue
+            if len(rec) != len(header):
+                raise UniformError(f"{path}: line {reader.line_num} has {len(rec)} fields but the header has "
+                                   f"{len(header)}; fix the quoting or the row")
+            rows.append(dict(zip(header, rec, strict=True)))
+    except csv.Error as err:
+        raise UniformError(f"{path}: line {reader.line_num} is not valid CSV ({err}); fix it") from None
+    return rows, header
+
+
+def _union_columns(rows: Sequence[Mapping]) -> list[str]:
+    seen: dict[str, None] = {}
+    for r in rows:
+        for k in r:
+            if k not in seen:
+                seen[k] = None
+    return list(seen)

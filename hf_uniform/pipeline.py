@@ -1,0 +1,388 @@
+"""``run_selection``: what ``hf-uniform select`` does, as one function that returns the :class:`SelectionRecord`.
+
+load the input -> check -> hold rows out -> embed (or use a stored vector column) -> select -> report ->
+write ``subset.*`` (and baselines, ``heldout.jsonl``, ``uniformity.png``) -> write ``selection.json`` last.
+The CLI, the Hub push and the study call this; bad input raises :class:`~hf_uniform.errors.UniformError`
+before any data is read where it can be checked without the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shlex
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import UniformError
+from .preflight import (
+    HELDOUT_FILE,
+    SELECTION_FILE,
+    check_device,
+    check_embedding_options,
+    check_output_folder,
+    check_previous_selection,
+    check_start,
+    engine_options,
+    text_pool,
+)
+from .records import SelectionRecord
+
+logger = logging.getLogger("hf_uniform")
+
+# run_selection's defaults; `command` lists the options that differ from them
+_DEFAULTS: dict[str, Any] = {
+    "split": "train", "embedder": "w2v", "embedding_column": None, "text_columns": None, "template": None,
+    "drop_empty": False, "metric": "cosine", "drop_zero_vectors": False, "cache": True, "device": "cpu", "seed": 0,
+    "start": None, "format": None, "heldout": None, "baselines": False, "method": "auto", "dtype": "float32",
+    "max_memory": None, "checkpoint": None, "checkpoint_every": 1000, "resume": False, "overwrite": False,
+    "plot": True, "ray": None, "ray_shards": None,
+}
+
+
+def select_command_line(input: str | os.PathLike, k: int | float, output: str | os.PathLike, **options: Any) -> str:
+    """The ``hf-uniform select`` command equivalent to ``run_selection(input, k, output, **options)``.
+
+    Example:
+        >>> select_command_line("d.jsonl", 0.5, "out", seed=3, plot=False, start=[1, 2])
+        'hf-uniform select d.jsonl -k 0.5 -o out --seed 3 --start 1,2 --no-plot'
+    """
+    argv = ["select", str(input), "-k", str(k), "-o", str(output)]
+    for name, default in _DEFAULTS.items():
+        value = options.get(name, default)
+        if value == default:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name == "cache":
+            argv.append("--no-cache")
+        elif name == "plot":
+            argv.append("--no-plot")
+        elif value is True:
+            argv.append(flag)
+        elif name == "start":
+            argv += [flag, ",".join(str(s) for s in ([value] if isinstance(value, int) else value))]
+        elif name == "text_columns" and isinstance(value, (list, tuple)):
+            argv += [flag, ",".join(value)]
+        else:
+            argv += [flag, str(value)]
+    return "hf-uniform " + shlex.join(argv)
+
+
+def run_selection(
+    input: str | os.PathLike,
+    k: int | float | str,
+    output: str | os.PathLike,
+    *,
+    split: str = "train",
+    embedder: Any = "w2v",
+    embedding_column: str | None = None,
+    text_columns: str | Sequence[str] | None = None,
+    template: str | None = None,
+    drop_empty: bool = False,
+    metric: str = "cosine",
+    drop_zero_vectors: bool = False,
+    cache: bool = True,
+    device: str = "cpu",
+    seed: int = 0,
+    start: int | Sequence[int] | None = None,
+    format: str | None = None,
+    heldout: int | float | None = None,
+    baselines: bool = False,
+    method: str = "auto",
+    dtype: str = "float32",
+    max_memory: str | int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1000,
+    resume: bool = False,
+    overwrite: bool = False,
+    plot: bool = True,
+    ray: str | None = None,
+    ray_shards: int | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> SelectionRecord:
+    """Select a uniform subset of ``input`` and write it with its evidence to the folder ``output``.
+
+    Exactly ``hf-uniform select INPUT -k K -o OUTPUT`` (each keyword is the option of the same name; ``cache``
+    and ``plot`` are ``--no-cache`` / ``--no-plot``). Writes ``subset.*`` (the input's rows unchanged plus
+    ``uniform_rank`` and ``uniform_min_distance``), with ``baselines`` also ``random.*`` and ``mixed.*``, with
+    ``heldout`` first ``heldout.jsonl``, ``uniformity.png`` unless ``plot=False``, and ``selection.json``
+    last. ``ray`` (``"local"`` or a cluster address) runs the composable core-set on Ray instead.
+    ``command`` is recorded as the reproducing command (default: the equivalent ``hf-uniform select`` line).
+
+    Returns:
+        the :class:`~hf_uniform.records.SelectionRecord` written to ``output/selection.json``.
+
+    Raises:
+        UniformError: bad input (checked before the data is read where possible).
+
+    Example:
+        >>> import json, tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); src = d / "pool.jsonl"
+        >>> _ = src.write_text("".join(json.dumps({"id": i, "emb": [i % 3 + 1.0, i // 3 + 1.0]}) + "\\n"
+        ...                            for i in range(9)))
+        >>> rec = run_selection(src, 3, d / "out", embedding_column="emb", metric="euclidean",
+        ...                     plot=False, start=0, progress=False)
+        >>> rec.k, rec.indices, sorted(p.name for p in (d / "out").iterdir())
+        (3, [0, 8, 2], ['selection.json', 'subset.jsonl'])
+    """
+    import numpy as np
+
+    from .selection import check_k
+
+    given = dict(locals())
+    options = {name: value for name, value in given.items() if name in _DEFAULTS}
+    command = command or select_command_line(input, k, output, **options)
+    k = check_k(k)  # the form (a count or a fraction); the row count needs n
+    if heldout is not None:
+        from .heldout import check_heldout_size
+
+        check_heldout_size(heldout)
+    start = check_start(start)
+    if metric not in ("cosine", "euclidean"):
+        raise UniformError(f"unknown metric {metric!r}; use cosine or euclidean")
+    if format not in (None, "jsonl", "parquet", "csv"):
+        raise UniformError(f"unknown format {format!r}; use jsonl, parquet or csv")
+    if ray or ray_shards:
+        from .ray.command import run_selection_ray
+
+        return run_selection_ray(input, k, output, command=command, progress=progress, **options)
+    # --- everything that can be checked without the data ---------------------------------------------
+    out = check_output_folder(output, [str(input)])
+    emb = check_embedding_options(embedder=embedder, embedding_column=embedding_column, text_columns=text_columns,
+                                  template=template, drop_empty=drop_empty)
+    device = check_device(device)
+    engine_kwargs = engine_options(method=method, dtype=dtype, max_memory=max_memory, checkpoint=checkpoint,
+                                   checkpoint_every=checkpoint_every, resume=resume)
+    replaced = check_previous_selection(out, overwrite)
+    from .distributed import init_distributed, launched_distributed
+    from .io import is_main_process
+
+    if launched_distributed():  # torchrun / accelerate launch: every path (embedding column too) is sharded
+        init_distributed()
+        engine_kwargs["distributed"] = True  # the selection is a collective over the ranks
+    progress = progress and is_main_process()
+
+    from .integration import embed, embedding_matrix, select_rows
+    from .io import read_source, remove_stale_tmp
+
+    remove_stale_tmp(out)
+    timings: dict[str, float] = {}
+    t0 = _status("reading %s", input)
+    src = read_source(input, split=split)
+    n_source = src.n
+    fmt = format or src.default_format
+    kk = check_k(k, n_source)
+    if start and max(start) >= n_source:
+        raise UniformError(f"start rows {[s for s in start if s >= n_source][:10]} are out of range for n={n_source}")
+    pool_rows = np.arange(n_source)
+    heldout_rows = None
+    if heldout is not None:  # held out before anything else; the rest is the pool
+        from .heldout import split_heldout
+
+        heldout_rows, pool_rows = split_heldout(n_source, heldout, seed)
+        if start and set(start) & set(heldout_rows.tolist()):
+            raise UniformError(f"start rows {sorted(set(start) & set(heldout_rows.tolist()))} are held out by "
+                               "--heldout; choose other start rows or another --seed")
+        kk = check_k(k, len(pool_rows))
+        if kk > len(pool_rows):
+            raise UniformError(f"k={kk} exceeds the {len(pool_rows)} rows left after holding out {len(heldout_rows)}")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SELECTION_FILE).unlink(missing_ok=True)  # --overwrite: unfinished from now until the new marker
+        src.write_rows(heldout_rows.tolist(), out / HELDOUT_FILE, "jsonl")  # first: rows unchanged
+        replaced = [p for p in replaced if p.name != HELDOUT_FILE]
+        logger.info("held out %d of %d rows (--seed %d) in %s", len(heldout_rows), n_source, seed, out / HELDOUT_FILE)
+    text_info: dict[str, Any] | None = None
+    if emb is not None:  # held-out rows are written as they are; only the pool needs text
+        ds, text_info, kept = text_pool(emb, src, pool_rows, drop_empty=drop_empty, ignore=heldout_rows)
+        if len(kept) < len(pool_rows):
+            pool_rows = kept
+            kk = check_k(k, len(pool_rows)) if isinstance(k, float) else kk
+            if kk > len(pool_rows):
+                raise UniformError(f"k={kk} exceeds the {len(pool_rows)} rows left after dropping empty ones")
+            if start and not set(start) <= set(pool_rows.tolist()):
+                raise UniformError("a --start row has empty text and was left out; choose other start rows")
+    timings["load_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if emb is None:
+        x = embedding_matrix(src.to_dataset([embedding_column]), embedding_column)
+        if heldout_rows is not None:
+            x = x[pool_rows]
+        source: dict[str, Any] = {"embedding_column": embedding_column}
+    else:
+        x = embed(ds, emb, progress=progress, cache=cache)
+        source = emb.config()
+    timings["embed_s"] = time.perf_counter() - t0
+
+    position = {int(r): i for i, r in enumerate(pool_rows)}
+    t0 = time.perf_counter()
+    sel = select_rows(x, kk, metric=metric, drop_zero_vectors=drop_zero_vectors, seed=seed,
+                      start=[position[s] for s in start] if start else None, device=device, progress=progress,
+                      **engine_kwargs)
+    timings["select_s"] = time.perf_counter() - t0
+    if not is_main_process():
+        return SelectionRecord(k=sel.k, n=sel.n, metric=metric, indices=pool_rows[sel.indices].tolist())
+    record, subsets = evidence(x, sel, timings, metric=metric, seed=seed, baselines=baselines, device=device,
+                               progress=progress)
+    record.input, record.input_fingerprint, record.command, record.seed = str(input), src.fingerprint(), command, seed
+    record.embedder = {"embedding_column": embedding_column} if embedding_column else None
+    to_source = {name: pool_rows[np.asarray(idx, dtype=np.int64)] for name, idx in subsets.items()}
+    dropped = sorted(set(range(n_source)) - set(pool_rows.tolist()))
+
+    # --- write: earlier files go first, the subset files next, selection.json last ----------------------
+    for p in sorted(replaced, key=lambda q: q.name != SELECTION_FILE):  # the marker goes first
+        p.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    subset_path = out / f"subset.{fmt}"
+    t0 = _status("writing %s", subset_path)
+    src.write_rows(to_source["subset"], subset_path, fmt,
+                   extra={"uniform_rank": list(range(sel.k)), "uniform_min_distance": record.min_distances})
+    files["subset"] = subset_path.name
+    if baselines:
+        for name in ("random", "mixed"):
+            path = out / f"{name}.{fmt}"
+            src.write_rows(to_source[name], path, fmt)
+            files[name] = path.name
+    timings["write_s"] = time.perf_counter() - t0
+    if plot:
+        t0 = _status("drawing uniformity.png (radius trace, nearest-neighbour distances, PCA map)")
+        try:
+            from .plots import uniformity_plot
+
+            uniformity_plot(x, subsets, out / "uniformity.png", metric=metric, report=record.report,
+                            uniform_trace=sel.min_distances)
+            files["coverage_plot"] = "uniformity.png"
+        except UniformError as err:  # matplotlib missing: the selection itself is still complete
+            logger.warning("%s", err)
+        timings["plot_s"] = time.perf_counter() - t0
+    record.files = files
+    record.subset_file = subset_path.name
+    record.indices = to_source["subset"].tolist()
+    record.engine["pool_rows"] = len(pool_rows)
+    record.engine["dropped_empty_rows"] = dropped
+    record.embedded = {**source, **(text_info or {}), "dropped_empty_rows": len(dropped)}
+    if heldout_rows is not None:
+        files["heldout"] = HELDOUT_FILE
+        record.heldout = {"rows": len(heldout_rows), "file": HELDOUT_FILE, "size": heldout, "seed": seed,
+                          "indices": heldout_rows.tolist(),
+                          "note": "input row numbers (0-based); every row index in this file (indices, "
+                                  "heldout.indices) refers to the input's rows, not to the pool left after "
+                                  "holding out"}
+    record.lengths = lengths_record(src, emb, to_source, pool_rows)
+    write_record(out, record)
+    return record
+
+
+def write_record(out: str | os.PathLike, record: SelectionRecord) -> Path:
+    """Write ``out/selection.json`` (atomically; the marker of a finished selection). A record without an
+    ``embedder`` block gets one from ``embedded`` (the embedder's settings, without the text layout).
+
+    Example:
+        >>> import tempfile
+        >>> r = SelectionRecord(k=1, n=1, metric="cosine", embedded={"name": "w2v", "layout": "alpaca"})
+        >>> _ = write_record(tempfile.mkdtemp(), r); r.embedder
+        {'name': 'w2v'}
+    """
+    if record.embedder is None:
+        record.embedder = {k: v for k, v in (record.embedded or {}).items()
+                           if k not in ("layout", "joined_by", "dropped_empty_rows")}
+    return record.to_json(Path(out) / SELECTION_FILE)
+
+
+def _status(msg: str, *a: Any) -> float:
+    logger.info(msg, *a)
+    return time.perf_counter()
+
+
+def evidence(x: Any, sel: Any, timings: dict[str, float], *, metric: str, seed: int, baselines: bool, device: str,
+             progress: bool) -> tuple[SelectionRecord, dict[str, Any]]:
+    """The selection record (h, coverage and mean NN distance of the subset, a random subset of the same size,
+    the mixed baseline with ``baselines``, and the pool; engine internals under ``engine``) and the row sets
+    (pool positions) of the subset and its baselines.
+
+    Example:
+        >>> import numpy as np
+        >>> from hf_uniform.selection import maxmin_select
+        >>> x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+        >>> rec, sets = evidence(x, maxmin_select(x, 4, start=[0]), {}, metric="cosine", seed=0, baselines=False,
+        ...                      device="cpu", progress=False)
+        >>> sorted(sets), sorted(rec.report), rec.h == rec.report["subset"]["h"]
+        (['random', 'subset'], ['full', 'random', 'subset'], True)
+    """
+    import numpy as np
+
+    from .baselines import mixed_subset, random_subset
+    from .io import package_versions
+    from .metrics import REPORT_MAX_PAIRS, selection_report
+
+    kept = np.setdiff1d(np.arange(len(x)), sel.info.get("dropped_rows", []))
+    pool = x[kept]
+    subsets: dict[str, Any] = {"subset": sel.indices, "random": kept[random_subset(len(kept), sel.k, seed=seed)]}
+    if baselines:
+        t0 = _status("building the mixed baseline (half random, half greedy min-distance)")
+        subsets["mixed"] = kept[mixed_subset(pool, sel.k, metric=metric, seed=seed, device=device, progress=progress)]
+        timings["mixed_s"] = time.perf_counter() - t0
+    t0 = _status("computing h, coverage radius and nearest-neighbour distances of %d set(s) (exact float64; "
+                 "estimated from a stated sample above %.0e pairs)", len(subsets) + 1, REPORT_MAX_PAIRS)
+    at = np.searchsorted(kept, np.arange(len(x)))  # rows of x -> pool positions (subsets hold kept rows)
+    report, report_info = selection_report(
+        pool, {name: at[np.asarray(idx, dtype=np.int64)] for name, idx in subsets.items()}, metric=metric,
+        known={"subset": (sel.h, sel.coverage_radius)}, seed=seed)
+    timings["report_s"] = time.perf_counter() - t0
+    timings["report_sets_s"] = report_info["seconds"]
+    sub = report["subset"]
+    summary = (f"{sel.k} of {len(kept)} rows chosen by exact greedy max-min ({metric} distance): h = "
+               f"{sub['h']:.6g} (random subset of the same size: {report['random']['h']:.6g}; higher is better), "
+               f"coverage radius = {sub['coverage_radius']:.6g} (random: {report['random']['coverage_radius']:.6g};"
+               " lower is better)")
+    engine = {k: v for k, v in sel.to_dict().items() if k not in ("indices", "min_distances", "engine", "k", "n",
+                                                                 "metric", "h", "coverage_radius")}
+    engine.update({"engine_h": sel.h if math.isfinite(sel.h) else None,
+                   "engine_coverage_radius": sel.coverage_radius, **sel.info,
+                   "versions": package_versions("hf-uniform", "torch", "numpy", "datasets", "gensim",
+                                                "sentence-transformers", "model2vec", "numba"),
+                   "timings": timings})
+    record = SelectionRecord(
+        k=sel.k, n=len(kept), metric=metric, h=sub["h"], coverage_radius=sub["coverage_radius"],
+        mean_nn_distance=sub["mean_nn_distance"], summary=summary, report=report, seed=seed,
+        start=sel.info.get("start"), min_distances=[None if not math.isfinite(r) else float(r) for r in sel.min_distances],
+        engine=engine)
+    return record, subsets
+
+
+def lengths_record(src: Any, emb: Any, sets: dict[str, Any], pool_rows: Any) -> dict[str, Any] | None:
+    """The ``lengths`` block of selection.json: mean / median / p90 of the rendered text's and the response's
+    characters (:mod:`hf_uniform.lengths`) for the subset, its baselines and the full pool.
+
+    Example:
+        >>> lengths_record  # doctest: +ELLIPSIS
+        <function lengths_record at ...>
+    """
+    import numpy as np
+
+    from .lengths import RESPONSE_COLUMNS, lengths_block, row_lengths
+
+    cols = [c for c in src.columns if c in (*RESPONSE_COLUMNS, "messages")]
+    if emb is not None:
+        cols = sorted(set(cols) | set(emb.renderer.describe(src.columns)["columns"]))
+    if not cols:
+        return None
+    rows = np.asarray(pool_rows, dtype=np.int64)
+    try:
+        ds = src.to_dataset(cols).select(rows.tolist())
+        lens = row_lengths(ds, render=emb.texts if emb is not None else (lambda b: [""] * len(next(iter(b.values())))))
+    except (UniformError, ValueError, KeyError) as err:  # lengths are evidence, not the selection itself
+        logger.warning("no length summary: %s", str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return None
+    if emb is None:
+        lens.pop("text_chars", None)
+    position = {int(r): i for i, r in enumerate(rows)}
+    named = {name: [position[int(r)] for r in idx] for name, idx in sets.items()}
+    named["full"] = None
+    block = lengths_block(lens, named)
+    return {"measures": "text_chars: characters of the text the embedder saw; response_chars: characters of the "
+                        "response alone (output / response / completion, or the assistant turns)", **block}
