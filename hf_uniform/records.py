@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,14 +44,6 @@ MEANING = {
                         "fewer near-duplicates",
     "metric": "cosine: 1 - cos(angle) in [0, 2]; euclidean: straight-line distance",
 }
-
-
-def _finite(value: Any) -> float | None:
-    """A JSON-safe float: ``None`` for missing, NaN and infinite values."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _read_json(source: str | os.PathLike | Mapping[str, Any], what: str, default_name: str) -> dict[str, Any]:
