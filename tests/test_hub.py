@@ -191,6 +191,27 @@ def test_license_language_and_tasks_inherited_from_a_save_to_disk_source(tmp_pat
     assert card.data.license is None
 
 
+def test_dataset_card_reads_every_selection_record_shape(select_out):
+    from hf_uniform.records import SelectionRecord
+
+    current = hub.render_dataset_card(select_out, REPO, license="mit", language="en")
+    rec = SelectionRecord.from_json(select_out)
+    assert str(hub.render_dataset_card(rec, REPO, license="mit", language="en")) == str(current)
+    # the schema-less first version: versions at the top level; training's {"input", **Selection.to_dict()}
+    old = {"input": "pool.jsonl", "k": 2, "n": 9, "metric": "euclidean", "h": 0.5, "seed": 3,
+           "versions": {"numpy": "1.26.4"}, "timings": {"select_s": 0.1}}
+    body = hub.render_dataset_card(old, REPO, license="mit", language="en", coverage_plot=None).text
+    assert "| Versions | numpy 1.26.4 |" in body and "k = 2 of n = 9" in body
+    assert "hf-uniform select pool.jsonl -k 2 -o out --metric euclidean --seed 3" in body
+    trained = {"input": "pool.jsonl", "k": 2, "n": 9, "metric": "cosine", "h": 0.0, "indices": [4, 4],
+               "duplicates_selected": True}
+    assert "**Note:** h = 0" in hub.render_dataset_card(trained, REPO, license="mit", language="en",
+                                                        coverage_plot=None).text
+    assert "**Note:** h = 0" not in body
+    with pytest.raises(UniformError, match="the selection record lacks n"):
+        hub.render_dataset_card({"k": 2, "metric": "cosine"}, REPO)
+
+
 # -- the real upload path, against the local fake Hub ---------------------------------------------------
 
 

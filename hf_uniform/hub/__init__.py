@@ -5,8 +5,8 @@
   baselines as extra configs, ``selection.json``, the PCA coverage plot and a dataset card.
 * :func:`push_checkpoint` pushes a fine-tuned model folder with a model card (base model, training subset
   and its h, recipe, time-to-threshold table, lm-eval results, reproduce command).
-* :func:`render_dataset_card` / :func:`render_model_card` render the cards from ``model_cards/*.md`` through
-  ``huggingface_hub``'s ``DatasetCard`` / ``ModelCard``.
+* :func:`render_dataset_card` / :func:`render_model_card` render the cards from ``model_cards/*.md``
+  through ``huggingface_hub``'s ``DatasetCard`` / ``ModelCard``.
 
 Every check (repo id, input files, card rendering, secrets) runs before the first request to the Hub, and
 ``dry_run_to`` / ``--dry-run --to DIR`` writes exactly the files that would be pushed. Tokens come from

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UniformError
+from ..records import SelectionRecord
 from .checks import (
     _known_token,
     _load_json_arg,
     _looks_like_hub_id,
     _normalize_license,
     _scrub,
+    _scrubbed,
     _selection_record,
     size_category,
     validate_repo_id,
@@ -55,6 +57,8 @@ REGIMES = {
     "l2-sgd": ("ℓ2-SGD", "plain SGD on the squared-error (ℓ2) loss between the logits and the one-hot next token, "
                "the paper's ℓ2 regime"),
 }
+#: the card templates: ``model_cards/`` of the repository, shipped in the wheel as ``hf_uniform/templates``
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 BASELINE_DESCRIPTIONS = {
     "random": "a uniformly random subset of the same pool, same size",
     "mixed": "the paper's mixed baseline: half random rows, the other half added by greedy max-min; same size",
@@ -65,17 +69,22 @@ BASELINE_DESCRIPTIONS = {
 
 
 def _template_path(name: str, template: str | os.PathLike | None) -> Path:
+    """``template`` if given, else the card template ``name`` from ``model_cards/`` (``hf_uniform/templates``).
+
+    Example:
+        >>> _template_path("model_card.md", None).relative_to(TEMPLATES_DIR.parent).as_posix()
+        'templates/model_card.md'
+    """
     if template is not None:
         path = Path(template)
         if not path.is_file():
             raise FileNotFoundError(f"card template {path} does not exist; pass an existing .md file or None")
         return path
-    here = Path(__file__).resolve().parent.parent  # hf_uniform/
-    for candidate in (here.parent / "model_cards" / name, here / "templates" / name):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"card template {name} not found beside the package (model_cards/ or "
-                       "hf_uniform/templates/); reinstall hf-uniform or pass template=PATH")
+    path = TEMPLATES_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"card template {path} is missing from the package; reinstall hf-uniform or "
+                                "pass template=PATH")
+    return path
 
 
 def _render(card_cls: Any, card_data: Any, template: Path, variables: dict[str, Any], must_have: Mapping) -> Any:
@@ -115,7 +124,7 @@ def _render(card_cls: Any, card_data: Any, template: Path, variables: dict[str, 
     return card
 
 
-def _source_metadata(record: Mapping, source_dataset: str | None, token: str | bool | None) -> dict[str, Any]:
+def _source_metadata(record: SelectionRecord, source_dataset: str | None, token: str | bool | None) -> dict[str, Any]:
     """Licence, language and task categories of the source, where the source records them.
 
     Looks at, in order: a ``save_to_disk`` folder's ``dataset_info.json``, the YAML of a ``README.md`` beside a
@@ -123,7 +132,7 @@ def _source_metadata(record: Mapping, source_dataset: str | None, token: str | b
     """
     meta: dict[str, Any] = {"hub_id": None, "license": None, "license_name": None, "language": None,
                             "task_categories": None, "origin": None}
-    src = record.get("input")
+    src = record.input
     hub_id = source_dataset or (src if _looks_like_hub_id(src) else None)
     meta["hub_id"] = hub_id
     if isinstance(src, str) and not hub_id:
@@ -165,7 +174,7 @@ def _source_metadata(record: Mapping, source_dataset: str | None, token: str | b
 
 
 def render_dataset_card(
-    selection: Mapping | str | os.PathLike,
+    selection: SelectionRecord | Mapping | str | os.PathLike,
     repo_id: str,
     *,
     subset: Any = None,
@@ -186,11 +195,12 @@ def render_dataset_card(
     The YAML metadata holds the licence (``license``, else inherited from the source when it is recorded),
     language, size category, task categories, ``source_datasets``, the tags ``uniform-subset`` and
     ``data-selection``, the ``configs`` and the ``dataset_info`` (features and splits). The body is
-    ``model_cards/dataset_card.md`` (or ``template``): method, k of n, h and coverage of the subset vs random
-    vs full pool, the coverage plot, ``selection.json``, the reproduce command and the citation.
+    ``model_cards/dataset_card.md`` (or ``template``): method, k of n, h and coverage of the subset vs
+    random vs full pool, the coverage plot, ``selection.json``, the reproduce command and the citation.
 
     Args:
-        selection: the selection record (dict or path of ``selection.json``).
+        selection: the selection record: a :class:`~hf_uniform.records.SelectionRecord`, a dict, or the path of
+            ``selection.json`` (or of the folder holding it).
         repo_id: the target repo, used in the load snippet.
         subset: the subset ``Dataset``; gives the row count when ``configs`` is not given.
         configs: the card's ``configs`` (default: ``data/train-*`` as split ``train``).
@@ -219,9 +229,8 @@ def render_dataset_card(
     from huggingface_hub import DatasetCard, DatasetCardData
 
     validate_repo_id(repo_id)
-    record, _ = _selection_record(selection)
     secret = _known_token(token)
-    record = _scrub(record, secret)
+    record = _scrubbed(_selection_record(selection)[0], secret)
     source = _source_metadata(record, source_dataset, token)
     lic, lic_name = _normalize_license(license if license is not None else source["license"])
     if lic == "other" and not lic_name and license is None and source["license_name"]:
@@ -234,8 +243,7 @@ def render_dataset_card(
         logger.warning("no language given or recorded for the source; pass --language to set it")
     tasks = task_categories if task_categories is not None else (source["task_categories"] or DEFAULT_TASK_CATEGORIES)
     tasks = [tasks] if isinstance(tasks, str) else list(tasks)
-    k, n = int(record["k"]), int(record["n"])
-    src = record.get("input")
+    k, n, src = record.k, record.n, record.input
     hub_id = source["hub_id"]
     source_name = hub_id or (Path(src).name if isinstance(src, str) else "a local pool")
     if configs is None:
@@ -250,9 +258,8 @@ def render_dataset_card(
         task_categories=tasks, source_datasets=[hub_id] if hub_id else None,
         pretty_name=pretty_name or f"Uniform subset of {source_name} (k={k})", tags=list(SUBSET_TAGS), **extra)
     command, code = _reproduce(record)
-    engine = record.get("engine") if isinstance(record.get("engine"), Mapping) else {}
-    versions = record.get("versions") or engine.get("versions")
-    versions = versions if isinstance(versions, Mapping) else {}
+    engine = record.engine if isinstance(record.engine, Mapping) else {}
+    versions = record.provenance.versions
     baseline_configs = [
         {"name": c["config_name"], "path": c["data_files"][0]["path"] + ".parquet",
          "description": BASELINE_DESCRIPTIONS.get(c["config_name"], f"the {c['config_name']} baseline")}
@@ -262,19 +269,19 @@ def render_dataset_card(
         license_md += f", inherited from {source['origin']}" if license is None and source["origin"] else ""
     else:
         license_md = "not recorded for the source: check the source's terms before use"
-    start = record.get("start")
+    start = record.start
     variables = {
         "repo_id": repo_id, "revision": revision if revision not in (None, "main") else None,
         "pretty_name": card_data.pretty_name,
         "source_md": f"[{hub_id}](https://huggingface.co/datasets/{hub_id})" if hub_id else f"`{source_name}`",
         "license_md": license_md, "k": _fmt(k), "n": _fmt(n), "percent": f"{100 * k / max(n, 1):.3g}%",
-        "metric": record.get("metric"), "seed": _fmt(record.get("seed")),
+        "metric": record.metric, "seed": _fmt(record.seed),
         "start": [str(s) for s in start] if isinstance(start, list) else ([str(start)] if start is not None else []),
-        "embedder_md": _embedder_md(record.get("embedder")),
+        "embedder_md": _embedder_md(record.embedder),
         "engine_md": ", ".join(f"{key}={_md_cell(engine[key])}" for key in ("method", "device", "dtype", "world_size")
                                if engine.get(key) is not None),
         "versions_md": ", ".join(f"{name} {ver}" for name, ver in versions.items()),
-        "report_rows": _report_rows(record), "duplicates_selected": bool(record.get("duplicates_selected")),
+        "report_rows": _report_rows(record), "duplicates_selected": bool(record.extra.get("duplicates_selected")),
         "length_rows": _length_rows(record),
         "coverage_plot": coverage_plot, "baseline_configs": baseline_configs,
         "command": command, "python_code": code, "citation_bibtex": CITATION_BIBTEX,
@@ -293,7 +300,7 @@ def render_model_card(
     repo_id: str,
     *,
     base_model: str | None = None,
-    selection: Mapping | str | os.PathLike | None = None,
+    selection: SelectionRecord | Mapping | str | os.PathLike | None = None,
     subset_repo: str | None = None,
     training_config: Mapping | str | os.PathLike | None = None,
     time_to_threshold: Mapping | str | os.PathLike | None = None,
@@ -314,7 +321,7 @@ def render_model_card(
         repo_id: the model repo.
         base_model: Hub id or path of the model that was fine-tuned (default: ``training_config``'s
             ``model_name_or_path``/``base_model``).
-        selection: the selection record (dict or ``selection.json``) of the training subset.
+        selection: the selection record (``SelectionRecord``, dict or ``selection.json``) of the training subset.
         subset_repo: Hub id of the pushed subset (see :func:`push_subset`).
         training_config: dict (or JSON/YAML file) with ``regime``, ``learning_rate``, batch size, ...; a
             ``command`` entry is shown as the reproduce command. Secret-named keys are dropped.
@@ -342,8 +349,9 @@ def render_model_card(
     from huggingface_hub import ModelCard, ModelCardData
 
     validate_repo_id(repo_id)
-    record = _selection_record(selection)[0] if selection is not None else None
-    config = _scrub(_load_json_arg(training_config, "training config") or {}, _known_token(None))
+    secret = _known_token(None)
+    record = _scrubbed(_selection_record(selection)[0], secret) if selection is not None else None
+    config = _scrub(_load_json_arg(training_config, "training config") or {}, secret)
     ttt = _load_json_arg(time_to_threshold, "time to threshold", allow_list=True)
     evals = _load_json_arg(eval_results, "eval results")
     if subset_repo is not None:
@@ -368,7 +376,7 @@ def render_model_card(
         base_md = f"`{base}`" if base else "The base model (not recorded)"
     data_md = f"[{subset_repo}](https://huggingface.co/datasets/{subset_repo})" if subset_repo else (
         "a uniform subset" if record else "the training data (not recorded)")
-    src = record.get("input") if record else None
+    src = record.input if record else None
     source_md = (f"[{src}](https://huggingface.co/datasets/{src})" if _looks_like_hub_id(src)
                  else f"`{Path(src).name}`" if isinstance(src, str) else "the source pool")
     commands = []
@@ -387,8 +395,8 @@ def render_model_card(
     variables = {
         "repo_id": repo_id, "model_title": repo_id.split("/")[1],
         "base_model_md": base_md, "data_md": data_md, "source_md": source_md,
-        "subset_k": _fmt(record.get("k")) if record else None, "subset_n": _fmt(record.get("n")) if record else None,
-        "subset_h": _fmt(record.get("h")) if record else None, "metric": record.get("metric") if record else None,
+        "subset_k": _fmt(record.k) if record else None, "subset_n": _fmt(record.n) if record else None,
+        "subset_h": _fmt(record.h) if record else None, "metric": record.metric if record else None,
         "report_rows": report_rows,
         "regime_md": f"{label}: {description}" if description else (str(label) if label else None),
         "config_rows": config_rows, "ttt_rows": ttt_rows, "ttt_metric": ttt_metric, "ttt_note": ttt_note,

@@ -20,6 +20,7 @@ from huggingface_hub.utils import HFValidationError
 from huggingface_hub.utils import validate_repo_id as hf_validate_repo_id
 
 from ..errors import UniformError
+from ..records import SELECTION_FILE, SelectionRecord
 
 # credential-named keys (``hub_token``, ``token``, ``api_key``, ...), not ``pad_token`` or ``max_tokens``
 _SECRET_KEY = re.compile(r"^(?:(?:hub|hf|huggingface|auth|access|api|push_to_hub|wandb)_)?token$|secret|"
@@ -180,26 +181,45 @@ def _normalize_license(value: Any) -> tuple[str | None, str | None]:
     return "other", name
 
 
-def _selection_record(selection: Any) -> tuple[dict, Path | None]:
-    """The selection record (a dict) and the folder it came from, from a dict, ``Selection`` or path."""
+def _selection_record(selection: Any) -> tuple[SelectionRecord, Path | None]:
+    """The selection record and the folder it was read from (``None`` unless ``selection`` is a path).
+
+    ``selection`` is the folder written by ``hf-uniform select``, the path of its ``selection.json``, a
+    :class:`~hf_uniform.records.SelectionRecord`, a dict, or a ``Selection``.
+
+    Example:
+        >>> rec, folder = _selection_record({"k": 2, "n": 5, "metric": "cosine", "input": "pool.jsonl"})
+        >>> rec.k, rec.input, folder
+        (2, 'pool.jsonl', None)
+    """
     if selection is None:
         raise UniformError("no selection given: pass selection= (the dict or selection.json written by "
                            "`hf-uniform select`, or a Selection)")
-    folder = None
+    if isinstance(selection, SelectionRecord):
+        return selection, None
     if isinstance(selection, (str, os.PathLike)):
         path = Path(selection)
         if path.is_dir():
-            path = path / "selection.json"
+            path = path / SELECTION_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: pass the folder written by `hf-uniform select` "
-                               "(it holds selection.json) or the path of selection.json")
-        folder = path.parent
-        record = _load_json_arg(path, "selection")
-    else:
-        record = _load_json_arg(selection, "selection")
-    assert record is not None
-    missing = [key for key in ("k", "n", "metric") if record.get(key) is None]
-    if missing:
-        raise UniformError(f"the selection record lacks {', '.join(missing)}; pass the selection.json written "
-                           "by `hf-uniform select` (or Selection.to_dict())")
-    return record, folder
+                                    "(it holds selection.json) or the path of selection.json")
+        return SelectionRecord.from_json(path), path.parent
+    if not isinstance(selection, Mapping) and callable(getattr(selection, "to_dict", None)):
+        selection = selection.to_dict()  # a Selection
+    if not isinstance(selection, Mapping):
+        raise UniformError(f"selection must be the folder or selection.json written by `hf-uniform select`, a "
+                           f"SelectionRecord, a dict or a Selection, not {type(selection).__name__}")
+    return SelectionRecord.from_dict(selection), None
+
+
+def _scrubbed(record: SelectionRecord, token: str | None) -> SelectionRecord:
+    """A copy of ``record`` without secret-named keys, token-like strings or non-finite numbers.
+
+    Example:
+        >>> rec = SelectionRecord(k=1, n=2, metric="cosine", h=float("nan"), command="x --hub_token hf_" + "a" * 34)
+        >>> clean = _scrubbed(rec, None)
+        >>> clean.h, clean.command
+        (None, 'x --hub_token <redacted>')
+    """
+    return SelectionRecord.from_dict(_scrub(record.to_dict(), token))

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import UniformError
 from ..io import is_main_process, load_input
+from ..records import SELECTION_FILE, SelectionRecord
 from .cards import _card_bytes, render_dataset_card, render_model_card
 from .checks import (
     _check_no_secret,
@@ -30,6 +31,7 @@ from .checks import (
     _known_token,
     _load_json_arg,
     _scrub,
+    _scrubbed,
     _selection_record,
     validate_repo_id,
 )
@@ -80,10 +82,9 @@ def _is_dataset(obj: Any) -> bool:
     return hasattr(obj, "to_parquet") and hasattr(obj, "features") and hasattr(obj, "select")
 
 
-def _resolve_inputs(subset: Any, record: dict, sel_folder: Path | None, coverage_plot: Any,
+def _resolve_inputs(subset: Any, record: SelectionRecord, sel_folder: Path | None, coverage_plot: Any,
                     baselines: Any) -> tuple[Any, Path | None, dict[str, Any]]:
     """(subset Dataset, coverage plot path, {baseline name: Dataset}) from the arguments of push_subset."""
-    files = record.get("files") if isinstance(record.get("files"), Mapping) else {}
     out_dir: Path | None = None
     if _is_dataset(subset):
         ds = subset
@@ -92,23 +93,23 @@ def _resolve_inputs(subset: Any, record: dict, sel_folder: Path | None, coverage
         path = Path(subset)
         if path.is_dir():
             out_dir = path
-            name = record.get("subset_file") or files.get("subset")
-            candidates = [name] if name else ["subset.jsonl", "subset.parquet"]
+            name = record.file("subset")
+            candidates = [str(name)] if name else ["subset.jsonl", "subset.parquet"]
             found = [path / c for c in candidates if (path / c).is_file()]
             if not found:
                 raise FileNotFoundError(f"{path} has no {' or '.join(candidates)}: pass the folder written by "
-                                   "`hf-uniform select` (run it again if the subset file was removed)")
+                                        "`hf-uniform select` (run it again if the subset file was removed)")
             ds = load_input(found[0])
         elif path.is_file():
             ds = load_input(path)
             out_dir = sel_folder or path.parent
         else:
             raise FileNotFoundError(f"subset {path} does not exist: pass a Dataset, a subset file or the folder "
-                               "written by `hf-uniform select`")
+                                    "written by `hf-uniform select`")
     else:
         raise UniformError(f"subset must be a datasets.Dataset, a file or a folder, not {type(subset).__name__}")
-    if len(ds) != int(record["k"]):
-        raise UniformError(f"the subset has {len(ds)} rows but the selection record says k={record['k']}; "
+    if len(ds) != record.k:
+        raise UniformError(f"the subset has {len(ds)} rows but the selection record says k={record.k}; "
                            "pass the subset and selection.json of the same run")
     plot: Path | None = None
     if coverage_plot is not None:
@@ -116,11 +117,12 @@ def _resolve_inputs(subset: Any, record: dict, sel_folder: Path | None, coverage
         if not plot.is_file():
             raise FileNotFoundError(f"coverage plot {plot} does not exist; pass an existing PNG or None")
     elif out_dir is not None:
-        names = [files.get("coverage_plot"), "uniformity.png", "coverage.png"]
+        names = [record.files.get("coverage_plot"), "uniformity.png", "coverage.png"]
         plot = next((out_dir / n for n in names if n and (out_dir / n).is_file()), None)
     extra: dict[str, Any] = {}
     if baselines is None and out_dir is not None:
-        baselines = {b: out_dir / files[b] for b in ("random", "mixed") if files.get(b) and (out_dir / files[b]).is_file()}
+        found_files = {b: record.file(b, out_dir) for b in ("random", "mixed")}
+        baselines = {b: p for b, p in found_files.items() if p is not None and p.is_file()}
     for name, value in (baselines or {}).items():
         if not re.fullmatch(r"[a-z][a-z0-9_-]*", name) or name == "default":
             raise UniformError(f"baseline name {name!r} is not a valid config name; use e.g. 'random'")
@@ -149,7 +151,7 @@ def stage_subset(
     repo_id: str,
     folder: str | os.PathLike,
     *,
-    selection: Mapping | str | os.PathLike | None = None,
+    selection: SelectionRecord | Mapping | str | os.PathLike | None = None,
     baselines: Mapping[str, Any] | None = None,
     coverage_plot: str | os.PathLike | None = None,
     license: str | None = None,
@@ -233,12 +235,12 @@ def _stage_subset(subset: Any, repo_id: str, folder: Path, *, selection: Any, ba
             pretty_name=pretty_name, coverage_plot="uniformity.png" if plot else None, revision=revision,
             template=template, token=token)
         generated: dict[str, bytes] = {"README.md": _card_bytes(card)}
-        sel_path = sel_folder / "selection.json" if sel_folder is not None else None
-        clean = _scrub(record, secret)
+        sel_path = sel_folder / SELECTION_FILE if sel_folder is not None else None
+        clean = _scrubbed(record, secret).to_dict()
         if sel_path is not None and sel_path.is_file() and clean == json.loads(sel_path.read_text(encoding="utf-8")):
-            generated["selection.json"] = sel_path.read_bytes()  # byte-identical evidence
+            generated[SELECTION_FILE] = sel_path.read_bytes()  # byte-identical evidence
         else:
-            generated["selection.json"] = _json_bytes(clean)
+            generated[SELECTION_FILE] = _json_bytes(clean)
         if plot is not None:
             generated["uniformity.png"] = plot.read_bytes()
         _check_no_secret(generated, secret)
@@ -276,7 +278,7 @@ def push_subset(
     subset: Any,
     repo_id: str,
     *,
-    selection: Mapping | str | os.PathLike | None = None,
+    selection: SelectionRecord | Mapping | str | os.PathLike | None = None,
     private: bool | None = None,
     token: str | bool | None = None,
     revision: str | None = None,
@@ -302,8 +304,8 @@ def push_subset(
     Args:
         subset: the folder written by ``hf-uniform select``, a subset file, or a ``Dataset``.
         repo_id: ``USER/NAME`` of the dataset repo (created when missing).
-        selection: the selection record: a dict, a ``Selection``, or the path of ``selection.json``
-            (default: the one in the ``subset`` folder).
+        selection: the selection record: a ``SelectionRecord``, a dict, a ``Selection``, or the path of
+            ``selection.json`` (default: the one in the ``subset`` folder).
         private: create the repo private (``None``: the Hub's default; an existing repo keeps its visibility).
         token: Hub token; default: ``HF_TOKEN`` or the saved login. Never logged or written.
         revision: branch to push to (created from ``main`` when missing).
@@ -347,9 +349,9 @@ def push_subset(
     with tempfile.TemporaryDirectory(prefix="hf-uniform-push-") as tmp:
         folder = Path(tmp) / "repo"
         files = stage_subset(subset, repo_id, folder, **kwargs)
-        record = json.loads((folder / "selection.json").read_text(encoding="utf-8"))
-        message = commit_message or (f"Upload uniform subset (k={record['k']} of n={record['n']}, "
-                                     f"{record['metric']}) with hf-uniform")
+        record = SelectionRecord.from_json(folder)
+        message = commit_message or (f"Upload uniform subset (k={record.k} of n={record.n}, "
+                                     f"{record.metric}) with hf-uniform")
         api = _hub_api(token)
         url = _ensure_repo(api, repo_id, "dataset", private, revision)
         logger.info("pushing %d files to %s", len(files), url)
@@ -377,7 +379,7 @@ def push_checkpoint(
     repo_id: str,
     *,
     base_model: str | None = None,
-    selection: Mapping | str | os.PathLike | None = None,
+    selection: SelectionRecord | Mapping | str | os.PathLike | None = None,
     subset_repo: str | None = None,
     training_config: Mapping | str | os.PathLike | None = None,
     time_to_threshold: Mapping | str | os.PathLike | None = None,
@@ -404,7 +406,8 @@ def push_checkpoint(
         repo_id: ``USER/NAME`` of the model repo (created when missing).
         base_model: Hub id or path of the model that was fine-tuned (shown in the card; ``base_model``
             metadata when it is a Hub id).
-        selection: the selection record (dict or ``selection.json``) of the training subset; pushed too.
+        selection: the selection record (``SelectionRecord``, dict or ``selection.json``) of the training subset;
+            pushed too.
         subset_repo: Hub id of the pushed subset, linked from the card and listed in ``datasets``.
         training_config: dict or JSON/YAML file: ``regime`` (``"adamw-ce"`` or ``"l2-sgd"``), learning rate,
             batch size, ..., and ``command`` (the training command line); pushed as ``training_config.json``.
@@ -454,12 +457,12 @@ def push_checkpoint(
         time_to_threshold = output_dir / "time_to_threshold.json"  # written there by TimeToThresholdCallback
     secret = _known_token(token)
     generated: dict[str, bytes] = {}
-    records = {"selection.json": (selection, "selection"), "training_config.json": (training_config, "training config"),
+    records = {SELECTION_FILE: (selection, "selection"), "training_config.json": (training_config, "training config"),
                "time_to_threshold.json": (time_to_threshold, "time to threshold"),
                "eval_results.json": (eval_results, "eval results")}
     for name, (value, what) in records.items():
         if value is not None:
-            data = (_selection_record(value)[0] if name == "selection.json"
+            data = (_selection_record(value)[0].to_dict() if name == SELECTION_FILE
                     else _load_json_arg(value, what, allow_list=name == "time_to_threshold.json"))
             generated[name] = _json_bytes(_scrub(data, secret))
     card = render_model_card(

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ..errors import UniformError
+from ..records import SelectionRecord
 from .checks import _looks_like_hub_id
 
 
@@ -68,12 +69,20 @@ def _load_code(src: Any) -> tuple[str, str]:
     return "from datasets import load_from_disk", f"ds = load_from_disk({_py(src)})"
 
 
-def _reproduce(record: Mapping) -> tuple[str, str]:
-    """(shell command, Python code) that reproduce the selection."""
-    k, metric, seed = record["k"], record.get("metric", "cosine"), record.get("seed", 0)
-    emb = record.get("embedder") if isinstance(record.get("embedder"), Mapping) else {}
+def _reproduce(record: SelectionRecord) -> tuple[str, str]:
+    """(shell command, Python code) that reproduce the selection.
+
+    Example:
+        >>> command, code = _reproduce(SelectionRecord(k=3, n=9, metric="cosine", input="pool.jsonl", seed=1))
+        >>> command
+        'hf-uniform select pool.jsonl -k 3 -o out --metric cosine --seed 1'
+        >>> code.splitlines()[-1]
+        'subset = ds.filter_uniform(k=3, metric="cosine", seed=1)'
+    """
+    k, metric, seed = record.k, record.metric, record.seed if record.seed is not None else 0
+    emb = record.embedder if isinstance(record.embedder, Mapping) else {}
     kwargs = [f"k={k}", f"metric={_py(metric)}", f"seed={_py(seed)}"]
-    cli = ["hf-uniform", "select", str(record.get("input") or "POOL.jsonl"), "-k", str(k), "-o", "out",
+    cli = ["hf-uniform", "select", str(record.input or "POOL.jsonl"), "-k", str(k), "-o", "out",
            "--metric", str(metric), "--seed", str(seed)]
     if "embedding_column" in emb and "embedder" not in emb:
         kwargs.append(f"embedding_column={_py(emb['embedding_column'])}")
@@ -89,21 +98,26 @@ def _reproduce(record: Mapping) -> tuple[str, str]:
         if emb.get("template"):
             kwargs.append(f"template={_py(emb['template'])}")
             cli += ["--template", str(emb["template"])]
-    command = record.get("command") or " ".join(shlex.quote(a) for a in cli)
-    imp, load = _load_code(record.get("input"))
+    command = record.command or " ".join(shlex.quote(a) for a in cli)
+    imp, load = _load_code(record.input)
     code = "\n".join(["import hf_uniform  # adds Dataset.filter_uniform", imp, "", load,
                       f"subset = ds.filter_uniform({', '.join(kwargs)})"])
     return command, code
 
 
-def _report_rows(record: Mapping) -> list[dict[str, str]]:
-    report = record.get("report") if isinstance(record.get("report"), Mapping) else {}
+def _report_rows(record: SelectionRecord) -> list[dict[str, str]]:
+    """Rows of the h / coverage table: the subset, random, mixed and the full pool, as the record reports them.
+
+    Example:
+        >>> [r["h"] for r in _report_rows(SelectionRecord(k=2, n=5, metric="cosine", h=0.25))]
+        ['0.25']
+    """
+    report = record.report if isinstance(record.report, Mapping) else {}
     labels = {"subset": "**uniform (this subset)**", "random": "random, same size", "mixed": "mixed (half random)",
               "full": "full pool"}
     rows = []
     if not report:
-        report = {"subset": {"k": record.get("k"), "h": record.get("h"),
-                             "coverage_radius": record.get("coverage_radius")}}
+        report = {"subset": record.stats("subset")}
     for name in ("subset", "random", "mixed", "full", *[n for n in report if n not in labels]):
         stats = report.get(name)
         if isinstance(stats, Mapping):
@@ -113,15 +127,15 @@ def _report_rows(record: Mapping) -> list[dict[str, str]]:
     return rows
 
 
-def _length_rows(record: Mapping[str, Any]) -> list[dict[str, str]]:
+def _length_rows(record: SelectionRecord) -> list[dict[str, str]]:
     """Rows of the dataset card's length table from selection.json's ``lengths`` block (empty when absent).
 
     Example:
         >>> s = {"rows": 2, "mean": 15.0, "median": 15.0, "p90": 19.0}
-        >>> _length_rows({"lengths": {"subset": {"text_chars": s}}})[0]["text"]
+        >>> _length_rows(SelectionRecord(k=2, n=4, metric="cosine", lengths={"subset": {"text_chars": s}}))[0]["text"]
         '15.0 / 15 / 19'
     """
-    block = record.get("lengths")
+    block = record.lengths
     if not isinstance(block, Mapping):
         return []
     labels = {"subset": "uniform subset", "random": "random", "mixed": "mixed", "full": "full pool"}
@@ -307,8 +321,10 @@ def _task_dataset(task: str) -> dict[str, Any]:
         >>> _task_dataset("truthfulqa_mc2")["type"], _task_dataset("hellaswag")
         ('truthfulqa/truthful_qa', {'type': 'hellaswag'})
     """
-    folder = Path(__file__).resolve().parent.parent / "eval_tasks"
-    path = folder / f"{task if task.startswith('hfu_') else 'hfu_' + task}.yaml"
+    from ..evaluation.lm_eval import SHIPPED_TASKS, shipped_tasks_dir
+
+    folder = shipped_tasks_dir()
+    path = folder / f"{SHIPPED_TASKS.get(task, task)}.yaml"
     spec: dict[str, Any] = {}
     for _ in range(4):  # the task's file and the files it includes
         if not path.is_file() or path.parent != folder:
@@ -331,7 +347,8 @@ def _eval_results(results: Any) -> list[Any]:
     The held-out loss is not among them: it has no Hub dataset to name. It stays in the card's table.
 
     Example:
-        >>> (r,) = _eval_results({"lm_eval": {"scores": {"arc_challenge": {"acc": 0.25}}, "n_shot": {"arc_challenge": 25}}})
+        >>> lm = {"scores": {"arc_challenge": {"acc": 0.25}}, "n_shot": {"arc_challenge": 25}}
+        >>> (r,) = _eval_results({"lm_eval": lm})
         >>> r.dataset_type, r.dataset_config, r.dataset_args, r.metric_type, r.metric_value
         ('allenai/ai2_arc', 'ARC-Challenge', {'num_few_shot': 25}, 'acc', 0.25)
     """
