@@ -195,3 +195,24 @@ def test_bf16_threshold_keys_are_conservative_for_every_bit_pattern():
     for t in ts:
         assert ((keys >= K.floor_key(float(t))) >= (fv >= t)).all(), t  # flag every pair that may be >= t
         assert ((keys < bf16_floor_keys(np.array([t]))[0]) <= (fv < t)).all(), t  # skip only provably < t
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_one_driver_runs_every_engine_to_the_reference(metric):
+    # the engines implement one protocol; the one greedy loop (drive) gives the oracle's picks on each
+    from hf_uniform.engine.driver import BulkEngine, Engine, drive
+    from hf_uniform.engine.sweep import pass_engine
+
+    x = np.random.default_rng(6).normal(size=(300, 12)).astype(np.float32)
+    ref_idx, ref_rad = reference_select(x, 120, metric=metric, start=[4, 9])
+    lazy = LazyEngine(InMemorySource(x, metric), 120, metric, block=16)
+    passes = pass_engine(x, None, metric=metric, k=120, device=torch.device("cpu"))
+    assert isinstance(lazy, BulkEngine) and isinstance(passes, Engine) and not isinstance(passes, BulkEngine)
+    for eng in (lazy, passes):
+        with gemm_threads():
+            run = drive(eng, k=120, starts=[4, 9])
+        assert run.indices == ref_idx
+        np.testing.assert_allclose(run.radii, ref_rad, rtol=1e-6)
+        live = np.setdiff1d(np.arange(300), ref_idx)
+        full = cdist(x[live].astype(np.float64), x[ref_idx].astype(np.float64), metric).min(axis=1).max()
+        assert run.coverage == pytest.approx(full, rel=1e-5)
