@@ -95,6 +95,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` (any old folder is removed).
+
+    The temporary folder is removed on any error, so ``path`` is either the old folder or the complete new one.
+
+    Example:
+        >>> import tempfile; d = Path(tempfile.mkdtemp())
+        >>> with atomic_dir(d / "model") as tmp:
+        ...     _ = (tmp / "config.json").write_text("{}")
+        >>> sorted(p.name for p in (d / "model").iterdir())
+        ['config.json']
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TMP_MARK, dir=path.parent))
+    try:
+        follow_umask(tmp, 0o777)  # mkdtemp makes it private; the folder gets a plain mkdir's permissions
+        yield tmp
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def remove_stale_tmp(folder: str | os.PathLike, names: Sequence[str] | None = None) -> list[Path]:
     """Delete temporary files left in ``folder`` by killed runs (``.NAME.*.tmp*``); return what was removed.
 

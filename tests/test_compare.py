@@ -148,6 +148,53 @@ def test_config_validation(tmp_path):
             StudyConfig(**{**good, **bad}).validate()
 
 
+def test_resolve_k_floors_fractions_and_checks_counts():
+    from hf_uniform.selection import check_k
+    from hf_uniform.study import resolve_k
+
+    # a fraction of the training pool is rounded down (the study's rule); a count goes through check_k
+    for k, n in ((0.5, 9), (0.3, 9), (0.999, 10), (0.25, 8), (6, 12), (6.0, 12), (12, 12)):
+        want = math.floor(k * n) if k < 1 else int(k)
+        assert resolve_k(k, n) == want, (k, n)
+        if k >= 1:
+            assert resolve_k(k, n) == check_k(int(k), n)
+    assert check_k(0.3, 9) == 3 != resolve_k(0.3, 9)  # the documented difference: check_k rounds to nearest
+    for k, n in ((0.1, 9), (1, 9), (10, 9), (4.5, 9)):  # fewer than 2 rows, more than n, not a whole count
+        with pytest.raises(UniformError):
+            resolve_k(k, n)
+
+
+@pytest.mark.parametrize("name", ["smollm2_finetune", "cpu_reference"])
+def test_committed_report_round_trip(name):
+    from hf_uniform.study import StudyReport, render_markdown
+
+    path = ROOT / "reports" / name / "report.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    report = StudyReport.read(path.parent)
+    assert report.to_dict() == data and list(report.to_dict()) == list(data)  # same keys, same order
+    assert report.seeds == data.get("seeds", []) and report.arms == data["arms"]
+    if name == "smollm2_finetune":  # written by the current renderer: report.md is its rendering of report.json
+        assert render_markdown(report) == (path.parent / "report.md").read_text(encoding="utf-8")
+    with pytest.raises(UniformError, match="unknown keys"):
+        StudyReport.from_dict({**data, "not_a_field": 1})
+
+
+def test_study_docstring_examples(tmp_path, monkeypatch):
+    import doctest
+    import importlib
+    import pkgutil
+
+    import hf_uniform.study as study
+
+    monkeypatch.chdir(tmp_path)
+    names = ["hf_uniform.study"] + [f"hf_uniform.study.{m.name}" for m in pkgutil.iter_modules(study.__path__)]
+    assert len(names) >= 8
+    for name in names:
+        result = doctest.testmod(importlib.import_module(name),
+                                 optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
+
+
 # ------------------------------------------------------------------------------------------------- the study
 
 
@@ -285,10 +332,19 @@ def _moving_average(values, steps, window):
             for i in range(len(values))]
 
 
+def _compare_recipe():
+    """recipes/compare.py as a module (its run() is the study's driver)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_recipe", ROOT / "recipes" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.slow
 def test_finetune_study_design(shared_data, tmp_path):
     from hf_uniform.baselines import length_bins
-    from hf_uniform.study import run_study
 
     src = shared_data("instruct/alpaca_9k.jsonl")
     pool = tmp_path / "pool.jsonl"
@@ -303,7 +359,7 @@ def test_finetune_study_design(shared_data, tmp_path):
                       second_heldout=str(shared_data("instruct/dolly_3k.jsonl")), second_heldout_size=6,
                       skip_lm_eval=True, output_dir=str(tmp_path / "study"), num_threads=2, progress=False,
                       eval_batch_size=4)
-    report = run_study(cfg)
+    report = _compare_recipe().run(cfg).to_dict()
 
     for key in ("model", "epochs", "seeds", "arms", "thresholds", "paired_differences", "lengths"):
         assert key in report, key
