@@ -458,6 +458,28 @@ def test_bad_input_is_refused_before_any_request(select_out, tmp_path, fake_hub,
     assert not (tmp_path / "d").exists() and sorted(p.name for p in (tmp_path / "full").iterdir()) == ["x"]
 
 
+def test_interrupted_dry_run_leaves_no_folder(select_out, tmp_path, monkeypatch):
+    from hf_uniform.hub import push as push_module
+
+    ckpt = _fake_checkpoint(tmp_path)
+    copied, copyfile = [], shutil.copyfile
+
+    def copy_then_fail(src, dst):
+        if copied:
+            raise KeyboardInterrupt
+        copied.append(copyfile(src, dst))
+
+    monkeypatch.setattr(push_module.shutil, "copyfile", copy_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        hub.push_checkpoint(ckpt, "alice/m", dry_run_to=tmp_path / "dry")
+    assert copied and sorted(p.name for p in tmp_path.iterdir()) == ["sft-out"]  # no dry/, no temporary folder
+    # a subset whose card fails after the parquet files were written: nothing either
+    (tmp_path / "bad.md").write_text("---\n{{ card_data }}\n---\n{{ nope }}")
+    with pytest.raises(UniformError, match="'nope' is undefined"):
+        hub.stage_subset(select_out, REPO, tmp_path / "repo", template=tmp_path / "bad.md", license="mit")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.md", "sft-out"]
+
+
 def test_unreachable_hub_is_one_line_exit_2(select_out, monkeypatch, capsys):
     from huggingface_hub import constants
 

@@ -74,11 +74,3 @@ __all__ = [
     "validate_repo_id",
 ]
 
-
-def __getattr__(name: str) -> object:
-    """``add_push_parser`` / ``push_command`` moved to :mod:`hf_uniform.cli.push`; still importable from here."""
-    if name in ("add_push_parser", "push_command"):
-        from ..cli import push
-
-        return getattr(push, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UniformError
-from ..io import is_main_process, load_input
+from ..io import atomic_dir, is_main_process, load_input
 from ..records import SELECTION_FILE, SelectionRecord
 from .cards import _card_bytes, render_dataset_card, render_model_card
 from .checks import (
@@ -210,8 +210,7 @@ def _stage_subset(subset: Any, repo_id: str, folder: Path, *, selection: Any, ba
     record, sel_folder = _selection_record(selection)
     ds, plot, extra = _resolve_inputs(subset, record, sel_folder, coverage_plot, baselines)
     secret = _known_token(token)
-    with tempfile.TemporaryDirectory(prefix=".hf-uniform-stage-", dir=_existing_parent(folder)) as tmp:
-        stage = Path(tmp)
+    with atomic_dir(folder) as stage:  # the folder appears complete or not at all
         configs, infos = [], DatasetInfosDict()
         for name, data, prefix in (("default", ds, "data"), *[(b, d, f"baselines/{b}") for b, d in extra.items()]):
             sizes = 0
@@ -246,19 +245,7 @@ def _stage_subset(subset: Any, repo_id: str, folder: Path, *, selection: Any, ba
         _check_no_secret(generated, secret)
         for path_in_repo, data in generated.items():
             (stage / path_in_repo).write_bytes(data)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        if folder.exists():
-            folder.rmdir()
-        os.replace(stage, folder)  # the folder appears complete or not at all
-        stage.mkdir()  # so that TemporaryDirectory can clean up
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-
-
-def _existing_parent(folder: Path) -> Path:
-    parent = folder.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    return parent
 
 
 def _hub_api(token: str | bool | None) -> Any:
@@ -476,13 +463,14 @@ def push_checkpoint(
     _check_no_secret(plan, secret)
     files = sorted(plan)
     if target is not None:
-        for path_in_repo, src in plan.items():
-            dest = target / path_in_repo
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(src, Path):
-                shutil.copyfile(src, dest)
-            else:
-                dest.write_bytes(src)
+        with atomic_dir(target) as stage:  # the folder appears complete or not at all
+            for path_in_repo, src in plan.items():
+                dest = stage / path_in_repo
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(src, Path):
+                    shutil.copyfile(src, dest)
+                else:
+                    dest.write_bytes(src)
         logger.info("dry run: wrote the %d files of %s to %s", len(files), repo_id, target)
         return PushResult(repo_id, "model", files, folder=target)
     from huggingface_hub import CommitOperationAdd
