@@ -145,7 +145,7 @@ class SelectionRecord:
 
     k: int
     n: int
-    metric: str
+    metric: str | None = None
     h: float | None = None
     coverage_radius: float | None = None
     mean_nn_distance: float | None = None
@@ -239,7 +239,8 @@ class SelectionRecord:
         ``{"input": ..., **Selection.to_dict()}``).
 
         Raises:
-            UniformError: ``k``, ``n`` or ``metric`` is missing (not a selection record).
+            UniformError: ``k`` or ``n`` is missing (not a selection record). ``metric`` may be absent (hand-made
+                records); writers always set it.
 
         Example:
             >>> old = {"input": "p.jsonl", "metric": "cosine", "n": 3, "k": 1, "h": None, "indices": [0],
@@ -249,7 +250,7 @@ class SelectionRecord:
             ({'numpy': '2.0'}, {'numpy': '2.0'})
         """
         data = dict(data)
-        missing = [key for key in ("k", "n", "metric") if data.get(key) is None]
+        missing = [key for key in ("k", "n") if data.get(key) is None]
         if missing:
             raise UniformError(f"the selection record lacks {', '.join(missing)}; pass the selection.json written "
                                "by `hf-uniform select` (or Selection.to_dict())")
@@ -292,7 +293,7 @@ class SelectionRecord:
 
         Raises:
             FileNotFoundError: no such file (or no ``selection.json`` in the folder).
-            UniformError: not JSON, or not a selection record.
+            UniformError: not JSON, or not a selection record (no ``k`` / ``n``).
 
         Example:
             >>> SelectionRecord.from_json({"k": 1, "n": 2, "metric": "euclidean"}).metric

@@ -91,6 +91,7 @@ def test_missing_or_bad_record_is_one_clear_error(tmp_path):
         SelectionRecord.from_json(tmp_path)
     with pytest.raises(UniformError, match="lacks k, n"):
         SelectionRecord.from_dict({"metric": "cosine"})
+    assert SelectionRecord.from_dict({"k": 2, "n": 4}).metric is None  # hand-made records may omit it
 
 
 def test_run_info_round_trip_and_unknown_keys(tmp_path):
