@@ -85,6 +85,10 @@ def test_optim_l2_sgd_from_yaml_or_command_line(tmp_path):
 def test_bad_arguments_are_one_line_errors(tmp_path):
     with pytest.raises(UniformError, match="unknown recipe arguments.*uniform_kk"):
         parse_sft_args(["--output_dir", "x", *CPU, "--uniform_kk", "3"])
+    for bad in ("2.5", "0", "-3"):  # the one k rule (selection.check_k), refused while parsing
+        with pytest.raises(UniformError, match=rf"k={float(bad)} is neither a whole number of rows nor a fraction"):
+            parse_sft_args(["--output_dir", "x", *CPU, "--uniform_k", bad])
+    assert parse_sft_args(["--output_dir", "x", *CPU, "--uniform_k", "4500"])[2].uniform_k == 4500
     cfg = write_yaml(tmp_path / "c.yaml", {"output_dir": "x", "use_cpu": True, "bf16": False, "tiny_modle": True})
     with pytest.raises(UniformError, match="tiny_modle"):
         parse_sft_args(["--config", str(cfg)])
@@ -124,6 +128,21 @@ def test_accelerate_configs_point_at_existing_files():
     for name in ("smoke_cpu.yaml", "smollm2_cpu.yaml"):  # the paper's schedule and no clipping
         raw = yaml.safe_load((CONFIGS / name).read_text())
         assert raw["lr_scheduler_type"] == "constant" and raw["max_grad_norm"] == 0.0
+
+
+def test_every_config_path_named_in_the_docs_exists():
+    """README, the recipes' docstrings and usage lines, the configs' headers and the library's docstrings name
+    only configs that exist (the NAME placeholder aside)."""
+    import re
+
+    texts = [ROOT / "README.md", *sorted((ROOT / "recipes").rglob("*.py")), *sorted(CONFIGS.rglob("*.yaml")),
+             *sorted((ROOT / "hf_uniform").rglob("*.py"))]
+    named = {m for p in texts for m in re.findall(r"recipes/configs/[\w./-]*\w", p.read_text(encoding="utf-8"))}
+    named = {n for n in named if "NAME" not in n}
+    assert {"recipes/configs/smoke_cpu.yaml", "recipes/configs/paper/llama7b_teamsrl9k_adamw.yaml"} <= named
+    assert sorted(n for n in named if not (ROOT / n).exists()) == []
+    sft_doc = (ROOT / "recipes" / "sft.py").read_text(encoding="utf-8")
+    assert "recipes/configs/smoke_cpu.yaml" in sft_doc and "recipes/configs/paper/" in sft_doc
 
 
 def test_model_specs(tmp_path):

@@ -27,6 +27,7 @@ from transformers.training_args import OptimizerNames
 from trl import ModelConfig, SFTConfig, TrlParser
 
 from ..errors import UniformError
+from ..selection import check_k
 from .callbacks import DEFAULT_WINDOW
 from .data import PROMPT_FORMATS, SUBSET_METHODS
 from .loss import VARIANTS
@@ -145,9 +146,9 @@ class UniformSFTArguments:
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
                 raise UniformError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.uniform_k is not None:
+        if self.uniform_k is not None:  # TrlParser gives floats: a whole number >= 1 is a row count
             k = float(self.uniform_k)
-            self.uniform_k = int(k) if k >= 1 and k.is_integer() else k
+            self.uniform_k = check_k(int(k) if k >= 1 and k.is_integer() else k)  # the one k rule, form only
         if isinstance(self.loss_thresholds, (int, float)):
             self.loss_thresholds = [float(self.loss_thresholds)]
 

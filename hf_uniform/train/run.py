@@ -17,7 +17,6 @@ steps that are more than one call live here, so that the recipe stays readable a
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict
@@ -25,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UniformError
-from ..io import atomic_write_json, package_versions
+from ..io import package_versions
+from ..records import RUN_INFO_FILE, RunInfo
 from .args import UniformSFTArguments, optimizer_name
 from .callbacks import mean_train_loss
 from .data import TrainingData, example_texts, load_training_data
@@ -33,8 +33,6 @@ from .loss import L2Loss, l2_floor
 from .optim import L2SGD, optimizer_chain, unwrap_optimizer
 
 logger = logging.getLogger(__name__)
-
-RUN_INFO_FILE = "run_info.json"
 
 
 def check_run_args(training_args: Any, uargs: UniformSFTArguments) -> None:
@@ -225,7 +223,8 @@ def run_record(trainer: Any, result: Any, callback: Any, *, data: TrainingData, 
 
 
 def write_run_info(trainer: Any, info: dict[str, Any]) -> Path | None:
-    """Write ``output_dir/run_info.json`` on the main process (atomically); return its path there.
+    """Write ``output_dir/run_info.json`` (a :class:`~hf_uniform.records.RunInfo`, atomically) on the main
+    process; return its path there (``None`` on the other processes).
 
     Example:
         >>> write_run_info  # doctest: +ELLIPSIS
@@ -233,8 +232,7 @@ def write_run_info(trainer: Any, info: dict[str, Any]) -> Path | None:
     """
     if not trainer.is_world_process_zero():
         return None
-    path = Path(trainer.args.output_dir) / RUN_INFO_FILE
-    atomic_write_json(path, json.loads(json.dumps(info, default=str)))
+    path = RunInfo.from_dict(info).to_json(Path(trainer.args.output_dir) / RUN_INFO_FILE)
     logger.info("done: %d steps, train loss %.4f, time_to_threshold %s", info["global_step"], info["train_loss"],
                 info["time_to_threshold"])
     return path
