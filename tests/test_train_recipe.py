@@ -145,6 +145,18 @@ def test_every_config_path_named_in_the_docs_exists():
     assert "recipes/configs/smoke_cpu.yaml" in sft_doc and "recipes/configs/paper/" in sft_doc
 
 
+@pytest.mark.slow  # a fresh interpreter importing TRL: ~10 s idle, ~30 s on a busy machine
+def test_sft_recipe_bad_input_exits_2_with_one_line(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_UNIFORM_LOG_LEVEL="WARNING")
+    proc = subprocess.run([sys.executable, "recipes/sft.py", "--output_dir", str(tmp_path), *CPU,
+                           "--dataset_name", str(tmp_path / "no_such_file.jsonl")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = [line for line in proc.stderr.splitlines() if line.startswith("sft: error:")]
+    assert len(err) == 1 and "no_such_file.jsonl" in err[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run_info.json").exists()
+
+
 def test_model_specs(tmp_path):
     assert resolve_model_source("/m/x.gguf") == ("/m", "x.gguf")
     assert resolve_model_source("org/model") == ("org/model", None)
