@@ -46,7 +46,7 @@ x = np.load(path, mmap_mode="r")
 if budget == "memory":
     x = np.array(x)  # the loaded process holds the rows
 budget_arg = None if budget == "memory" else budget
-maxmin_select(np.asarray(x[:3000]), 50, method=method, max_memory="64KB" if budget_arg else None)  # compile
+maxmin_select(np.asarray(x[:3000]), 50, method=method, max_memory="1MB" if budget_arg else None)  # compile
 peak = [0]
 stop = [False]
 def sample():

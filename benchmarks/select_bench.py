@@ -330,10 +330,73 @@ def sets_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def adversarial_data(name: str, n: int, seed: int = 0) -> np.ndarray:
+    """Synthetic float32 rows on which pruning may not pay (see ``ADVERSARIAL``)."""
+    rng = np.random.default_rng(seed)
+    if name.startswith("gauss_"):  # i.i.d. Gaussian = uniform on the sphere under cosine: flat distances
+        return rng.normal(size=(n, int(name.split("_")[1]))).astype(np.float32)
+    if name == "lowd_3":  # low-dimensional: many rows at nearly the same distance once the sphere is covered
+        return rng.normal(size=(n, 3)).astype(np.float32)
+    if name == "neardup_384":  # 50 clusters with tiny noise, and a third of the rows exact duplicates
+        c = rng.normal(size=(50, 384))
+        x = c[rng.integers(50, size=n)] + 1e-4 * rng.normal(size=(n, 384))
+        dup = rng.random(n) < 1 / 3
+        x[dup] = x[rng.integers(n, size=int(dup.sum()))]
+        return x.astype(np.float32)
+    if name == "lattice_8":  # integer lattice points: massive exact ties
+        return rng.integers(-3, 4, size=(n, 8)).astype(np.float32) + np.float32(0.5)
+    raise ValueError(name)
+
+
+ADVERSARIAL = ("gauss_384", "gauss_64", "lowd_3", "neardup_384", "lattice_8")
+
+
+def adversarial_mode(args: argparse.Namespace) -> dict:
+    """Lazy (default filter) against the plain float32 loop on data built to defeat pruning; best of N both."""
+    threads = torch.get_num_threads()
+    n = args.n or 20000
+    maxmin_select(np.random.default_rng(0).normal(size=(2000, 32)).astype(np.float32), 200, seed=0)  # compile
+    out = {"mode": "adversarial", "threads": threads, "repeats": args.repeats, "plain_steps": args.plain_steps,
+           "cpu_flags": cpu_flags(), "n": n, "rows": []}
+    os.environ["HF_UNIFORM_THREADS"] = str(threads)
+    names = args.only.split(",") if args.only else ADVERSARIAL
+    for name in names:
+        raw = adversarial_data(name, n)
+        x32 = torch.from_numpy(raw).float()
+        x32 = x32 / torch.linalg.vector_norm(x32, dim=1, keepdim=True)
+        start = int(np.random.default_rng(0).integers(n))
+        for k in (n // 10, n // 2):
+            steps = min(k - 1, args.plain_steps)
+            per = min(torch_loop(x32, k, start, "mv", steps)[1] for _ in range(args.repeats)) / steps
+            plain = per * (k - 1)
+            t, sel = timed(lambda raw=raw, k=k: maxmin_select(raw, k, seed=0), args.repeats)
+            row = {"set": name, "n": n, "d": raw.shape[1], "k": k, "plain_loop_s": plain,
+                   "plain_loop_timed_steps": steps, "lazy_s": t, "speedup": plain / t, "h": sel.h,
+                   "filter_dtype": sel.info.get("filter_dtype"), "engine": sel.info.get("engine_stats")}
+            out["rows"].append(row)
+            print(json.dumps(row, default=float), flush=True)
+    os.environ.pop("HF_UNIFORM_THREADS", None)
+    return out
+
+
+def adversarial_table(res: dict) -> str:
+    lines = [f"threads {res['threads']}, best of {res['repeats']}; CPU flags {' '.join(res['cpu_flags'])}", "",
+             "| data | n | d | k | plain float32 loop (s) | lazy (s) | speed-up | lazy path |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in res["rows"]:
+        path = (r.get("engine") or {}).get("path", "lazy")
+        lines.append(f"| {r['set']} | {r['n']} | {r['d']} | {r['k']} | {r['plain_loop_s']:.2f} | {r['lazy_s']:.2f} "
+                     f"| {r['speedup']:.1f}x | {path} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", action="store_true",
                     help="three real sets (Alpaca 18k, code+chat 3k, Dolly 3k), both filter dtypes, best of N")
+    ap.add_argument("--adversarial", action="store_true",
+                    help="synthetic data built to defeat pruning (flat, near-duplicate, low-d, lattice), k=n/10, n/2")
+    ap.add_argument("--only", default=None, help="--adversarial: comma-separated subset of the data names")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("HF_UNIFORM_BENCH_DATA", DATA)))
     ap.add_argument("--k", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the fast engine (min is reported)")
@@ -353,6 +416,15 @@ def main() -> None:
         out = args.out or ROOT / "benchmarks" / "results" / "select_sets.json"
         out.write_text(json.dumps(res, indent=2, default=float))
         print(sets_table(res))
+        print(f"wrote {out}")
+        return
+    if args.adversarial:
+        res = adversarial_mode(args)
+        res["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
+                          "cpus": os.cpu_count(), "load_avg": os.getloadavg()}
+        out = args.out or ROOT / "benchmarks" / "results" / "select_adversarial.json"
+        out.write_text(json.dumps(res, indent=2, default=float))
+        print(adversarial_table(res))
         print(f"wrote {out}")
         return
     gpu = args.gpu_mode or args.device != "cpu"

@@ -399,6 +399,10 @@ def _greedy(embeddings: Any, k: int | float, *, metric: str = "cosine", start: i
     # the in-memory engines hold a float32 copy of the rows plus ~48 bytes of state per row (and transient
     # copies): stream as soon as that could exceed the budget
     stream = budget is not None and int(1.25 * n_local * (d * 4 + 48)) > budget
+    if method == "lazy" and budget is not None:  # the lazy engine's own split (raises when it cannot fit)
+        from .engine.lazy import memory_plan
+
+        stream = memory_plan(n_local, d, k, budget)["stream"]
     if (budget is not None or world > 1) and not stream:
         for a in range(lo, hi, 1 << 16):  # validate this rank's rows (global row numbers in messages)
             check_chunk(np.asarray(slice_rows(embeddings, a, min(hi, a + (1 << 16)))), metric, a)
@@ -466,11 +470,10 @@ def _lazy_engine(embeddings: Any, stream: Any, metric: str, k: int, chunk_size: 
     """The lazy engine over rows ``lo:hi`` (in memory, or the streamed source with an active-row cap that
     keeps its working set within ``budget``)."""
     from .engine.lazy import LazyEngine
-    from .engine.store import InMemorySource, shape_of
+    from .engine.store import InMemorySource
 
     if stream is not None:
-        d = shape_of(embeddings)[1]
-        return LazyEngine(stream, k, metric, chunk_rows=chunk_size, max_active=max(1024, int(budget // (d * 4 * 3))))
+        return LazyEngine(stream, k, metric, chunk_rows=chunk_size, max_memory=budget)
     return LazyEngine(InMemorySource(embeddings, metric, lo, hi), k, metric, chunk_rows=chunk_size)
 
 

@@ -81,7 +81,8 @@ METHODS = ["plain", "sweep", "lazy"]
 @pytest.mark.parametrize("name", list(DATA))
 def test_every_method_replays_the_float64_greedy(name, method, streamed):
     x, metric, k, start = DATA[name]
-    kw = {"max_memory": 256, "chunk_size": 97} if streamed else {}
+    # lazy: a budget that holds its per-row state (smaller ones raise); plain/sweep stream at any budget
+    kw = {"max_memory": 400_000 if method == "lazy" else 256, "chunk_size": 97} if streamed else {}
     sel = maxmin_select(x, k, metric=metric, start=start, method=method, **kw)
     assert sel.info["streamed"] == streamed
     replay(x, metric, sel.indices, sel.min_distances, len(start), sel.coverage_radius)
@@ -164,7 +165,7 @@ def _worker(rank: int, world: int, tmp: str) -> None:
         out = {}
         for name, method, streamed in DIST_CASES:
             x, metric, k, start = DATA[name]
-            kw = {"max_memory": 256, "chunk_size": 97} if streamed else {}
+            kw = {"max_memory": 400_000 if method == "lazy" else 256, "chunk_size": 97} if streamed else {}
             sel = maxmin_select(x, k, metric=metric, start=start, method=method, distributed=True, **kw)
             out[f"{name}/{method}/{streamed}"] = {
                 "indices": sel.indices.tolist(), "radii": sel.min_distances[1:].tolist(),
@@ -186,7 +187,7 @@ def two_ranks(tmp_path_factory):
 def test_two_gloo_ranks_equal_one_process_bit_for_bit(two_ranks, case):
     name, method, streamed = case
     x, metric, k, start = DATA[name]
-    kw = {"max_memory": 256, "chunk_size": 97} if streamed else {}
+    kw = {"max_memory": 400_000 if method == "lazy" else 256, "chunk_size": 97} if streamed else {}
     one = maxmin_select(x, k, metric=metric, start=start, method=method, **kw)
     for res in two_ranks:
         got = res["/".join(map(str, case))]

@@ -23,7 +23,7 @@ def test_streamed_memmap_equals_in_memory(tmp_path, dtype, metric):
     np.save(path, x)
     mm = np.load(path, mmap_mode="r")
     ref = maxmin_select(x, 900, metric=metric, seed=4)
-    out = maxmin_select(mm, 900, metric=metric, seed=4, max_memory="64KB")  # 4000*32*4 = 500KB > 64KB
+    out = maxmin_select(mm, 900, metric=metric, seed=4, max_memory="1MB")  # in memory needs > 8MB
     assert out.info["streamed"] and not ref.info["streamed"]
     assert out.indices.tolist() == ref.indices.tolist()
     assert np.array_equal(out.min_distances, ref.min_distances)
@@ -49,7 +49,7 @@ def test_arrow_column_source():
     x = blobs(800, 8, seed=3)
     col = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), 8)
     ref = maxmin_select(x, 50, seed=1)
-    out = maxmin_select(col, 50, seed=1, max_memory="4KB")
+    out = maxmin_select(col, 50, seed=1, max_memory="300KB")
     assert out.info["streamed"] and out.indices.tolist() == ref.indices.tolist()
 
 
@@ -65,10 +65,12 @@ def test_streamed_validation_and_sizes(tmp_path):
     x = blobs(100, 4)
     x[57] = np.nan
     with pytest.raises(UniformError, match=r"NaN or inf at rows \[57\]"):
-        maxmin_select(x, 3, max_memory="1KB")
+        maxmin_select(x, 3, max_memory="300KB")
     x[57] = 0.0
     with pytest.raises(UniformError, match=r"zero vector.*rows \[57\]"):
-        maxmin_select(x, 3, max_memory="1KB")
-    assert parse_bytes("1.5 KiB") == 1536 and parse_bytes("3gb") == 3 << 30
+        maxmin_select(x, 3, max_memory="300KB")
+    # datasets' convert_file_size_to_int semantics: GB = 10**9, GiB = 2**30, a lowercase b means bits
+    assert parse_bytes("1.5 KiB") == 1536 and parse_bytes("3GB") == 3 * 10**9 and parse_bytes("3GiB") == 3 << 30
+    assert parse_bytes("3gb") == 3 * 10**9 // 8 and parse_bytes("2G") == 2 * 10**9
     with pytest.raises(UniformError):
         parse_bytes("-2GB")

@@ -423,3 +423,136 @@ def pick_exact(rows, rid, ids, bound, E, ep, C, cn2, t, metric, is_max, cnt):
     if bid == _BIG:
         return best, -1
     return best, bid
+
+
+@nb.njit(fastmath=_FM, cache=True, nogil=True)
+def sweep_fold(X, an, rinv, live, m, C, cn2, c, metric):
+    """Fold centre ``C[c]`` into the exact min-distances ``m`` of rows ``X[live]`` (one full pass) and return
+    ``(value, row)`` of the largest, ties to the lowest row (``live`` ascending); ``(-inf, -1)`` if none.
+
+    A pair goes to :func:`dist` only when a cheap float64 test cannot prove it leaves ``m[i]`` unchanged:
+    cosine ``<x, c> / (|x||c|)`` (``rinv = 1/|x|``, float64) more than ``2^-30`` below ``1 - m[i]``;
+    euclidean the squared distance above ``m[i]^2`` (float64 rounding is ~1e-16, far inside the margins).
+    """
+    best = -np.inf
+    bid = -1
+    x_c = C[c]
+    nc = cn2[c]
+    rc = 1.0 / np.sqrt(nc) if metric == COSINE else 0.0
+    for j in range(live.shape[0]):
+        i = live[j]
+        mi = m[i]
+        if mi == -np.inf:
+            continue
+        if metric == COSINE:
+            if dot64(X[i], x_c) * rinv[i] * rc >= 1.0 - np.float64(mi) - 2.0 ** -30:
+                dd = dist(metric, X[i], x_c, an[i], nc)
+                if dd < mi:
+                    mi = dd
+                    m[i] = dd
+        else:
+            s2 = sqdist64(X[i], x_c)
+            if s2 <= np.float64(mi) * np.float64(mi) * (1.0 + 2.0 ** -30):
+                dd = np.float32(np.sqrt(s2))
+                if dd < mi:
+                    mi = dd
+                    m[i] = dd
+        if mi > best:
+            best = mi
+            bid = i
+    return best, bid
+
+
+@nb.njit(cache=True, nogil=True)
+def sweep_argmax(live, m):
+    """``(value, row)`` of the largest ``m[live]``, ties to the lowest row; ``(-inf, -1)`` if none."""
+    best = -np.inf
+    bid = -1
+    for j in range(live.shape[0]):
+        if m[live[j]] > best:
+            best = m[live[j]]
+            bid = live[j]
+    return best, bid
+
+
+@nb.njit(cache=True, nogil=True)
+def sweep_steps(X, an, rinv, live, m, C, cn2, t, t_end, metric, sel_idx, sel_rad):
+    """Greedy steps ``t .. t_end`` by full exact sweeps (the lazy engine's fallback when pruning stops paying).
+
+    On entry and on return ``m[i]`` is row ``i``'s exact min-distance over ``C[:t]`` for every row in
+    ``live`` (ascending ids, chosen rows at ``-inf``). Each step picks the largest value (ties to the lowest
+    row), records it as centre ``t`` and folds it into every row with :func:`dist` -- the same values the
+    lazy walk computes. Returns the new ``t``; stops early when no row is left.
+    """
+    best, bid = sweep_argmax(live, m)
+    while t < t_end and bid >= 0:
+        C[t, :] = X[bid, :]
+        cn2[t] = an[bid]
+        sel_idx[t] = bid
+        sel_rad[t] = best
+        m[bid] = -np.inf
+        t += 1
+        best, bid = sweep_fold(X, an, rinv, live, m, C, cn2, t - 1, metric)
+    return t
+
+
+@nb.njit(cache=True, nogil=True)
+def catch_up(X, an, live, m, ep, C, cn2, t, metric):
+    """``m[i]`` of every row in ``live`` brought up to date over ``C[ep[i]:t]`` exactly; returns the pairs."""
+    pairs = 0
+    for j in range(live.shape[0]):
+        i = live[j]
+        e = ep[i]
+        if e < t and m[i] != -np.inf:
+            m[i] = exact_value(X[i], m[i], C, cn2, e, t, metric)
+            pairs += t - e
+        ep[i] = t
+    return pairs
+
+
+@nb.njit(fastmath=_FM, cache=True, nogil=True)
+def sweep_probe(X, an, rinv, live, C, cn2, c, metric):
+    """Read-only cost probe of :func:`sweep_fold` (the same arithmetic per row, no writes); returns a checksum."""
+    s = 0.0
+    rc = 1.0 / np.sqrt(cn2[c]) if metric == COSINE else 0.0
+    for j in range(live.shape[0]):
+        i = live[j]
+        if metric == COSINE:
+            s += dot64(X[i], C[c]) * rinv[i] * rc
+        else:
+            s += sqdist64(X[i], C[c])
+    return s
+
+
+def bf16_floor_keys(t: np.ndarray) -> np.ndarray:
+    """Order keys (``b ^ ((b >> 15) & 0x7FFF)`` of bfloat16 bits ``b``) of bfloat16 values ``<= t``.
+
+    Example:
+        >>> bf16_floor_keys(np.array([1.0, -1.0])).tolist()
+        [16256, -16257]
+    """
+    t = np.clip(np.asarray(t, dtype=np.float64), -3.0e38, 3.0e38)
+    f = t.astype(np.float32)
+    over = f.astype(np.float64) > t
+    f[over] = np.nextafter(f[over], np.float32(-np.inf))
+    u = f.view(np.uint32)
+    hi = u >> np.uint32(16)
+    hi = hi + (((u >> np.uint32(31)) == 1) & ((u & np.uint32(0xFFFF)) != 0)).astype(np.uint32)
+    b = hi.astype(np.uint16).view(np.int16)
+    keys = b ^ ((b >> np.int16(15)) & np.int16(0x7FFF))
+    keys[t == 0.0] = -1  # -0 compares equal to 0: its key (-1) must not count as below
+    return keys
+
+
+def skip_keys(v: np.ndarray, res: np.ndarray, crmax: float, nrm: float, gam: float, err_out: float) -> np.ndarray:
+    """Per-row bfloat16 order keys below which a row's largest cosine estimate proves it unchanged.
+
+    A row with value ``v`` is unchanged by a block when every estimate satisfies
+    ``S + base + err_out |S| < 1 - v - 2^-20`` with ``base`` the row's error budget (see
+    :func:`hf_uniform.engine._kernels.update_rows`); solved for ``S`` and rounded down to a bfloat16 key.
+    """
+    xh = nrm + res
+    base = res * nrm + xh * crmax + gam * xh * (nrm + crmax) + 1e-30
+    r = 1.0 - v.astype(np.float64) - 2.0 ** -20 - base
+    thr = np.where(r >= 0, r / (1.0 + err_out), r / (1.0 - err_out))
+    return bf16_floor_keys(np.nan_to_num(thr, nan=-3.0e38, neginf=-3.0e38, posinf=3.0e38))

@@ -47,6 +47,7 @@ import contextlib
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
@@ -55,9 +56,12 @@ import numpy as np
 import torch
 
 from . import _kernels as K
+from ._kernels import bf16_floor_keys, skip_keys  # noqa: F401 - public here since the start
 
 logger = logging.getLogger(__name__)
 
+#: GEMMs with fewer multiply-adds than this run on one thread (an OpenMP barrier costs more than they do)
+_MT_WORK = 1 << 24
 _UNIT_ROUNDOFF = {torch.float32: 2.0 ** -24, torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
 
 
@@ -119,38 +123,50 @@ def gemm_threads(n: int | None = None) -> Iterator[int]:
             torch.set_num_threads(old)
 
 
-def bf16_floor_keys(t: np.ndarray) -> np.ndarray:
-    """Order keys (``b ^ ((b >> 15) & 0x7FFF)`` of bfloat16 bits ``b``) of bfloat16 values ``<= t``.
+#: bytes per row of the lazy engine's per-row state (m, ep, pos_of, dormant runs) with its transient copies
+STATE_BYTES_PER_ROW = 80
+
+
+def memory_plan(n: int, d: int, k: int, budget: int, filter_dtype: torch.dtype | None = None) -> dict[str, Any]:
+    """Split ``budget`` bytes for a lazy run over ``n`` rows of ``d`` dims with ``k`` centres.
+
+    In memory when the prepared float32 rows, the filter copy and the state fit with room for the working
+    set; otherwise streamed, with the per-row state, centres and GEMM buffer counted first and the rest
+    shared by the active rows, wake batches and row reads (``max_active``, ``chunk_rows``, ``read_rows``).
+    Raises a one-line :class:`~hf_uniform.errors.UniformError` naming the smallest workable budget when the
+    budget cannot hold the mandatory per-row state.
 
     Example:
-        >>> bf16_floor_keys(np.array([1.0, -1.0])).tolist()
-        [16256, -16257]
+        >>> memory_plan(100_000, 128, 300, 16 * 10**6, torch.float32)["stream"]
+        True
+        >>> memory_plan(100_000, 128, 300, 2 * 10**6, torch.float32)
+        Traceback (most recent call last):
+        ...
+        hf_uniform.errors.UniformError: max_memory=2.0MB is below what the lazy engine needs for 100000 rows of 128 dims (per-row state 80 B/row, centres, buffers): at least 8.7MB; raise max_memory or pass fewer rows
     """
-    t = np.clip(np.asarray(t, dtype=np.float64), -3.0e38, 3.0e38)
-    f = t.astype(np.float32)
-    over = f.astype(np.float64) > t
-    f[over] = np.nextafter(f[over], np.float32(-np.inf))
-    u = f.view(np.uint32)
-    hi = u >> np.uint32(16)
-    hi = hi + (((u >> np.uint32(31)) == 1) & ((u & np.uint32(0xFFFF)) != 0)).astype(np.uint32)
-    b = hi.astype(np.uint16).view(np.int16)
-    keys = b ^ ((b >> np.int16(15)) & np.int16(0x7FFF))
-    keys[t == 0.0] = -1  # -0 compares equal to 0: its key (-1) must not count as below
-    return keys
+    from ..errors import UniformError
 
-
-def skip_keys(v: np.ndarray, res: np.ndarray, crmax: float, nrm: float, gam: float, err_out: float) -> np.ndarray:
-    """Per-row bfloat16 order keys below which a row's largest cosine estimate proves it unchanged.
-
-    A row with value ``v`` is unchanged by a block when every estimate satisfies
-    ``S + base + err_out |S| < 1 - v - 2^-20`` with ``base`` the row's error budget (see
-    :func:`hf_uniform.engine._kernels.update_rows`); solved for ``S`` and rounded down to a bfloat16 key.
-    """
-    xh = nrm + res
-    base = res * nrm + xh * crmax + gam * xh * (nrm + crmax) + 1e-30
-    r = 1.0 - v.astype(np.float64) - 2.0 ** -20 - base
-    thr = np.where(r >= 0, r / (1.0 + err_out), r / (1.0 - err_out))
-    return bf16_floor_keys(np.nan_to_num(thr, nan=-3.0e38, neginf=-3.0e38, posinf=3.0e38))
+    fdt = filter_dtype or default_filter_dtype()
+    fb = 2 if fdt == torch.bfloat16 else 4
+    filt = d * fb if fdt == torch.bfloat16 else 0  # float32 filter: the rows themselves
+    state = STATE_BYTES_PER_ROW * n
+    centres = (k + 1) * d * (4 + fb) + 40 * (k + 2)
+    in_memory = n * (d * 4 + filt + STATE_BYTES_PER_ROW + 24) + centres + 8 * 2**20
+    if in_memory <= budget:
+        return {"stream": False}
+    row = d * 4 + filt + 48  # an active row: float32 copy, filter copy, bounds and bookkeeping
+    fixed = state + centres
+    smallest = fixed + 64 * 512 * fb + 8 * 64 * row  # a 64-row GEMM chunk and working set
+    if budget < smallest:
+        raise UniformError(f"max_memory={budget / 1e6:.1f}MB is below what the lazy engine needs for {n} rows of {d} "
+                           f"dims (per-row state {STATE_BYTES_PER_ROW} B/row, centres, buffers): at least "
+                           f"{smallest / 1e6:.1f}MB; raise max_memory or pass fewer rows")
+    work = budget - fixed
+    chunk_rows = int(min(2048, max(64, work // 8 // (512 * fb))))
+    work -= chunk_rows * 512 * fb
+    max_active = int(max(64, work // (8 * row)))
+    return {"stream": True, "max_active": max_active, "chunk_rows": chunk_rows,
+            "read_rows": int(max(64, max_active // 4))}
 
 
 class LazyEngine:
@@ -164,6 +180,12 @@ class LazyEngine:
         chunk_rows: rows per GEMM call. Results do not depend on it.
         filter_dtype: GEMM precision (``torch.bfloat16`` or ``torch.float32``); default per CPU.
         max_active: cap on the rows held in the active cache (streamed sources: bounds memory).
+        max_memory: bytes (streamed sources): sets ``max_active``, ``chunk_rows`` and the source's read chunk
+            from :func:`memory_plan`, so that the engine's own peak stays within it.
+        fallback: ``"auto"`` (default; ``HF_UNIFORM_LAZY_FALLBACK`` overrides), ``"never"`` or ``"always"``:
+            in-memory single-process runs switch to exact full sweeps (:func:`~hf_uniform.engine._kernels.sweep_steps`)
+            when the measured cost of a lazy step exceeds the predicted cost of a sweep step (flat or
+            low-dimensional data, where pruning stops paying). Results do not depend on it.
 
     The driver calls :meth:`value_of` / :meth:`add` for start rows, then either :meth:`run` (single
     process, compiled loop) or :meth:`best` / :meth:`add` per step (distributed). See the module docstring
@@ -172,7 +194,7 @@ class LazyEngine:
 
     def __init__(self, source: Any, capacity: int, metric: str, *, block: int | None = None,
                  chunk_rows: int | None = None, filter_dtype: torch.dtype | None = None,
-                 max_active: int | None = None):
+                 max_active: int | None = None, fallback: str | None = None, max_memory: int | None = None):
         self.src = source
         self.n, self.d = int(source.n), int(source.d)
         self.metric = metric
@@ -180,12 +202,25 @@ class LazyEngine:
         self.block = max(1, int(block or 512))
         self.cols = max(self.block, 512)  # centres per GEMM (independent of the flush cadence)
         self.chunk_rows = max(1, int(chunk_rows or 2048))
+        self.fdt = filter_dtype or default_filter_dtype()
+        if max_memory is not None and not source.in_memory:
+            plan = memory_plan(self.n, self.d, capacity, int(max_memory), self.fdt)
+            if plan["stream"]:
+                max_active = plan["max_active"] if max_active is None else min(max_active, plan["max_active"])
+                self.chunk_rows = min(self.chunk_rows, plan["chunk_rows"])
+                source.chunk_rows = min(source.chunk_rows, plan["read_rows"])
         # flush as soon as scalar refreshes cost more than a GEMM of the active rows would (~10x cheaper/pair)
         self.eval_ratio = 0.1
-        self.fdt = filter_dtype or default_filter_dtype()
         if self.fdt not in (torch.float32, torch.bfloat16):
             raise ValueError(f"filter dtype must be float32 or bfloat16, got {self.fdt}")
         self.max_active = max_active
+        self.fallback = fallback or os.environ.get("HF_UNIFORM_LAZY_FALLBACK", "auto")
+        if self.fallback not in ("auto", "never", "always"):
+            raise ValueError(f"fallback must be auto, never or always, got {self.fallback!r}")
+        self.swept = False  # True once run() has switched to full sweeps
+        self._live = np.empty(0, np.int64)
+        self._Sbuf = torch.empty(self.chunk_rows * self.cols, dtype=self.fdt)  # GEMM output, reused
+        self._Gbuf: np.ndarray | None = None  # in-memory rows gathered for one GEMM chunk, reused
         self.base_cap = max(8 * self.block, 4096) if max_active is None else max(1, min(max_active, 8 * self.block))
         self.wake_cap = self.base_cap
         d = self.d
@@ -198,8 +233,8 @@ class LazyEngine:
         cap = max(1, int(capacity))
         self.cap = cap
         self.m = np.full(self.n, np.inf, dtype=np.float32)
-        self.ep = np.zeros(self.n, dtype=np.int64)
-        self.pos_of = np.full(self.n, -1, dtype=np.int64)
+        self.ep = np.zeros(self.n, dtype=np.int32)  # int32: per-row state is what max_memory must hold
+        self.pos_of = np.full(self.n, -1, dtype=np.int32)
         self.C = np.zeros((cap + 1, d), dtype=np.float32)
         self.Cf = torch.zeros((cap + 1, d), dtype=self.fdt)
         self.cres = np.zeros(cap + 2, dtype=np.float64)
@@ -225,7 +260,8 @@ class LazyEngine:
             self._precompute()
         self._set_active(np.empty(0, np.int64), np.empty((0, d), np.float32))
         self._cnt = np.zeros(4, dtype=np.int64)  # walk rows scanned, walk exact evals, flush exact evals, rows
-        self.stats = {"flushes": 0, "early_flushes": 0, "gemm_pairs": 0, "woken_rows": 0, "steps": 0}
+        self.stats = {"flushes": 0, "early_flushes": 0, "gemm_pairs": 0, "woken_rows": 0, "steps": 0,
+                      "path": "lazy"}
 
     # ------------------------------------------------------------------ helpers
     def _precompute(self) -> None:
@@ -242,16 +278,11 @@ class LazyEngine:
             self.X16, self.Xres = None, np.zeros(self.n, dtype=np.float64)
 
     def _rowset(self, ids: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray,
-                                                                                 torch.Tensor, np.ndarray,
-                                                                                 np.ndarray]:
-        """``(rows array, row index into it, filter copy, residual norms, squared norms)`` for ``ids``."""
-        if self.src.in_memory:
-            X = self.src.x
-            if self.X16 is not None:
-                f = torch.from_numpy(self.X16[ids]).view(torch.bfloat16)
-            else:
-                f = torch.from_numpy(X[ids])
-            return X, ids, f, self.Xres[ids], self.Xn2[ids]
+                                                                                 torch.Tensor | None,
+                                                                                 np.ndarray, np.ndarray]:
+        """``(rows array, row index into it, filter copy or None (in memory), residual norms, squared norms)``."""
+        if self.src.in_memory:  # no filter copy: _refresh gathers each GEMM chunk's rows when it needs them
+            return self.src.x, ids, None, self.Xres[ids], self.Xn2[ids]
         if rows is None:
             rows = self.src.rows(ids)
         rows = np.ascontiguousarray(rows, dtype=np.float32)
@@ -290,7 +321,17 @@ class LazyEngine:
                 v: np.ndarray, q: np.ndarray, c0: int, c1: int) -> None:
         """Bring ``v`` of rows ``rows[rid]`` up to date against centres ``C[c0:c1]`` (q: centres already folded)."""
         p = c1 - c0
-        S = torch.mm(rows_f, self.Cf[c0:c1].T)
+        r = rid.shape[0]
+        S = self._Sbuf[:r * p].view(r, p)
+        nt = torch.get_num_threads()
+        small = nt > 1 and r * p * self.d < _MT_WORK
+        if small:
+            torch.set_num_threads(1)
+        try:
+            torch.mm(rows_f, self.Cf[c0:c1].T, out=S)
+        finally:
+            if small:
+                torch.set_num_threads(nt)
         self.stats["gemm_pairs"] += rid.shape[0] * p
         if self.fdt == torch.bfloat16:
             keys = skip_keys(v, res, float(self.cres[c0:c1].max()), self.nrm, self.gam, self.err_out) \
@@ -302,11 +343,23 @@ class LazyEngine:
                           self.cres, self.cn2, self.err_out, self.gam, self.nrm, self._su, self._sf, self._cnt,
                           self._nokeys)
 
-    def _refresh(self, rows: np.ndarray, rid: np.ndarray, rows_f: torch.Tensor, res: np.ndarray, rn2: np.ndarray,
-                 v: np.ndarray, c0: int, c1: int, q: np.ndarray | None = None) -> None:
-        """Fold centres ``C[c0:c1]`` into ``v`` in GEMM chunks of at most ``cols`` centres and chunk_rows rows."""
+    def _gather(self, rid: np.ndarray) -> torch.Tensor:
+        """The filter copy of in-memory rows ``rid`` (at most ``chunk_rows``), in a reused buffer."""
+        src = self.X16 if self.X16 is not None else self.src.x
+        if self._Gbuf is None:
+            self._Gbuf = np.empty((self.chunk_rows, self.d), dtype=src.dtype)
+        out = self._Gbuf[:rid.shape[0]]
+        np.take(src, rid, axis=0, out=out)
+        f = torch.from_numpy(out)
+        return f.view(torch.bfloat16) if self.X16 is not None else f
+
+    def _refresh(self, rows: np.ndarray, rid: np.ndarray, rows_f: torch.Tensor | None, res: np.ndarray,
+                 rn2: np.ndarray, v: np.ndarray, c0: int, c1: int, q: np.ndarray | None = None) -> None:
+        """Fold centres ``C[c0:c1]`` into ``v`` in GEMM chunks of at most ``cols`` centres and chunk_rows rows
+        (``rows_f is None``: in-memory rows, gathered chunk by chunk)."""
         for a in range(0, rid.shape[0], self.chunk_rows):
             b = min(rid.shape[0], a + self.chunk_rows)
+            fa = self._gather(rid[a:b]) if rows_f is None else rows_f[a:b]
             qa = q[a:b] if q is not None else None
             for cs in range(c0, c1, self.cols):
                 ce = min(c1, cs + self.cols)
@@ -314,7 +367,7 @@ class LazyEngine:
                     qq = np.zeros(b - a, dtype=np.int64)
                 else:
                     qq = qa
-                self._update(rows, rid[a:b], rows_f[a:b], res[a:b], rn2[a:b], v[a:b], qq, cs, ce)
+                self._update(rows, rid[a:b], fa, res[a:b], rn2[a:b], v[a:b], qq, cs, ce)
 
     def _has_dormant(self) -> bool:
         return any(r[2] < r[0].size for r in self.runs)
@@ -372,6 +425,8 @@ class LazyEngine:
         keep = live & (self.v >= tau)
         kept_ids = [self.aid[keep]]
         kept_rows = None if self.src.in_memory else [self.rows_arr[self.rid[keep]]]
+        if kept_rows is not None:  # streamed: the old active copy is no longer needed (memory)
+            self.rows_arr = self.Af = None
         sleep = [self.aid[live & ~keep]]
         woken = []
         for run in self.runs:
@@ -401,8 +456,8 @@ class LazyEngine:
             vals = self.m[ids]
             kth = ids.size - cap
             cut = float(np.partition(vals, kth)[kth])  # the cap-th largest value
-            if hint is not None:  # an early flush must wake every row that could beat the walk's best
-                cut = min(cut, hint)
+            if hint is not None and hint > -math.inf and rows is None:  # in memory: keep every row that could
+                cut = min(cut, hint)  # beat an early flush's best (streamed: the cap wins; tau below keeps it exact)
             hold = vals >= cut
             tau = max(tau, cut)
             sleep.append(ids[~hold])
@@ -431,7 +486,7 @@ class LazyEngine:
             return tau
         vals = np.concatenate(heads)
         cut = float(np.partition(vals, vals.size - cap)[vals.size - cap])
-        if hint is not None:
+        if hint is not None and hint > -math.inf:
             cut = min(cut, hint)
         return max(tau, cut) if math.isfinite(cut) else tau  # +inf keys: not yet computed (start-up)
 
@@ -450,7 +505,7 @@ class LazyEngine:
         t, B = self.t, self.cols
         step = max(4 * self.chunk_rows, 16384)
         if self.max_active is not None:  # streamed: rows read per wake batch stay within the budget
-            step = min(step, max(1024, self.max_active // 2))
+            step = min(step, max(64, self.max_active // 2))
         wake = wake[np.argsort(self.ep[wake], kind="stable")]
         for a in range(0, wake.size, step):
             ids = wake[a:a + step]
@@ -464,10 +519,11 @@ class LazyEngine:
                 ce = min(t, cs + B)
                 npart = int(np.searchsorted(e, ce, side="left"))  # rows not yet exact over C[:ce]
                 if npart:
-                    q = np.clip(e[:npart] - cs, 0, ce - cs)
+                    q = np.clip(e[:npart] - cs, 0, ce - cs).astype(np.int64)
                     q[~awake[:npart]] = ce - cs  # asleep again: skip
                     vq = v[:npart]
-                    self._refresh(rows, rid[:npart], rows_f[:npart], res[:npart], rn2[:npart], vq, cs, ce, q=q)
+                    self._refresh(rows, rid[:npart], None if rows_f is None else rows_f[:npart], res[:npart],
+                                  rn2[:npart], vq, cs, ce, q=q)
                     moved = awake[:npart]
                     e[:npart][moved] = ce
                     low = moved & (vq < tau)
@@ -478,7 +534,8 @@ class LazyEngine:
                             self._settle(ids[~awake], v[~awake], e[~awake], sleep)
                             ids, v, e, rid, res, rn2 = (ids[awake], v[awake], e[awake], rid[awake], res[awake],
                                                         rn2[awake])
-                            rows_f = rows_f[torch.from_numpy(awake)]
+                            if rows_f is not None:
+                                rows_f = rows_f[torch.from_numpy(awake)]
                             awake = np.ones(ids.size, dtype=bool)
                             n_dead = 0
                             if not ids.size:
@@ -506,8 +563,6 @@ class LazyEngine:
         vals = self.m[ids]
         kth = ids.size - cap
         cut = float(np.partition(vals, kth)[kth])
-        if hint is not None:
-            cut = min(cut, hint)
         hold = vals >= cut
         sleep.append(ids[~hold])
         kept_ids[:] = [ids[hold]]
@@ -560,11 +615,17 @@ class LazyEngine:
             if pos >= 0:
                 self.v[pos] = -np.inf
         self.t = t + 1
-        if self.t - self.tf >= self.block:
+        if self.swept:  # fold the centre into every row at once
+            K.sweep_fold(self.src.x, self.Xn2, self._rinv, self._live, self.m, self.C, self.cn2, t, self.mc)
+            self.ep[self._live] = self.tf = self.t
+        elif self.t - self.tf >= self.block:
             self.flush()
 
     def best(self) -> tuple[float, int]:
         """``(value, local row)`` of the unchosen row farthest from the centres; ``(-inf, -1)`` if none."""
+        if self.swept:
+            val, row = K.sweep_argmax(self._live, self.m)
+            return float(val), int(row)
         self._ready()
         while True:
             R, bpos, best = K.walk(self.rows_arr, self.rid, self.an, self.aid, self.am, self.v, self.q, self.C, self.cn2, self.tf,
@@ -583,7 +644,17 @@ class LazyEngine:
         Returns early, at a flush boundary, when ``should_stop()`` becomes true (checkpoints).
         """
         self._ready()
+        auto = self.fallback != "never" and self.src.in_memory
+        clock, t_clock = time.thread_time(), self.t  # CPU time: waiting for a busy CPU is not the engine's cost
         while self.t < t_end:
+            if self.swept:
+                self._sweep_run(min(t_end, self.t + self.block))
+                if on_block is not None:
+                    on_block(self.t)
+                if should_stop is not None and self.t < t_end and should_stop():
+                    break
+                continue
+            flushes = self.stats["flushes"]
             dormant = self._has_dormant()
             tau = self.tau if dormant else -math.inf
             blk_end = min(t_end, self.tf + self.block)
@@ -600,11 +671,77 @@ class LazyEngine:
                 self.flush(hint=float(best))
             elif status == 2 or self.t - self.tf >= self.block:
                 self.flush()
+            if auto and self.stats["flushes"] > flushes:
+                now = time.thread_time()
+                if self._should_sweep(now - clock, self.t - t_clock, t_end):
+                    self._switch_to_sweep()
+                clock, t_clock = now, self.t
             if on_block is not None and self.t > t0:
                 on_block(self.t)
             if should_stop is not None and self.t < t_end and should_stop():
                 break
         return self.t
+
+    # ------------------------------------------------------------------ fallback: exact full sweeps
+    def _should_sweep(self, secs: float, steps: int, t_end: int) -> bool:
+        """Whether full sweeps would finish the remaining steps sooner than lazy steps at the measured rate,
+        including the one-off catch-up of the dormant rows (flat or low-dimensional data)."""
+        if self.fallback == "always":
+            return True
+        if steps < self.block // 4 or self.t < 2 * self.block or t_end - self.t < 4 * self.block:
+            return False  # start-up (waking the pool) costs more than steady state; too little left to gain
+        if not hasattr(self, "_row_s"):
+            self._row_s = self._sweep_row_seconds()
+        live = self.m > -np.inf
+        n_live = int(live.sum())
+        lazy_step, sweep_step = secs / steps, n_live * self._row_s
+        if lazy_step < 2.0 * sweep_step:
+            return False
+        catch = (self.t * n_live - int(self.ep[live].sum())) * self._row_s
+        return (t_end - self.t) * (lazy_step - sweep_step) > 2.0 * catch
+
+    def _rinv_of(self) -> np.ndarray:
+        if getattr(self, "_rinv", None) is None:
+            self._rinv = 1.0 / np.sqrt(self.Xn2) if self.mc == K.COSINE else np.zeros(1)
+        return self._rinv
+
+    def _sweep_row_seconds(self) -> float:
+        """Measured seconds per row of one sweep step (best of 3 on up to 8192 live rows)."""
+        live = np.flatnonzero(self.m > -np.inf)
+        sample = live[::max(1, live.size // 8192)][:8192]
+        best = math.inf
+        for _ in range(3):
+            t0 = time.thread_time()
+            K.sweep_probe(self.src.x, self.Xn2, self._rinv_of(), sample, self.C, self.cn2, max(self.t - 1, 0), self.mc)
+            best = min(best, time.thread_time() - t0)
+        return best / max(1, sample.size)
+
+    def _switch_to_sweep(self) -> None:
+        """Bring every row exactly up to date (scalar kernel) and continue with full sweeps."""
+        if self.aid.size:
+            self.m[self.aid] = self.v
+            self.ep[self.aid] = self.tf + self.q
+        self._set_active(np.empty(0, np.int64), np.empty((0, self.d), np.float32))
+        self.runs = []
+        live = np.flatnonzero(self.m > -np.inf)
+        pairs = K.catch_up(self.src.x, self.Xn2, live, self.m, self.ep, self.C, self.cn2, self.t, self.mc)
+        self._live, self.swept, self.tf, self.tau = live, True, self.t, -math.inf
+        self._rinv_of()
+        self.stats["path"] = f"lazy, then full sweeps from step {self.t}"
+        self.stats["catch_up_pairs"] = int(pairs)
+        logger.debug("lazy engine: pruning stopped paying at step %d; full sweeps from here", self.t)
+
+    def _sweep_run(self, t_end: int) -> None:
+        live = self._live
+        if live.size > 256 and 4 * int((self.m[live] == -np.inf).sum()) > live.size:
+            live = self._live = live[self.m[live] > -np.inf]
+        t = int(K.sweep_steps(self.src.x, self.Xn2, self._rinv, live, self.m, self.C, self.cn2, self.t, t_end, self.mc,
+                              self.sel_idx, self.sel_rad))
+        self.stats["steps"] += t - self.t
+        self.t = self.tf = t
+        self.ep[live] = t
+        if t < t_end:
+            raise RuntimeError("no unchosen rows left")  # k <= n is checked by the caller
 
     def coverage(self) -> float:
         """Largest exact min-distance over the unchosen rows (the k-center radius); -inf if none."""
@@ -634,6 +771,7 @@ class LazyEngine:
         self.sel_idx[:t] = local_rows
         self.sel_rad[:t] = radii
         self.t = self.tf = t
+        self.swept, self._live, self.stats["path"] = False, np.empty(0, np.int64), "lazy"
         if t:
             self._prep_centres(0, t)
         self._set_active(np.empty(0, np.int64), np.empty((0, self.d), np.float32))

@@ -22,17 +22,21 @@ import torch
 
 from ..errors import UniformError
 
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
-          "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40,
-          "tib": 1 << 40}
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 1 << 10, "m": 10**6, "mb": 10**6, "mib": 1 << 20,
+          "g": 10**9, "gb": 10**9, "gib": 1 << 30, "t": 10**12, "tb": 10**12, "tib": 1 << 40}
 
 
 def parse_bytes(value: int | float | str | None) -> int | None:
-    """Turn ``2GB``, ``"512MiB"``, ``1e9`` or ``None`` into a byte count (binary units: 1GB = 2**30).
+    """Turn ``"2GB"``, ``"512MiB"``, ``1e9`` or ``None`` into a byte count, as ``datasets`` reads sizes.
+
+    Strings go through ``datasets.utils.py_utils.convert_file_size_to_int`` when it can read them:
+    decimal ``KB``/``MB``/``GB`` (``1GB = 10**9``), binary ``KiB``/``MiB``/``GiB`` (``1GiB = 2**30``), and, as
+    there, a lowercase ``b`` means bits (``"8gb"`` is 10**9 bytes). Decimals (``"1.5GB"``) and bare units
+    (``"2G"``, decimal) are read the same way here.
 
     Example:
-        >>> parse_bytes("2GB"), parse_bytes(1024), parse_bytes(None)
-        (2147483648, 1024, None)
+        >>> parse_bytes("2GB"), parse_bytes("1GiB"), parse_bytes("1.5 KiB"), parse_bytes(1024), parse_bytes(None)
+        (2000000000, 1073741824, 1536, 1024, None)
     """
     if value is None:
         return None
@@ -42,10 +46,18 @@ def parse_bytes(value: int | float | str | None) -> int | None:
         if not math.isfinite(float(value)) or value <= 0:
             raise UniformError(f"max_memory must be a positive size, got {value!r}")
         return int(value)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
-    if not m or m.group(2).lower() not in _UNITS:
+    text = str(value).strip()
+    out = None
+    try:
+        from datasets.utils.py_utils import convert_file_size_to_int
+
+        out = int(convert_file_size_to_int(text))
+    except (ImportError, ValueError, TypeError):
+        m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([a-zA-Z]*)", text)
+        if m and m.group(2).lower() in _UNITS:
+            out = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if out is None:
         raise UniformError(f"cannot read max_memory={value!r}; write a size such as '512MB', '2GB' or a byte count")
-    out = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
     if out <= 0:
         raise UniformError(f"max_memory must be a positive size, got {value!r}")
     return out
