@@ -1,0 +1,229 @@
+"""Parts of the lazy engine (:mod:`hf_uniform.engine.lazy`): CPU capabilities and GEMM threads, the
+``max_memory`` split, and the exact full-sweep fallback for data where pruning stops paying.
+
+Example:
+    >>> memory_plan(1000, 8, 10, 10**9)["stream"]
+    False
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _kernels as K
+
+logger = logging.getLogger("hf_uniform.engine.lazy")
+
+
+@lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has native bfloat16 dot products (AVX512-BF16 or AMX), so bf16 GEMMs pay off.
+
+    Example:
+        >>> isinstance(cpu_has_fast_bf16(), bool)
+        True
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"avx512_bf16", "amx_bf16"} & flags) and torch.backends.mkldnn.is_available()
+    except OSError:  # pragma: no cover - non-Linux
+        pass
+    return False
+
+
+def default_filter_dtype() -> torch.dtype:
+    """bfloat16 on CPUs with native bf16 dot products, float32 elsewhere (``HF_UNIFORM_FILTER_DTYPE`` overrides).
+
+    Example:
+        >>> default_filter_dtype() in (torch.float32, torch.bfloat16)
+        True
+    """
+    env = os.environ.get("HF_UNIFORM_FILTER_DTYPE")
+    if env:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16}[env]
+    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+
+
+@contextlib.contextmanager
+def gemm_threads(n: int | None = None) -> Iterator[int]:
+    """Run torch with ``n`` intra-op threads inside the block (default ``HF_UNIFORM_THREADS`` or 1).
+
+    The lazy engine's GEMMs are small (a few thousand rows by at most a few hundred centres). With more than
+    one OpenMP thread each call pays a synchronisation that, on a shared or busy machine, costs a scheduler
+    time slice (~4 ms measured) -- far more than the GEMM itself -- so one thread is the robust default.
+
+    Example:
+        >>> with gemm_threads(1) as nt:
+        ...     torch.get_num_threads() == nt == 1
+        True
+    """
+    if n is None:
+        n = int(os.environ.get("HF_UNIFORM_THREADS", "1"))
+    old = torch.get_num_threads()
+    n = max(1, int(n))
+    if n != old:
+        torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        if n != old:
+            torch.set_num_threads(old)
+
+
+#: bytes per row of the lazy engine's per-row state (m, ep, pos_of, dormant runs) with its transient copies
+STATE_BYTES_PER_ROW = 80
+
+
+def memory_plan(n: int, d: int, k: int, budget: int, filter_dtype: torch.dtype | None = None) -> dict[str, Any]:
+    """Split ``budget`` bytes for a lazy run over ``n`` rows of ``d`` dims with ``k`` centres.
+
+    In memory when the prepared float32 rows, the filter copy and the state fit with room for the working
+    set; otherwise streamed, with the per-row state, centres and GEMM buffer counted first and the rest
+    shared by the active rows, wake batches and row reads (``max_active``, ``chunk_rows``, ``read_rows``).
+    Raises a one-line :class:`~hf_uniform.errors.UniformError` naming the smallest workable budget when the
+    budget cannot hold the mandatory per-row state.
+
+    Example:
+        >>> memory_plan(100_000, 128, 300, 16 * 10**6, torch.float32)["stream"]
+        True
+        >>> memory_plan(100_000, 128, 300, 2 * 10**6, torch.float32)
+        Traceback (most recent call last):
+        ...
+        hf_uniform.errors.UniformError: max_memory=2.0MB is below what the lazy engine needs for 100000 rows of 128 dims (per-row state 80 B/row, centres, buffers): at least 8.7MB; raise max_memory or pass fewer rows
+    """
+    from ..errors import UniformError
+
+    fdt = filter_dtype or default_filter_dtype()
+    fb = 2 if fdt == torch.bfloat16 else 4
+    filt = d * fb if fdt == torch.bfloat16 else 0  # float32 filter: the rows themselves
+    state = STATE_BYTES_PER_ROW * n
+    centres = (k + 1) * d * (4 + fb) + 40 * (k + 2)
+    in_memory = n * (d * 4 + filt + STATE_BYTES_PER_ROW + 24) + centres + 8 * 2**20
+    if in_memory <= budget:
+        return {"stream": False}
+    row = d * 4 + filt + 48  # an active row: float32 copy, filter copy, bounds and bookkeeping
+    fixed = state + centres
+    smallest = fixed + 64 * 512 * fb + 8 * 64 * row  # a 64-row GEMM chunk and working set
+    if budget < smallest:
+        raise UniformError(f"max_memory={budget / 1e6:.1f}MB is below what the lazy engine needs for {n} rows of {d} "
+                           f"dims (per-row state {STATE_BYTES_PER_ROW} B/row, centres, buffers): at least "
+                           f"{smallest / 1e6:.1f}MB; raise max_memory or pass fewer rows")
+    work = budget - fixed
+    chunk_rows = int(min(2048, max(64, work // 8 // (512 * fb))))
+    work -= chunk_rows * 512 * fb
+    max_active = int(max(64, work // (8 * row)))
+    return {"stream": True, "max_active": max_active, "chunk_rows": chunk_rows,
+            "read_rows": int(max(64, max_active // 4))}
+
+
+class SweepFallback:
+    """Mixin of :class:`~hf_uniform.engine.lazy.LazyEngine`: switch an in-memory single-process run to exact
+    full sweeps (:func:`~hf_uniform.engine._kernels.sweep_steps`, the same exact kernel, so the same picks)
+    when the measured CPU cost of a lazy step exceeds twice the predicted cost of a sweep step, including the
+    one-off catch-up of the dormant rows. ``fallback="always"`` forces the switch at the first flush (tests).
+    """
+
+    # ------------------------------------------------------------------ fallback: exact full sweeps
+    def _should_sweep(self, secs: float, steps: int, t_end: int) -> bool:
+        """Whether full sweeps would finish the remaining steps sooner than lazy steps at the measured rate,
+        including the one-off catch-up of the dormant rows (flat or low-dimensional data)."""
+        if self.fallback == "always":
+            return True
+        if steps < self.block // 4 or self.t < 2 * self.block or t_end - self.t < 4 * self.block:
+            return False  # start-up (waking the pool) costs more than steady state; too little left to gain
+        if not hasattr(self, "_row_s"):
+            self._row_s = self._sweep_row_seconds()
+        live = self.m > -np.inf
+        n_live = int(live.sum())
+        lazy_step, sweep_step = secs / steps, n_live * self._row_s
+        if lazy_step < 2.0 * sweep_step:
+            return False
+        catch = (self.t * n_live - int(self.ep[live].sum())) * self._row_s
+        return (t_end - self.t) * (lazy_step - sweep_step) > 2.0 * catch
+
+    def _rinv_of(self) -> np.ndarray:
+        if getattr(self, "_rinv", None) is None:
+            self._rinv = 1.0 / np.sqrt(self.Xn2) if self.mc == K.COSINE else np.zeros(1)
+        return self._rinv
+
+    def _sweep_row_seconds(self) -> float:
+        """Measured seconds per row of one sweep step (best of 3 on up to 8192 live rows)."""
+        live = np.flatnonzero(self.m > -np.inf)
+        sample = live[::max(1, live.size // 8192)][:8192]
+        best = math.inf
+        for _ in range(3):
+            t0 = time.thread_time()
+            K.sweep_probe(self.src.x, self.Xn2, self._rinv_of(), sample, self.C, self.cn2, max(self.t - 1, 0), self.mc)
+            best = min(best, time.thread_time() - t0)
+        return best / max(1, sample.size)
+
+    def _switch_to_sweep(self) -> None:
+        """Bring every row exactly up to date (scalar kernel) and continue with full sweeps."""
+        if self.aid.size:
+            self.m[self.aid] = self.v
+            self.ep[self.aid] = self.tf + self.q
+        self._set_active(np.empty(0, np.int64), np.empty((0, self.d), np.float32))
+        self.runs = []
+        live = np.flatnonzero(self.m > -np.inf)
+        pairs = K.catch_up(self.src.x, self.Xn2, live, self.m, self.ep, self.C, self.cn2, self.t, self.mc)
+        self._live, self.swept, self.tf, self.tau = live, True, self.t, -math.inf
+        self._rinv_of()
+        self.stats["path"] = f"lazy, then full sweeps from step {self.t}"
+        self.stats["catch_up_pairs"] = int(pairs)
+        logger.debug("lazy engine: pruning stopped paying at step %d; full sweeps from here", self.t)
+
+    def _sweep_run(self, t_end: int) -> None:
+        live = self._live
+        if live.size > 256 and 4 * int((self.m[live] == -np.inf).sum()) > live.size:
+            live = self._live = live[self.m[live] > -np.inf]
+        t = int(K.sweep_steps(self.src.x, self.Xn2, self._rinv, live, self.m, self.C, self.cn2, self.t, t_end, self.mc,
+                              self.sel_idx, self.sel_rad))
+        self.stats["steps"] += t - self.t
+        self.t = self.tf = t
+        self.ep[live] = t
+        if t < t_end:
+            raise RuntimeError("no unchosen rows left")  # k <= n is checked by the caller
+
+
+class CheckpointState:
+    """Mixin of :class:`~hf_uniform.engine.lazy.LazyEngine`: its exact, compact checkpoint state."""
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Exact, compact state: per-row min-distance ``m`` over the first ``ep`` centres (flushes first)."""
+        if self.t > self.tf or self.tau == math.inf:
+            self.flush()
+        return {"m": self.m.copy(), "ep": self.ep.copy()}
+
+    def load_state(self, m: np.ndarray, ep: np.ndarray, centres: np.ndarray, local_rows: np.ndarray,
+                   radii: np.ndarray) -> None:
+        """Restore a state written by :meth:`state_dict` (``centres`` are the prepared centre vectors)."""
+        t = int(centres.shape[0])
+        if m.shape != (self.n,) or ep.shape != (self.n,) or (ep > t).any():
+            raise ValueError("checkpoint state does not fit this shard")
+        self.m[:] = m
+        self.ep[:] = ep
+        self.C[:t] = centres
+        K.sq_norms64(self.C[:t], self.cn2[:t])
+        self.sel_idx[:t] = local_rows
+        self.sel_rad[:t] = radii
+        self.t = self.tf = t
+        self.swept, self._live, self.stats["path"] = False, np.empty(0, np.int64), "lazy"
+        if t:
+            self._prep_centres(0, t)
+        self._set_active(np.empty(0, np.int64), np.empty((0, self.d), np.float32))
+        live = np.flatnonzero(self.m > -np.inf)
+        self.runs = [self._make_run(live)]
+        self.tau = math.inf
