@@ -1,6 +1,6 @@
 """Static (model2vec) embeddings: distil once from a sentence-transformers model, then embed at lookup speed.
 
-:class:`Model2VecEmbedder` is an :class:`~hf_uniform.embed.Embedder` like the others (``ds.map(emb,
+:class:`Model2VecEmbedder` is an :class:`~hf_uniform.embedder.Embedder` like the others (``ds.map(emb,
 batched=True)``); :func:`distill_static_model` distils and caches the static model offline. All three names
 are also importable from :mod:`hf_uniform.embed`.
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .embed import Embedder
+from .embedder import Embedder
 from .errors import UniformError, missing_extra
 
 logger = logging.getLogger(__name__)
