@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from .dataset_methods import register_dataset_methods  # noqa: F401 - re-exported
 from .embed import Embedder, resolve_embedder
 from .errors import UniformError
 from .selection import Selection, check_k, maxmin_select

@@ -14,7 +14,6 @@ import os
 import shlex
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from .errors import UniformError
@@ -29,7 +28,7 @@ from .preflight import (
     engine_options,
     text_pool,
 )
-from .records import SelectionRecord
+from .records import SelectionRecord, write_record
 
 logger = logging.getLogger("hf_uniform")
 
@@ -275,22 +274,6 @@ def run_selection(
     record.lengths = lengths_record(src, emb, to_source, pool_rows)
     write_record(out, record)
     return record
-
-
-def write_record(out: str | os.PathLike, record: SelectionRecord) -> Path:
-    """Write ``out/selection.json`` (atomically; the marker of a finished selection). A record without an
-    ``embedder`` block gets one from ``embedded`` (the embedder's settings, without the text layout).
-
-    Example:
-        >>> import tempfile
-        >>> r = SelectionRecord(k=1, n=1, metric="cosine", embedded={"name": "w2v", "layout": "alpaca"})
-        >>> _ = write_record(tempfile.mkdtemp(), r); r.embedder
-        {'name': 'w2v'}
-    """
-    if record.embedder is None:
-        record.embedder = {k: v for k, v in (record.embedded or {}).items()
-                           if k not in ("layout", "joined_by", "dropped_empty_rows")}
-    return record.to_json(Path(out) / SELECTION_FILE)
 
 
 def _status(msg: str, *a: Any) -> float:

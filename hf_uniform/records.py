@@ -378,3 +378,19 @@ class RunInfo:
             10
         """
         return cls.from_dict(_read_json(source, "run_info.json", RUN_INFO_FILE))
+
+
+def write_record(out: str | os.PathLike, record: SelectionRecord) -> Path:
+    """Write ``out/selection.json`` (atomically; the marker of a finished selection). A record without an
+    ``embedder`` block gets one from ``embedded`` (the embedder's settings, without the text layout).
+
+    Example:
+        >>> import tempfile
+        >>> r = SelectionRecord(k=1, n=1, metric="cosine", embedded={"name": "w2v", "layout": "alpaca"})
+        >>> _ = write_record(tempfile.mkdtemp(), r); r.embedder
+        {'name': 'w2v'}
+    """
+    if record.embedder is None:
+        record.embedder = {k: v for k, v in (record.embedded or {}).items()
+                           if k not in ("layout", "joined_by", "dropped_empty_rows")}
+    return record.to_json(Path(out) / SELECTION_FILE)

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hf_uniform.errors import UniformError
-from hf_uniform.study import Study, StudyConfig, StudyReport, build_report, job_order
+from hf_uniform.study import Study, StudyConfig, StudyReport, build_report, job_order, write_report
 
 logger = logging.getLogger("compare")
 
@@ -92,7 +92,7 @@ def run(cfg: StudyConfig) -> StudyReport:
 
     report = build_report(cfg, study, runs, missing_runs=missing)
     report.seconds_total = time.perf_counter() - t0
-    path = report.write(study.out)
+    path = write_report(report, study.out)
     logger.info("report written to %s", path)
     return report
 

@@ -165,8 +165,8 @@ def test_resolve_k_floors_fractions_and_checks_counts():
 
 
 @pytest.mark.parametrize("name", ["smollm2_finetune", "cpu_reference"])
-def test_committed_report_round_trip(name):
-    from hf_uniform.study import StudyReport, render_markdown
+def test_committed_report_round_trip(name, tmp_path):
+    from hf_uniform.study import StudyReport, render_markdown, write_report
 
     path = ROOT / "reports" / name / "report.json"
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -175,6 +175,9 @@ def test_committed_report_round_trip(name):
     assert report.seeds == data.get("seeds", []) and report.arms == data["arms"]
     if name == "smollm2_finetune":  # written by the current renderer: report.md is its rendering of report.json
         assert render_markdown(report) == (path.parent / "report.md").read_text(encoding="utf-8")
+        md = write_report(report, tmp_path)
+        assert md.read_text(encoding="utf-8") == (path.parent / "report.md").read_text(encoding="utf-8")
+        assert json.loads((tmp_path / "report.json").read_text(encoding="utf-8")) == data
     with pytest.raises(UniformError, match="unknown keys"):
         StudyReport.from_dict({**data, "not_a_field": 1})
 

@@ -13,8 +13,9 @@ from scipy.spatial.distance import pdist
 
 import hf_uniform
 from hf_uniform import TextRenderer, UniformError, Word2VecEmbedder, filter_uniform, maxmin_select
+from hf_uniform.dataset_methods import register_dataset_methods
 from hf_uniform.embed import SentenceTransformerEmbedder, resolve_embedder, tokenize
-from hf_uniform.integration import embedding_matrix, register_dataset_methods
+from hf_uniform.integration import embedding_matrix
 
 
 def test_renderer_layouts():

@@ -14,7 +14,7 @@ import numpy as np
 
 from hf_uniform.errors import UniformError
 from hf_uniform.integration import DISTANCE_COLUMN, RANK_COLUMN
-from hf_uniform.records import MEANING, SELECTION_FILE, SelectionRecord
+from hf_uniform.records import MEANING, SELECTION_FILE, SelectionRecord, write_record
 
 from ._common import _ray, init_ray
 from .embedding import embed_ray
@@ -48,7 +48,6 @@ def run_selection_ray(input: str | os.PathLike, k: int | float, output: str | os
         hf_uniform.errors.UniformError: --start cannot be combined with --ray (core-set mode); drop it, or run without --ray for the exact selection
     """
     from hf_uniform.io import SourceData, package_versions, read_source, remove_stale_tmp
-    from hf_uniform.pipeline import write_record
     from hf_uniform.preflight import (
         check_device,
         check_embedding_options,

@@ -58,6 +58,7 @@ from .markdown import (
     render_table,
     render_tokens_table,
     table_columns,
+    write_report,
 )
 from .report import StudyReport, build_report, make_plots
 from .runner import Study
@@ -69,5 +70,5 @@ __all__ = [
     "md_table", "mean_std", "paired_differences", "plain_verdict", "render_compute_table", "render_heldout_table",
     "render_markdown", "render_table", "render_tokens_table", "resolve_k", "run_crossings", "seed_pools",
     "split_heldout", "study_cost", "table_columns", "threshold_label", "threshold_labels", "verdict",
-    "verdict_summary",
+    "verdict_summary", "write_report",
 ]

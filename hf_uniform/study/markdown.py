@@ -12,11 +12,14 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..io import atomic_write_json, atomic_write_text
 from .analysis import _fmt_num, _pm, mean_std, threshold_labels
 from .report import StudyReport
 
@@ -284,3 +287,17 @@ def render_markdown(report: StudyReport) -> str:
         lines += [f"**{name}**", "", f"![{name}]({rel})", ""]
     lines += _runs_section(report)
     return "\n".join(lines) + "\n"
+
+
+def write_report(report: StudyReport, out_dir: str | os.PathLike) -> Path:
+    """Write ``report.json`` and ``report.md`` into ``out_dir`` (atomically); return the ``report.md`` path.
+
+    Example:
+        >>> import tempfile
+        >>> report = StudyReport.read("reports/smollm2_finetune")  # doctest: +SKIP
+        >>> write_report(report, tempfile.mkdtemp()).name  # doctest: +SKIP
+        'report.md'
+    """
+    out = Path(out_dir)
+    atomic_write_json(out / "report.json", report.to_dict())
+    return atomic_write_text(out / "report.md", render_markdown(report))

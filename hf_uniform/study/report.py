@@ -1,6 +1,7 @@
 """The study's report: :class:`StudyReport` (``report.json``, with a JSON round-trip), its assembly from
 finished runs (:func:`build_report`), and the PNG plots (:func:`make_plots`). ``report.md`` is rendered by
-:func:`hf_uniform.study.markdown.render_markdown`.
+:func:`hf_uniform.study.markdown.render_markdown` and written with
+:func:`hf_uniform.study.markdown.write_report`.
 
 Example:
     >>> import json
@@ -20,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import UniformError
-from ..io import atomic_write_json, atomic_write_text
 from .analysis import (
     aggregate,
     choose_thresholds,
@@ -141,20 +141,6 @@ class StudyReport:
             return cls.from_dict(json.loads(p.read_text(encoding="utf-8")))
         except FileNotFoundError as err:
             raise FileNotFoundError(f"{p} not found; run recipes/compare.py first") from err
-
-    def write(self, out_dir: str | os.PathLike) -> Path:
-        """Write ``report.json`` and ``report.md`` into ``out_dir`` (atomically); return the ``report.md`` path.
-
-        Example:
-            >>> import tempfile
-            >>> StudyReport(verdict=["No uniform arm was run."]).write  # doctest: +ELLIPSIS
-            <bound method StudyReport.write of ...>
-        """
-        from .markdown import render_markdown
-
-        out = Path(out_dir)
-        atomic_write_json(out / "report.json", self.to_dict())
-        return atomic_write_text(out / "report.md", render_markdown(self))
 
 
 def build_report(cfg: StudyConfig, study: Any, runs: list[dict[str, Any]], *,
