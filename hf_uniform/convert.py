@@ -6,7 +6,7 @@ its authors convert them to the Alpaca layout (``instruction``/``input``/``outpu
 then take 20k rows of the shuffled set. :func:`conversations_to_alpaca` does the conversion (the first
 human turn is the instruction, the gpt turn that answers it the output, ``input`` is empty; other columns
 such as ``idx`` are kept), :func:`shuffled_head` the seeded shuffle-and-take, and :func:`convert_wizardlm`
-/ ``python -m hf_uniform.convert`` both, writing JSON Lines atomically.
+/ ``recipes/convert_wizardlm.py`` both, writing JSON Lines atomically.
 
 >>> from datasets import Dataset
 >>> ds = Dataset.from_list([{"idx": "a", "conversations": [{"from": "human", "value": "Hi?"},
@@ -17,9 +17,7 @@ such as ``idx`` are kept), :func:`shuffled_head` the seeded shuffle-and-take, an
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -173,41 +171,3 @@ def convert_wizardlm(source: str, output: str | Path, *, n: int | None = 20000, 
               "seed": seed, "n": n, "multi_turn": multi_turn, "output": str(out)}
     logger.info("converted %s", record)
     return record
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m hf_uniform.convert SOURCE -o OUT.jsonl [--n 20000] [--seed 0]``; bad input exits 2.
-
-    Example:
-        >>> main(["no/such/file.json", "-o", "x.jsonl"])
-        2
-    """
-    p = argparse.ArgumentParser(prog="python -m hf_uniform.convert",
-                                description="Convert WizardLM-style `conversations` rows to Alpaca "
-                                            "instruction/input/output JSON Lines, shuffled, first n rows.")
-    p.add_argument("source", help=f"Hub dataset id (e.g. {WIZARDLM_V2}) or a .json/.jsonl/.parquet file")
-    p.add_argument("-o", "--output", required=True, help="output .jsonl file")
-    p.add_argument("--n", type=int, default=20000, help="rows to keep after shuffling (default 20000, the paper's)")
-    p.add_argument("--all", action="store_true", help="keep every converted row (shuffled) instead of --n")
-    p.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
-    p.add_argument("--split", default="train")
-    p.add_argument("--column", default="conversations")
-    p.add_argument("--multi_turn", choices=MULTI_TURN, default="first",
-                   help="longer conversations: keep their first human->gpt pair (default) or skip them")
-    p.add_argument("--overwrite", action="store_true")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        record = convert_wizardlm(args.source, args.output, n=None if args.all else args.n, seed=args.seed,
-                                  split=args.split, column=args.column, multi_turn=args.multi_turn,
-                                  overwrite=args.overwrite)
-    except UniformError as err:
-        print(f"convert: error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {record['rows_out']} rows ({record['rows_converted']} of {record['rows_in']} converted) "
-          f"to {record['output']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import json
+import runpy
 import subprocess
 import sys
 
@@ -15,7 +16,9 @@ pytest.importorskip("datasets")
 from conftest import ROOT  # noqa: E402
 
 import hf_uniform.convert as convert_module  # noqa: E402
-from hf_uniform.convert import conversation_pair, conversations_to_alpaca, convert_wizardlm, main  # noqa: E402
+from hf_uniform.convert import conversation_pair, conversations_to_alpaca, convert_wizardlm  # noqa: E402
+
+main = runpy.run_path(str(ROOT / "recipes" / "convert_wizardlm.py"))["main"]
 from hf_uniform.errors import UniformError  # noqa: E402
 
 
