@@ -251,7 +251,7 @@ def test_zero_shot_arc_needs_no_training_file(shared_data, tmp_path):
         prepare_tasks(parse_tasks("arc_challenge:25"), tmp_path / "w2", data_dir=tmp_path / "data")
 
 
-@pytest.mark.parametrize("recipe", ["eval.py", "compare.py"])
+@pytest.mark.parametrize("recipe", ["sft.py", "eval.py", "compare.py"])
 def test_recipe_help_exits_0(recipe):
     proc = subprocess.run([sys.executable, str(ROOT / "recipes" / recipe), "--help"], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=300)

@@ -369,7 +369,7 @@ def load_training_data(
                 pool = datasets.load_dataset(str(dataset_name), dataset_config, split=split)
             except Exception as err:  # noqa: BLE001 - datasets raises many types
                 raise UniformError(f"cannot load {dataset_name!r} ({dataset_config}): "
-                                   f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+                                   f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
         else:
             pool = load_input(str(source) if source.exists() else str(dataset_name), split=split)
         pool = _drop_selection_columns(pool)
