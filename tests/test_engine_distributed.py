@@ -19,7 +19,7 @@ from hf_uniform.coreset import coreset_select
 CASES = [
     {"name": "lazy-cosine", "k": 700, "kw": {"seed": 3}},
     {"name": "lazy-euclidean", "k": 500, "kw": {"metric": "euclidean", "start": [5, 2999, 1700]}},
-    {"name": "lazy-streamed", "k": 400, "kw": {"seed": 1, "max_memory": "32KB"}},
+    {"name": "lazy-streamed", "k": 400, "kw": {"seed": 1, "max_memory": "1MB"}},  # holds the per-row state
     {"name": "plain", "k": 150, "kw": {"seed": 2, "method": "plain"}},
     {"name": "sweep", "k": 150, "kw": {"seed": 2, "method": "sweep"}},
     {"name": "mixed-min", "k": 60, "kw": {"start": [10, 2000, 1600]}, "fn": minmin_select},
