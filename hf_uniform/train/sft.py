@@ -307,11 +307,3 @@ def check_deepspeed_optimizer(config: dict[str, Any] | None, optim: Any) -> list
         config["zero_force_ds_cpu_optimizer"] = False
         changed.append("zero_force_ds_cpu_optimizer")
     return changed
-
-
-def __getattr__(name: str) -> Any:
-    if name == "run_sft":  # the old name of hf_uniform.train.train_one (lives in train.run, which imports this)
-        from .run import train_one
-
-        return train_one
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
