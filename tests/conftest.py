@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -52,3 +53,22 @@ def tiny_llama(tmp_path_factory):
 def _isolated_hf_uniform_cache(tmp_path, monkeypatch):
     """Tests never read or write the user's embedding / model cache."""
     monkeypatch.setenv("HF_UNIFORM_CACHE", str(tmp_path / "hf_uniform_cache"))
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    """One local Ray instance (2 CPUs) per test module (shut down after it, so it holds no CPU later), offline and without the user's cache."""
+    ray = pytest.importorskip("ray", reason="the Ray backend needs `pip install 'hf-uniform[ray]'`")
+    pytest.importorskip("ray.data", reason="the Ray backend needs Ray Data: `pip install 'hf-uniform[ray]'`")
+    cache = tmp_path_factory.mktemp("ray_hf_uniform_cache")
+    with pytest.MonkeyPatch.context() as mp:  # workers inherit this environment: no user cache, offline
+        mp.setenv("HF_UNIFORM_CACHE", str(cache))
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = False
+        try:
+            yield ray
+        finally:
+            ray.shutdown()

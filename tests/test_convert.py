@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import runpy
 import subprocess
@@ -15,7 +14,6 @@ pytest.importorskip("datasets")
 
 from conftest import ROOT  # noqa: E402
 
-import hf_uniform.convert as convert_module  # noqa: E402
 from hf_uniform.convert import conversation_pair, conversations_to_alpaca, convert_wizardlm  # noqa: E402
 
 main = runpy.run_path(str(ROOT / "recipes" / "convert_wizardlm.py"))["main"]
@@ -114,9 +112,3 @@ def test_cli_and_recipe_script(wizard_file, tmp_path, capsys):
                            "--n", "3", "--seed", "1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert script.read_text() == out.read_text()
-
-
-def test_docstring_examples(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    result = doctest.testmod(convert_module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0

@@ -135,15 +135,3 @@ def test_one_k_rule_for_cli_python_and_training():
     for bad in ("1.0", "0", "x"):
         with pytest.raises(UniformError):
             parse_k(bad)
-
-
-@pytest.mark.parametrize("name", ["hf_uniform.records", "hf_uniform.pipeline", "hf_uniform.preflight",
-                                  "hf_uniform.formats", "hf_uniform.dataset_methods", "hf_uniform.heldout",
-                                  "hf_uniform.cli.args", "hf_uniform.cli.select", "hf_uniform.cli.stats"])
-def test_docstring_examples(name, tmp_path, monkeypatch):
-    import doctest
-    import importlib
-
-    monkeypatch.chdir(tmp_path)
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0

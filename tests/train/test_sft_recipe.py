@@ -100,7 +100,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
 
 # ---- the shipped configs --------------------------------------------------------------------------------
 def test_cpu_deepspeed_config_keeps_the_trainers_optimizer():
-    """The ZeRO-3 CPU JSON (smoke runs) has no optimizer block; the paper's JSONs: tests/test_paper_configs.py."""
+    """The ZeRO-3 CPU JSON (smoke runs) has no optimizer block; the paper's JSONs: tests/train/test_paper_configs.py."""
     sgd = json.loads((CONFIGS / "ds_zero3_offload_sgd.json").read_text())
     z = sgd["zero_optimization"]
     assert z["stage"] == 3 and z["offload_param"]["device"] == "cpu" and z["offload_optimizer"]["device"] == "cpu"

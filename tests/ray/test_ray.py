@@ -3,10 +3,7 @@ equal to ``ds.map(embedder)``, the ``--ray`` CLI, and its errors. One Ray instan
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import json
-import logging
 import math
 import sys
 
@@ -19,24 +16,6 @@ from hf_uniform.errors import UniformError
 
 def _import_ray():
     return pytest.importorskip("ray", reason="the Ray backend needs `pip install 'hf-uniform[ray]'`")
-
-
-@pytest.fixture(scope="module")
-def local_ray(tmp_path_factory):
-    ray = _import_ray()
-    pytest.importorskip("ray.data", reason="the Ray backend needs Ray Data: `pip install 'hf-uniform[ray]'`")
-    cache = tmp_path_factory.mktemp("ray_hf_uniform_cache")
-    with pytest.MonkeyPatch.context() as mp:  # workers inherit this environment: no user cache, offline
-        mp.setenv("HF_UNIFORM_CACHE", str(cache))
-        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-        from ray.data import DataContext
-
-        DataContext.get_current().enable_progress_bars = False
-        try:
-            yield ray
-        finally:
-            ray.shutdown()
 
 
 def _blobs(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -267,15 +246,3 @@ def test_cli_ray_refuses_exact_only_options_before_work(tmp_path, capsys):
     assert main(["select", str(src), "-k", "1", "-o", str(tmp_path / "o"), "--ray-shards", "2"]) == 2
     assert "--ray-shards needs --ray" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
-
-
-def test_docstring_examples(local_ray, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    attempted = 0
-    for name in ("", "._common", ".reading", ".embedding", ".select", ".command"):  # the package's modules
-        module = importlib.import_module("hf_uniform.ray" + name)
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-        assert result.failed == 0, name
-        attempted += result.attempted
-    assert attempted > 5
-
