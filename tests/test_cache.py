@@ -130,6 +130,7 @@ def test_damaged_entry_is_ignored_and_rewritten(cache, pool, caplog):
     assert load_embeddings(key, n_rows=len(pool) + 1) is None  # wrong length: a miss, not an error
 
 
+@pytest.mark.slow
 def test_hit_across_processes_like_two_cli_runs(cache, shared_data):
     """A fresh process loading the same file gets the same fingerprint, hence a hit."""
     path = shared_data("instruct/code_alpaca_2k.jsonl")

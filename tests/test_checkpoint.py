@@ -47,6 +47,7 @@ def saved_steps(folder: Path) -> list[int]:
 
 
 @pytest.mark.parametrize("method", ["lazy", "sweep", "plain"])
+@pytest.mark.slow
 def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path, method):
     k = 1500 if method == "lazy" else 700
     x = data(tmp_path / "x.npy")

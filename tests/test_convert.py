@@ -100,6 +100,7 @@ def test_convert_shuffles_with_the_seed_and_takes_n(wizard_file, tmp_path):
         convert_wizardlm(str(wizard_file), tmp_path / "big.jsonl", n=6)
 
 
+@pytest.mark.slow
 def test_cli_and_recipe_script(wizard_file, tmp_path, capsys):
     out = tmp_path / "cli.jsonl"
     assert main([str(wizard_file), "-o", str(out), "--n", "3", "--seed", "1"]) == 0

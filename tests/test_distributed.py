@@ -66,6 +66,7 @@ def two_ranks(tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+@pytest.mark.slow
 def test_two_gloo_ranks_select_what_one_process_selects(two_ranks, case):
     tmp, results = two_ranks
     x = np.load(tmp / "x.npy")
@@ -79,6 +80,7 @@ def test_two_gloo_ranks_select_what_one_process_selects(two_ranks, case):
         assert got["cov"] == ref.coverage_radius
 
 
+@pytest.mark.slow
 def test_distributed_checkpoint_resume_and_coreset(two_ranks):
     tmp, results = two_ranks
     x = np.load(tmp / "x.npy")

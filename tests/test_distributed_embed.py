@@ -74,6 +74,7 @@ def m2v_folder(tmp_path_factory):
         return distill_static_model(str(gt.get_model_path()), 256)
 
 
+@pytest.mark.slow
 def test_two_process_embedding_and_selection_equal_single_process(tmp_path, shared_data, m2v_folder):
     n = 601  # odd: the two shards differ in length
     ds = load_input(shared_data("instruct/alpaca_9k.jsonl")).select(range(n))

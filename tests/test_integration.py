@@ -43,6 +43,7 @@ def test_word2vec_is_the_mean_of_word_vectors_and_deterministic():
     assert tokenize("Hello, World 42") == ["hello", "world", "42"]
 
 
+@pytest.mark.slow
 def test_word2vec_does_not_depend_on_python_hash_seed(tmp_path):
     code = ("import numpy as np; from hf_uniform import Word2VecEmbedder;"
             "e=Word2VecEmbedder(vector_size=8, seed=1).fit(['a b c d', 'b c d e', 'e f a']*3);"
@@ -213,6 +214,7 @@ def test_python_api_refuses_bad_start_ragged_string_and_numeric_string_vectors()
             filter_uniform(Dataset.from_dict({"e": x.tolist()}), k, embedding_column="e")
 
 
+@pytest.mark.slow
 def test_embed_function_survives_the_embed_submodule_import():
     import subprocess
     import sys

@@ -111,6 +111,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys):
         assert not out.exists() or not any(out.iterdir()), name
 
 
+@pytest.mark.slow
 def test_console_script_reports_bad_input_without_traceback(tmp_path):
     (tmp_path / "broken.jsonl").write_text('{"a": 1}\nnot json\n')
     res = run_cli("select", str(tmp_path / "broken.jsonl"), "-k", "1", "-o", str(tmp_path / "o"), "-q",
@@ -261,6 +262,7 @@ def test_outputs_follow_the_umask(tmp_path):
     assert modes and all(m == 0o640 for m in modes.values()), modes
 
 
+@pytest.mark.slow
 def test_stdout_on_a_full_disk_is_one_line_not_a_traceback(tmp_path):
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full on this system")
@@ -291,6 +293,7 @@ def test_stats_on_a_subset_reuses_the_cached_pool_and_never_refits(tmp_path, mon
     assert float(line.split()[2]) == pytest.approx(record["h"], abs=5e-7)
 
 
+@pytest.mark.slow
 def test_help_imports_neither_torch_nor_datasets():
     """`hf-uniform --help` stays instant: building the parser loads no heavy library."""
     code = ("import sys, hf_uniform.cli as c; c.build_parser().format_help(); "

@@ -180,6 +180,7 @@ def test_eval_recipe_main_heldout_only_matches_heldout_loss(tiny_model, shared_d
         load_recipe("eval").main(EvalArguments(model=str(tiny_model), skip_lm_eval=True))
 
 
+@pytest.mark.slow
 def test_eval_recipe_bad_input_exits_2(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "eval.py"), "--model", str(tmp_path / "none")],
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
@@ -240,6 +241,7 @@ def test_zero_shot_arc_needs_no_training_file(shared_data, tmp_path):
 
 
 @pytest.mark.parametrize("recipe", ["sft.py", "eval.py", "compare.py"])
+@pytest.mark.slow
 def test_recipe_help_exits_0(recipe):
     proc = subprocess.run([sys.executable, str(ROOT / "recipes" / recipe), "--help"], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=300)

@@ -220,6 +220,7 @@ def _run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comp
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_push_commits_exactly_the_dry_run_folder(select_out, tmp_path):
     from huggingface_hub import DatasetCard
 

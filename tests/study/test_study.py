@@ -185,6 +185,7 @@ def test_committed_report_round_trip(name, tmp_path):
 # ------------------------------------------------------------------------------------------------- the study
 
 
+@pytest.mark.slow
 def test_compare_end_to_end_and_resume(shared_data, tmp_path):
     src = shared_data("instruct/alpaca_9k.jsonl")
     pool = tmp_path / "pool200.jsonl"
@@ -277,6 +278,7 @@ def test_compare_end_to_end_and_resume(shared_data, tmp_path):
     assert any(line.startswith("compare: error:") and "other settings" in line for line in proc3.stderr.splitlines())
 
 
+@pytest.mark.slow
 def test_compare_bad_input_exits_2(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "compare.py"), "--pool", "p.jsonl", "--recipe",
                            str(tmp_path / "none.yaml")], cwd=ROOT, env=_env(), capture_output=True, text=True,

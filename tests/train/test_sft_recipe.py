@@ -256,6 +256,7 @@ def smoke_zero3(runner):
                   accelerate_config="accelerate_zero3_cpu.yaml")
 
 
+@pytest.mark.slow
 def test_smoke_cpu_runs_end_to_end(smoke_plain):
     rec = smoke_plain
     # "under 3 minutes on 2 cores": CPU seconds, so that other jobs sharing the cores do not make it flaky
@@ -274,6 +275,7 @@ def test_smoke_cpu_runs_end_to_end(smoke_plain):
     assert logged and logged[0]["time_to_threshold/6"] == rec["ttt"]["time_to_threshold"]["6"]
 
 
+@pytest.mark.slow
 def test_smoke_cpu_under_deepspeed_zero3(smoke_zero3, smoke_plain):
     rec = smoke_zero3
     assert rec["state"]["global_step"] == 100
@@ -299,6 +301,7 @@ def assert_l2_diagnostics(state: dict, vocab: int = 1024) -> list[dict]:
     return logs
 
 
+@pytest.mark.slow
 def test_l2_sgd_steps_with_l2sgd_under_deepspeed_zero3(runner):
     rec = runner("l2_zero3", "smoke_cpu.yaml", "--dataset_name", alpaca_9k(), "--optim", "l2_sgd",
                  "--learning_rate", "5", "--max_steps", "40", "--threshold_metric", "l2_over_floor",
@@ -326,6 +329,7 @@ def test_l2_sgd_steps_with_l2sgd_under_deepspeed_zero3(runner):
     assert all({"ce_loss", "l2_over_floor", "mean_token_accuracy"} <= set(e) for e in curve)
 
 
+@pytest.mark.slow
 def test_l2_sgd_refuses_a_deepspeed_json_with_an_optimizer_block(runner, tmp_path):
     """The Table 2 JSON's AdamW block would silently replace L2SGD: the recipe stops before training."""
     acc = yaml.safe_load((CONFIGS / "accelerate_zero3_cpu.yaml").read_text())
@@ -338,6 +342,7 @@ def test_l2_sgd_refuses_a_deepspeed_json_with_an_optimizer_block(runner, tmp_pat
     assert not (rec["out"] / "trainer_state.json").exists()
 
 
+@pytest.mark.slow
 def test_l2_sgd_without_deepspeed_in_process(runner, monkeypatch):
     """train_one called directly (as the comparison study does), without a launcher: L2SGD steps, ℓ2 loss falls."""
     monkeypatch.setenv("HF_UNIFORM_CACHE", str(runner.cache))
@@ -371,6 +376,7 @@ def test_l2_thresholds_need_an_l2_run(tmp_path):
             run(*args)
 
 
+@pytest.mark.slow
 def test_recipe_main_and_train_one_are_the_same_run(runner, monkeypatch):
     """recipes/sft.py's main (which builds the trainer itself) and hf_uniform.train.train_one (the study's
     way in) run the same steps: same data, regime, optimizer chain and losses for the same arguments."""
@@ -431,6 +437,7 @@ def test_resume_keeps_clock_tokens_and_the_whole_runs_train_loss(runner, monkeyp
         (runner.base / "whole" / "time_to_threshold.json").read_text())["curve"]]
 
 
+@pytest.mark.slow
 def test_smollm2_ten_steps_on_alpaca_9k(runner):
     pytest.importorskip("gguf")
     try:
