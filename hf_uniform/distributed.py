@@ -198,9 +198,9 @@ def _env_int(name: str) -> int | None:
         return None
     try:
         return int(value)
-    except ValueError:
+    except ValueError as err:
         raise UniformError(f"environment variable {name}={value!r} is not an integer; fix the launcher "
-                           "settings") from None
+                           "settings") from err
 
 
 def launched_distributed() -> bool:

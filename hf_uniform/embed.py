@@ -229,7 +229,7 @@ class SentenceTransformerEmbedder(Embedder):
             except OSError as err:
                 raise UniformError(f"cannot load sentence-transformers model {self.model_name!r} "
                                    f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
-                                   "pass a local model folder or a Hub id available offline") from None
+                                   "pass a local model folder or a Hub id available offline") from err
             if self.max_seq_length:
                 self._model.max_seq_length = self.max_seq_length
         return self._model

@@ -1,7 +1,10 @@
 """Errors raised by hf-uniform.
 
 Every user-facing problem raises :class:`UniformError`, a ``ValueError`` subclass whose message is one line
-that names the problem and the fix. The CLI turns it into exit status 2 without a traceback.
+that names the problem and the fix. The CLI turns it into exit status 2 without a traceback. Two kinds are
+also the exception Python code expects: :class:`MissingExtraError` (an ``ImportError``: an optional package is
+not installed; raise it with :func:`missing_extra`) and :class:`MissingFileError` (a ``FileNotFoundError``: a
+path the user passed does not exist). Raise them ``from`` the caught exception so the cause is kept.
 """
 
 from __future__ import annotations
@@ -31,6 +34,21 @@ class MissingExtraError(UniformError, ImportError):
         ... except ImportError as err:
         ...     print(err)
         plots need matplotlib; pip install 'hf-uniform[eval]'
+    """
+
+
+class MissingFileError(UniformError, FileNotFoundError):
+    """A file or folder the user passed does not exist; the message names it and what to pass instead.
+
+    It is a ``FileNotFoundError`` (what Python code expects of a missing path) and a :class:`UniformError`
+    (so the CLI reports it in one line with exit status 2).
+
+    Example:
+        >>> try:
+        ...     raise MissingFileError("input file nope.jsonl does not exist")
+        ... except FileNotFoundError as err:
+        ...     print(err, isinstance(err, UniformError))
+        input file nope.jsonl does not exist True
     """
 
 

@@ -31,10 +31,10 @@ def _read_bytes(path: Path) -> tuple[bytes, str]:
                     break
                 h.update(chunk)
                 chunks.append(chunk)
-    except IsADirectoryError:
-        raise UniformError(f"{path} is a folder but not one written by save_to_disk (no dataset_info.json)") from None
+    except IsADirectoryError as err:
+        raise UniformError(f"{path} is a folder but not one written by save_to_disk (no dataset_info.json)") from err
     except OSError as err:
-        raise UniformError(f"cannot read {path}: {err.strerror or err}") from None
+        raise UniformError(f"cannot read {path}: {err.strerror or err}") from err
     return b"".join(chunks), h.hexdigest()
 
 
@@ -42,7 +42,7 @@ def _decode(line: bytes, path: Path, lineno: int) -> str:
     try:
         return line.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise UniformError(f"{path}: line {lineno} is not UTF-8 text ({err.reason}); convert the file to UTF-8") from None
+        raise UniformError(f"{path}: line {lineno} is not UTF-8 text ({err.reason}); convert the file to UTF-8") from err
 
 
 def _parse_jsonl(data: bytes, path: Path) -> list[dict]:
@@ -54,7 +54,7 @@ def _parse_jsonl(data: bytes, path: Path) -> list[dict]:
         try:
             rec = json.loads(text)
         except json.JSONDecodeError as err:
-            raise UniformError(f"{path}: line {lineno} is not valid JSON ({err.msg}); fix or remove it") from None
+            raise UniformError(f"{path}: line {lineno} is not valid JSON ({err.msg}); fix or remove it") from err
         if not isinstance(rec, dict):
             raise UniformError(f"{path}: line {lineno} is not a JSON object; each line must be {{...}}")
         rows.append(rec)
@@ -106,9 +106,9 @@ def _parse_json(data: bytes, path: Path, suffix: str) -> tuple[list[dict], str]:
     try:
         doc = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as err:
-        raise UniformError(f"{path}: not UTF-8 text ({err.reason}); convert it to UTF-8") from None
+        raise UniformError(f"{path}: not UTF-8 text ({err.reason}); convert it to UTF-8") from err
     except json.JSONDecodeError as err:
-        raise UniformError(f"{path}: line {err.lineno} is not valid JSON ({err.msg}); fix it") from None
+        raise UniformError(f"{path}: line {err.lineno} is not valid JSON ({err.msg}); fix it") from err
     return _rows_from_json_document(doc, path), kind
 
 
@@ -118,7 +118,7 @@ def _parse_csv(data: bytes, path: Path) -> tuple[list[dict], list[str]]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise UniformError(f"{path}: not UTF-8 text ({err.reason}); convert it to UTF-8") from None
+        raise UniformError(f"{path}: not UTF-8 text ({err.reason}); convert it to UTF-8") from err
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
@@ -136,7 +136,7 @@ def _parse_csv(data: bytes, path: Path) -> tuple[list[dict], list[str]]:
                                    f"{len(header)}; fix the quoting or the row")
             rows.append(dict(zip(header, rec, strict=True)))
     except csv.Error as err:
-        raise UniformError(f"{path}: line {reader.line_num} is not valid CSV ({err}); fix it") from None
+        raise UniformError(f"{path}: line {reader.line_num} is not valid CSV ({err}); fix it") from err
     return rows, header
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UniformError
+from .errors import MissingFileError, UniformError
 from .formats import _BOM, _parse_csv, _parse_json, _parse_jsonl, _read_bytes, _union_columns
 
 logger = logging.getLogger(__name__)
@@ -296,7 +296,7 @@ class SourceData:
             except Exception as err:  # arrow raises several types for values it cannot store
                 msg = str(err).splitlines()[0] if str(err) else type(err).__name__
                 raise UniformError(f"cannot hold the rows of {self.source} as a dataset ({msg}); "
-                                   "give each column one type") from None
+                                   "give each column one type") from err
             ds = Dataset(ds.data, info=ds.info, fingerprint=self._fp(cols))
         self._datasets[key] = ds
         return ds
@@ -390,7 +390,7 @@ class SourceData:
                 table = _table_from_rows([self.rows[i] for i in idx], self.columns)
             except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
                 raise UniformError(f"the rows of {self.source} cannot be stored as parquet ({err}); "
-                                   "use --format jsonl") from None
+                                   "use --format jsonl") from err
         for k, v in extra.items():
             if k in table.column_names:
                 table = table.remove_column(table.column_names.index(k))
@@ -436,7 +436,7 @@ def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceDat
     suffix = path.suffix.lower()
     if suffix in _SUFFIX_BUILDER or path.exists():
         if not path.exists():
-            raise UniformError(f"input file {path} does not exist")
+            raise MissingFileError(f"input file {path} does not exist")
         if suffix not in _SUFFIX_BUILDER:
             raise UniformError(f"{path}: unsupported file type {suffix!r}; use .json, .jsonl, .parquet or .csv")
         data, digest = _read_bytes(path)
@@ -447,7 +447,7 @@ def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceDat
             try:
                 table = pq.read_table(pa.BufferReader(data))
             except (pa.ArrowException, OSError) as err:
-                raise UniformError(f"cannot read {path} as parquet: {str(err).splitlines()[0]}") from None
+                raise UniformError(f"cannot read {path} as parquet: {str(err).splitlines()[0]}") from err
             if table.num_rows == 0:
                 raise UniformError(f"{path} has no records: the dataset is empty")
             return SourceData(str(path), "parquet", list(table.column_names), digest, table=table)
@@ -466,7 +466,7 @@ def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceDat
         ds = datasets.load_dataset(str(source), split=split)
     except Exception as err:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UniformError(f"cannot load {source!r} as a file, folder or Hub dataset: {msg}") from None
+        raise UniformError(f"cannot load {source!r} as a file, folder or Hub dataset: {msg}") from err
     return _from_dataset(str(source), ds)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import UniformError
+from .errors import UniformError, missing_extra
 from .selection import check_embeddings, resolve_device
 
 _BLOCK_ELEMS = 1 << 24  # distance-block budget (floats), ~64 MB
@@ -257,7 +257,7 @@ def _faiss_nearest(queries: Any, points: Any, *, metric: str, exclude_self: bool
     try:
         import faiss
     except ImportError as err:  # pragma: no cover - depends on the install
-        raise UniformError("backend='faiss' needs faiss; pip install 'hf-uniform[faiss]'") from err
+        raise missing_extra("backend='faiss' needs faiss", "faiss") from err
     q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
     p = np.ascontiguousarray(np.asarray(points, dtype=np.float32))
     if metric == "cosine":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UniformError
+from .errors import UniformError, missing_extra
 
 
 def pca_2d(embeddings: np.ndarray) -> np.ndarray:
@@ -265,7 +265,7 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as err:  # pragma: no cover - depends on the install
-        raise UniformError("plots need matplotlib; pip install 'hf-uniform[eval]'") from err
+        raise missing_extra("plots need matplotlib", "eval") from err
     return plt
 
 

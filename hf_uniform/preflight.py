@@ -184,7 +184,7 @@ def engine_options(*, method: str = "auto", dtype: str = "float32", max_memory: 
         try:
             parse_bytes(max_memory)
         except (ValueError, TypeError) as err:
-            raise UniformError(f"--max-memory {max_memory!r}: {err}; pass e.g. 4GB") from None
+            raise UniformError(f"--max-memory {max_memory!r}: {err}; pass e.g. 4GB") from err
         kwargs["max_memory"] = max_memory
     if checkpoint:
         kwargs.update(checkpoint_dir=str(checkpoint), checkpoint_every=checkpoint_every, resume=resume)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UniformError
+from .errors import MissingFileError, UniformError
 
 SELECTION_SCHEMA = "hf-uniform/selection/2"
 SELECTION_FILE = "selection.json"
@@ -54,7 +54,7 @@ def _read_json(source: str | os.PathLike | Mapping[str, Any], what: str, default
     if path.is_dir():
         path = path / default_name
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: pass the {what} file or the folder that holds it")
+        raise MissingFileError(f"{path} does not exist: pass the {what} file or the folder that holds it")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:

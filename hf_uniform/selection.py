@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .engine.distance import point_distances
-from .errors import UniformError
+from .errors import MissingExtraError, UniformError
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +192,8 @@ def parse_k(text: str) -> int | float:
         return check_k(int(t))
     try:
         value = float(t)
-    except ValueError:
-        raise UniformError(f"k must be a number of rows or a fraction in (0, 1), got {t!r}") from None
+    except ValueError as err:
+        raise UniformError(f"k must be a number of rows or a fraction in (0, 1), got {t!r}") from err
     return check_k(value)
 
 
@@ -271,7 +271,7 @@ def _resolve_method(method: str, dev: torch.device, nearest: bool) -> str:
         if dev.type != "cpu":
             raise UniformError(f"method='lazy' runs on the CPU, got device={dev}; use method='sweep' on accelerators")
         if not numba_available():
-            raise UniformError("method='lazy' needs numba; pip install numba (or use method='sweep')")
+            raise MissingExtraError("method='lazy' needs numba; pip install numba (or use method='sweep')")
     return method
 
 
@@ -363,8 +363,8 @@ def _greedy(embeddings: Any, k: int | float, *, metric: str = "cosine", start: i
     if isinstance(embeddings, (list, tuple)):  # nested Python lists: numbers of one length, or refuse
         try:
             arr = np.asarray(embeddings)
-        except (ValueError, TypeError):
-            raise UniformError("embeddings are ragged: rows differ in length; pass an (n, d) float array") from None
+        except (ValueError, TypeError) as err:
+            raise UniformError("embeddings are ragged: rows differ in length; pass an (n, d) float array") from err
         if arr.dtype.kind not in "fiu":
             raise UniformError(f"embeddings must be numbers, got {arr.dtype} values (e.g. numbers written as "
                                "strings); pass an (n, d) float array")

@@ -82,7 +82,7 @@ def check_template(template: str) -> list[str]:
         parsed = list(string.Formatter().parse(template))
     except ValueError as err:
         raise UniformError(f"template {template!r} is malformed ({err}); write fields as {{column}}, and double "
-                           "literal braces as {{ }}") from None
+                           "literal braces as {{ }}") from err
     for _, name, spec, _ in parsed:
         if name is None:
             continue
@@ -103,7 +103,7 @@ def check_template(template: str) -> list[str]:
         template.format(**{f: "text" for f in fields})
     except (ValueError, OverflowError, MemoryError, KeyError, IndexError) as err:
         raise UniformError(f"template {template!r} cannot format text ({err}); cells are formatted as strings, "
-                           "so use only string format specs such as {a:>20}") from None
+                           "so use only string format specs such as {a:>20}") from err
     return fields
 
 

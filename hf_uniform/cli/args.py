@@ -25,18 +25,18 @@ def _heldout_value(text: str) -> int | float:
     """--heldout: a whole number of rows (>= 1), or a fraction strictly between 0 and 1."""
     try:
         return _k_value(text)
-    except argparse.ArgumentTypeError:
+    except argparse.ArgumentTypeError as err:
         raise argparse.ArgumentTypeError(
             f"--heldout {text} is neither a whole number of rows nor a fraction strictly between 0 and 1; "
-            "pass e.g. --heldout 200 or --heldout 0.05") from None
+            "pass e.g. --heldout 200 or --heldout 0.05") from err
 
 
 def _nonneg_int(what: str):
     def parse(text: str) -> int:
         try:
             value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a whole number, got {text!r}") from None
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number, got {text!r}") from err
         if value < 0:
             raise argparse.ArgumentTypeError(f"{what} must be 0 or more, got {value}")
         return value
@@ -55,8 +55,8 @@ def _pos_int(what: str):
 def _int_list(text: str) -> list[int]:
     try:
         rows = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated row indices, got {text!r}") from None
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated row indices, got {text!r}") from err
     if not rows:
         raise argparse.ArgumentTypeError("--start lists no row; pass e.g. --start 3,17")
     if any(r < 0 for r in rows):

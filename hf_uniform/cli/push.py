@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import UniformError
+from ..errors import MissingFileError, UniformError
 
 
 def add_push_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -71,9 +71,9 @@ def push_command(args: argparse.Namespace) -> int:
     validate_repo_id(args.repo_id)
     out = Path(args.out)
     if not out.is_dir():
-        raise FileNotFoundError(f"{out} is not a folder: pass the folder written by `hf-uniform select -o OUT`")
+        raise MissingFileError(f"{out} is not a folder: pass the folder written by `hf-uniform select -o OUT`")
     if not (out / "selection.json").is_file():
-        raise FileNotFoundError(f"{out} has no selection.json: pass the folder written by `hf-uniform select -o OUT`")
+        raise MissingFileError(f"{out} has no selection.json: pass the folder written by `hf-uniform select -o OUT`")
     kwargs = dict(selection=out / "selection.json", private=True if getattr(args, "private", False) else None,
                   revision=getattr(args, "revision", None), commit_message=getattr(args, "commit_message", None),
                   baselines={} if getattr(args, "no_baselines", False) else None,

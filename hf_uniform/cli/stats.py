@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..errors import UniformError
+from ..errors import MissingFileError, UniformError
 from ..preflight import check_device, check_embedding_options
 from .printing import _print_lengths, _print_report
 
@@ -33,7 +33,7 @@ def stats_command(args: argparse.Namespace) -> int:
                                   text_columns=args.text_columns, template=args.template, drop_empty=args.drop_empty)
     check_device(args.device)
     if args.subset and not Path(args.subset).exists():
-        raise UniformError(f"subset file {args.subset} does not exist")
+        raise MissingFileError(f"subset file {args.subset} does not exist")
     src = read_source(args.input, split=args.split)
     sub = read_source(args.subset) if args.subset else None
     if emb is None:

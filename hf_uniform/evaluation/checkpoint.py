@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UniformError
+from ..errors import MissingFileError, UniformError
 from ..io import atomic_write_json, atomic_write_text
 from .heldout import checkpoint_heldout_loss
 from .lm_eval import DEFAULT_TASKS, TaskSpec, parse_tasks, run_lm_eval
@@ -247,19 +247,19 @@ def check_eval_args(args: EvalArguments) -> None:
     """Refuse bad evaluation arguments before any model is loaded (one-line errors naming the fix).
 
     Raises:
-        UniformError: a local model path that does not exist (or any model with ``HF_HUB_OFFLINE=1``), a
-            ``data_dir`` that is not a folder, a malformed ``tasks`` string, or nothing to evaluate.
+        MissingFileError: a local model path that does not exist (or any model with ``HF_HUB_OFFLINE=1``).
+        UniformError: a ``data_dir`` that is not a folder, a malformed ``tasks`` string, or nothing to evaluate.
 
     Example:
         >>> check_eval_args(EvalArguments(model="./no/such/ckpt"))
         Traceback (most recent call last):
         ...
-        hf_uniform.errors.UniformError: model ./no/such/ckpt not found locally (...); pass a checkpoint folder
+        hf_uniform.errors.MissingFileError: model ./no/such/ckpt not found locally (...); pass a checkpoint folder
     """
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     if not Path(args.model).exists() and (offline or args.model.startswith((".", "/", "~"))):
         why = "HF_HUB_OFFLINE is set" if offline else "the Hub is not consulted for paths"
-        raise UniformError(f"model {args.model} not found locally ({why}); pass a checkpoint folder")
+        raise MissingFileError(f"model {args.model} not found locally ({why}); pass a checkpoint folder")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise UniformError(f"--data_dir {args.data_dir} is not a folder")
     if args.skip_lm_eval and args.heldout is None:

@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import UniformError
+from ..errors import UniformError, missing_extra
 from ..io import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -355,7 +355,7 @@ def run_lm_eval(
         import lm_eval
         from lm_eval.tasks import TaskManager
     except ImportError as err:  # pragma: no cover - depends on the install
-        raise UniformError("evaluation needs lm-eval; pip install 'hf-uniform[eval]'") from err
+        raise missing_extra("evaluation needs lm-eval", "eval") from err
     if limit is not None and (limit <= 0 or (isinstance(limit, float) and limit >= 1 and limit != int(limit))):
         raise UniformError(f"--limit must be a positive count or a fraction in (0, 1), got {limit}")
     if limit is not None and limit >= 1:

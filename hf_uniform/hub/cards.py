@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import UniformError
+from ..errors import MissingFileError, UniformError
 from ..records import SelectionRecord
 from .checks import (
     _known_token,
@@ -78,7 +78,7 @@ def _template_path(name: str, template: str | os.PathLike | None) -> Path:
     if template is not None:
         path = Path(template)
         if not path.is_file():
-            raise FileNotFoundError(f"card template {path} does not exist; pass an existing .md file or None")
+            raise MissingFileError(f"card template {path} does not exist; pass an existing .md file or None")
         return path
     path = TEMPLATES_DIR / name
     if not path.is_file():

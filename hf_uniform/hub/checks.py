@@ -19,7 +19,7 @@ from typing import Any
 from huggingface_hub.utils import HFValidationError
 from huggingface_hub.utils import validate_repo_id as hf_validate_repo_id
 
-from ..errors import UniformError
+from ..errors import MissingFileError, UniformError
 from ..records import SELECTION_FILE, SelectionRecord
 
 # credential-named keys (``hub_token``, ``token``, ``api_key``, ...), not ``pad_token`` or ``max_tokens``
@@ -134,7 +134,7 @@ def _load_json_arg(value: Any, what: str, *, allow_list: bool = False) -> Any:
         return dict(value.to_dict())
     path = Path(value)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} file {path} does not exist; pass a dict or the path of an existing file")
+        raise MissingFileError(f"{what} file {path} does not exist; pass a dict or the path of an existing file")
     try:
         text = path.read_text(encoding="utf-8")
         if path.suffix.lower() in (".yaml", ".yml"):
@@ -202,8 +202,8 @@ def _selection_record(selection: Any) -> tuple[SelectionRecord, Path | None]:
         if path.is_dir():
             path = path / SELECTION_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: pass the folder written by `hf-uniform select` "
-                                    "(it holds selection.json) or the path of selection.json")
+            raise MissingFileError(f"{path} does not exist: pass the folder written by `hf-uniform select` "
+                                   "(it holds selection.json) or the path of selection.json")
         return SelectionRecord.from_json(path), path.parent
     if not isinstance(selection, Mapping) and callable(getattr(selection, "to_dict", None)):
         selection = selection.to_dict()  # a Selection

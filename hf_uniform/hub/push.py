@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UniformError
+from ..errors import MissingFileError, UniformError
 from ..io import atomic_dir, is_main_process, load_input
 from ..records import SELECTION_FILE, SelectionRecord
 from .cards import _card_bytes, render_dataset_card, render_model_card
@@ -97,15 +97,15 @@ def _resolve_inputs(subset: Any, record: SelectionRecord, sel_folder: Path | Non
             candidates = [str(name)] if name else ["subset.jsonl", "subset.parquet"]
             found = [path / c for c in candidates if (path / c).is_file()]
             if not found:
-                raise FileNotFoundError(f"{path} has no {' or '.join(candidates)}: pass the folder written by "
-                                        "`hf-uniform select` (run it again if the subset file was removed)")
+                raise MissingFileError(f"{path} has no {' or '.join(candidates)}: pass the folder written by "
+                                       "`hf-uniform select` (run it again if the subset file was removed)")
             ds = load_input(found[0])
         elif path.is_file():
             ds = load_input(path)
             out_dir = sel_folder or path.parent
         else:
-            raise FileNotFoundError(f"subset {path} does not exist: pass a Dataset, a subset file or the folder "
-                                    "written by `hf-uniform select`")
+            raise MissingFileError(f"subset {path} does not exist: pass a Dataset, a subset file or the folder "
+                                   "written by `hf-uniform select`")
     else:
         raise UniformError(f"subset must be a datasets.Dataset, a file or a folder, not {type(subset).__name__}")
     if len(ds) != record.k:
@@ -115,7 +115,7 @@ def _resolve_inputs(subset: Any, record: SelectionRecord, sel_folder: Path | Non
     if coverage_plot is not None:
         plot = Path(coverage_plot)
         if not plot.is_file():
-            raise FileNotFoundError(f"coverage plot {plot} does not exist; pass an existing PNG or None")
+            raise MissingFileError(f"coverage plot {plot} does not exist; pass an existing PNG or None")
     elif out_dir is not None:
         names = [record.files.get("coverage_plot"), "uniformity.png", "coverage.png"]
         plot = next((out_dir / n for n in names if n and (out_dir / n).is_file()), None)
@@ -431,15 +431,15 @@ def push_checkpoint(
         return None
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
-        raise FileNotFoundError(f"checkpoint folder {output_dir} does not exist; pass the output_dir of the training run")
+        raise MissingFileError(f"checkpoint folder {output_dir} does not exist; pass the output_dir of the training run")
     target = _check_target(dry_run_to) if dry_run_to is not None else None
     local = _checkpoint_files(output_dir)
     if target is not None and target.resolve().is_relative_to(output_dir.resolve()):
         inside = target.resolve().relative_to(output_dir.resolve()).as_posix()
         local = {k: v for k, v in local.items() if not (k == inside or k.startswith(inside + "/"))}
     if not any(fnmatch.fnmatch(rel, pat) for rel in local for pat in MODEL_FILE_PATTERNS):
-        raise FileNotFoundError(f"{output_dir} has no model files (config.json, *.safetensors, pytorch_model*.bin); "
-                           "save the model there first (trainer.save_model)")
+        raise MissingFileError(f"{output_dir} has no model files (config.json, *.safetensors, pytorch_model*.bin); "
+                               "save the model there first (trainer.save_model)")
     if time_to_threshold is None and (output_dir / "time_to_threshold.json").is_file():
         time_to_threshold = output_dir / "time_to_threshold.json"  # written there by TimeToThresholdCallback
     secret = _known_token(token)

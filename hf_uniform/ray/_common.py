@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from hf_uniform.errors import UniformError
+from hf_uniform.errors import UniformError, missing_extra
 
 logger = logging.getLogger("hf_uniform.ray")
 
@@ -20,7 +20,7 @@ def _ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError as err:
-        raise UniformError(f"the Ray backend needs Ray Data; {INSTALL_HINT}") from err
+        raise missing_extra("the Ray backend needs Ray Data", "ray") from err
     return ray
 
 
@@ -28,7 +28,7 @@ def _raise_cause(err: Exception) -> None:
     """Re-raise the UniformError inside a RayTaskError with its own one-line message."""
     cause = getattr(err, "cause", None)
     if isinstance(cause, UniformError):
-        raise UniformError(str(cause)) from None
+        raise type(cause)(str(cause)) from err  # same kind (e.g. MissingFileError), one line
     raise err
 
 
@@ -75,7 +75,7 @@ def init_ray(address: str | None = "local", *, num_cpus: int | None = None, quie
         ray.init(**kwargs)
     except ConnectionError as err:
         raise UniformError(f"cannot join the Ray cluster at {address!r} ({err}); start it with `ray start "
-                           "--head` or pass --ray local") from None
+                           "--head` or pass --ray local") from err
     return True
 
 

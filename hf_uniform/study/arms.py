@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,31 +21,26 @@ from .config import ARMS, POOL_DRAW_SALT
 
 
 def resolve_k(k: float, n: int) -> int:
-    """Rows for ``k`` (a count, or a fraction in (0, 1)) of a training pool of ``n`` rows; at least 2.
-
-    A fraction is rounded DOWN (``floor(k * n)``), the study's documented rule since its first report;
-    :func:`hf_uniform.selection.check_k` rounds to nearest, so the fraction is turned into a count here and
-    the count is checked by ``check_k`` (a whole float such as ``6.0``, the type of ``StudyConfig.k``, is a
-    count).
+    """Rows for ``k`` (a count, or a fraction in (0, 1)) of a training pool of ``n`` rows: the one k rule,
+    :func:`hf_uniform.selection.check_k` (a fraction is rounded to nearest), plus the study's own rule that
+    a subset needs at least 2 rows. A whole float such as ``6.0`` (the type of ``StudyConfig.k``) is a count.
 
     Raises:
-        UniformError: fewer than 2 or more than ``n`` rows, or a count that is not whole.
+        UniformError: what ``check_k`` refuses (more than ``n`` rows, a count that is not whole, ...), or
+            fewer than 2 rows.
 
     Example:
-        >>> resolve_k(0.5, 9), resolve_k(4, 9), resolve_k(0.3, 9)  # check_k(0.3, 9) would give 3
-        (4, 4, 2)
+        >>> resolve_k(0.5, 9), resolve_k(4, 9), resolve_k(6.0, 12), resolve_k(0.3, 9)
+        (4, 4, 6, 3)
     """
     from ..selection import check_k
 
-    if 0 < k < 1:
-        rows = int(math.floor(k * n))
-    elif float(k).is_integer():
-        rows = int(k)  # StudyConfig.k is a float: 4500.0 from the YAML's 4500 is a count
-    else:
-        return check_k(k, n)  # neither a fraction nor a whole count: check_k says so
-    if not 1 < rows <= n:
-        raise UniformError(f"k={k} gives {rows} rows of a training pool of {n}; need 2..{n}")
-    return check_k(rows, n)
+    if isinstance(k, (float, np.floating)) and float(k) >= 1 and float(k).is_integer():
+        k = int(k)  # StudyConfig.k is a float: 4500.0 from the YAML's 4500 is a count
+    rows = check_k(k, n)
+    if rows < 2:
+        raise UniformError(f"k={k} gives {rows} row of a training pool of {n}; the study needs 2..{n} rows")
+    return rows
 
 
 def seed_pools(train_rows: int, seeds: Sequence[int], pool_size: int | None = None) -> dict[int, np.ndarray]:

