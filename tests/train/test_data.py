@@ -71,14 +71,11 @@ def test_prompt_format_errors():
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_llama):
+    """The session's tiny LLaMA (tests/conftest.py) and its tokenizer."""
     from transformers import AutoTokenizer
 
-    from hf_uniform.train import build_tiny_llama
-
-    texts = [format_alpaca(f"Add {i} and {i + 1}.") + f"The sum is {2 * i + 1}." for i in range(200)]
-    path = build_tiny_llama(tmp_path_factory.mktemp("tiny"), texts, vocab_size=400, hidden_size=32)
-    return path, AutoTokenizer.from_pretrained(path)
+    return tiny_llama, AutoTokenizer.from_pretrained(tiny_llama)
 
 
 def expected_labels(tok, prompt_ids, full_ids):
