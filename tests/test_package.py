@@ -123,3 +123,33 @@ def test_the_library_does_not_configure_logging():
 def test_the_greedy_loop_exists_once():
     hits = [name for name, path in module_files().items() if "\ndef drive(" in path.read_text(encoding="utf-8")]
     assert hits == ["hf_uniform.engine.driver"]
+
+
+def _layout_rows() -> dict[str, str]:
+    """README's Layout table: ``{first path cell: whole row}``."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    return {line.split("|")[1]: line for line in section.splitlines() if line.startswith("| `")}
+
+
+def test_the_readme_layout_table_matches_the_tree():
+    rows = _layout_rows()
+    cells = " ".join(rows)
+    for entry in sorted(PACKAGE.iterdir()):
+        if entry.name.startswith(("_", ".")) or entry.name == "__pycache__":
+            continue
+        shown = f"`hf_uniform/{entry.name}/`" if entry.is_dir() else f"hf_uniform/{entry.name}`"
+        shown_short = f"`{entry.name}`"  # a module named after the first one in its cell: `hf_uniform/a.py`, `b.py`
+        assert shown in cells or (entry.is_file() and shown_short in cells), f"README's Layout misses {entry.name}"
+    for cell, row in rows.items():  # every submodule of a listed subpackage is named in its row
+        if cell.strip().startswith("`hf_uniform/") and cell.strip().endswith("/`") and "," not in cell:
+            folder = ROOT / cell.strip().strip("`")
+            for module in sorted(folder.glob("*.py")):
+                if module.stem != "__init__":
+                    assert f"`{module.stem}`" in row, f"README's Layout row {cell.strip()} misses {module.stem}"
+    for cell in rows:  # nothing listed that is not there (`hf_uniform/a.py`, `b.py`: b.py beside a.py)
+        paths = [p.strip().strip("`") for p in cell.split(",")]
+        base = (ROOT / paths[0]).parent
+        assert (ROOT / paths[0]).exists(), f"README lists {paths[0]}"
+        for path in paths[1:]:
+            assert (ROOT / path).exists() or (base / path).exists(), f"README lists {path}"
