@@ -260,17 +260,15 @@ def _faiss_nearest(queries: Any, points: Any, *, metric: str, exclude_self: bool
         raise missing_extra("backend='faiss' needs faiss", "faiss") from err
     q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
     p = np.ascontiguousarray(np.asarray(points, dtype=np.float32))
+    kind = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
     if metric == "cosine":
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
         p = p / np.linalg.norm(p, axis=1, keepdims=True)
-        index = faiss.IndexFlatIP(p.shape[1])
-    else:
-        index = faiss.IndexFlatL2(p.shape[1])
-    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:  # pragma: no cover - GPU only
-        index = faiss.index_cpu_to_all_gpus(index)
-    index.add(p)
     kk = 2 if exclude_self else 1
-    scores, ids = index.search(q, kk)
+    if hasattr(faiss, "knn_gpu") and faiss.get_num_gpus() > 0:  # pragma: no cover - GPU only
+        scores, ids = faiss.knn_gpu(faiss.StandardGpuResources(), q, p, kk, metric=kind)
+    else:
+        scores, ids = faiss.knn(q, p, kk, metric=kind)
     if exclude_self:  # drop the row itself (by position); a duplicate elsewhere still counts
         own = ids[:, 0] == np.arange(q.shape[0])
         best = np.where(own, scores[:, 1], scores[:, 0])
