@@ -148,17 +148,14 @@ def test_config_validation(tmp_path):
             StudyConfig(**{**good, **bad}).validate()
 
 
-def test_resolve_k_floors_fractions_and_checks_counts():
+def test_resolve_k_is_check_k_plus_at_least_two_rows():
     from hf_uniform.selection import check_k
     from hf_uniform.study import resolve_k
 
-    # a fraction of the training pool is rounded down (the study's rule); a count goes through check_k
+    # the one k rule: a fraction of the training pool as check_k rounds it, a count (6.0 from the YAML too) as is
     for k, n in ((0.5, 9), (0.3, 9), (0.999, 10), (0.25, 8), (6, 12), (6.0, 12), (12, 12)):
-        want = math.floor(k * n) if k < 1 else int(k)
-        assert resolve_k(k, n) == want, (k, n)
-        if k >= 1:
-            assert resolve_k(k, n) == check_k(int(k), n)
-    assert check_k(0.3, 9) == 3 != resolve_k(0.3, 9)  # the documented difference: check_k rounds to nearest
+        assert resolve_k(k, n) == check_k(int(k) if k >= 1 else k, n), (k, n)
+    assert resolve_k(0.3, 9) == 3 and resolve_k(0.25, 8) == 2 and resolve_k(6.0, 12) == 6
     for k, n in ((0.1, 9), (1, 9), (10, 9), (4.5, 9)):  # fewer than 2 rows, more than n, not a whole count
         with pytest.raises(UniformError):
             resolve_k(k, n)
