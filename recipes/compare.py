@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import runpy
 import shlex
 import sys
 import time
@@ -67,7 +68,7 @@ def run(cfg: StudyConfig) -> StudyReport:
 
         torch.set_num_threads(int(cfg.num_threads))
     t0 = time.perf_counter()
-    study = Study(cfg)
+    study = Study(cfg, train=runpy.run_path(str(Path(__file__).with_name("sft.py")))["main"])  # recipes/sft.py
     study.load_pool()  # the pool and its held-out split (split.json), taken before anything else
     study.embed_pool()  # the training pool's embeddings (cached in WORK_DIR/embeddings)
     study.build_arms()  # each seed's pool draw and every arm's rows (arms.json)

@@ -18,7 +18,7 @@ Every field of ``UniformSFTConfig`` (TRL's ``SFTConfig``; ``--optim`` also takes
 ℓ2-SGD regime), ``ModelConfig`` and ``UniformSFTArguments`` (data, selection, regime, thresholds) can be set
 in the YAML or on the command line (the command line wins); ``--help`` lists them. ``main`` below is the
 whole run: data → model → trainer → ``train()`` → save → push; the components come from
-``hf_uniform.train``. ``hf_uniform.train.train_one`` runs the same steps in-process (the comparison study).
+``hf_uniform.train``. The comparison study (``recipes/compare.py``) trains every arm by calling ``main``.
 """
 
 from __future__ import annotations

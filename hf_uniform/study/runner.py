@@ -3,7 +3,7 @@ train + evaluate job per arm and seed.
 
 ``recipes/compare.py`` drives it::
 
-    study = Study(cfg)
+    study = Study(cfg, train=sft_main)  # sft_main: recipes/sft.py's main, run for every arm and seed
     study.load_pool()        # pool, held-out split (split.json), second held-out source
     study.embed_pool()       # embeddings of the training pool (hf_uniform.cache, in WORK_DIR/embeddings)
     study.build_arms()       # each seed's pool draw and the rows of every arm (arms.json)
@@ -30,6 +30,7 @@ import logging
 import shlex
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,9 @@ class Study:
     arm and seed (``recipes/compare.py`` shows the whole run).
     """
 
-    def __init__(self, cfg: StudyConfig):
+    def __init__(self, cfg: StudyConfig, train: Callable[[Any, Any, Any], dict[str, Any]] | None = None):
         self.cfg = cfg
+        self.train = train  # one fine-tune: recipes/sft.py's main(training_args, model_args, script_args)
         self.out = Path(cfg.output_dir)
         self.work = cfg.work_path
         self.second_ds = None
@@ -382,8 +384,6 @@ class Study:
 
     def _train_and_evaluate(self, arm: str, seed: int) -> dict[str, Any]:
         from ..evaluation import load_model, run_lm_eval
-        from ..train import train_one
-
         cfg = self.cfg
         key = f"{arm}-seed{seed}"
         rows = np.sort(self.arm_rows[key])  # pool order: training depends on the set of rows, not its greedy order
@@ -397,7 +397,9 @@ class Study:
         start = self.start_loss(seed, self.arm_idx[key])
         logger.info("%s: training on %d rows (%s); step-0 loss %.4f", key, len(rows), run_dir, start)
         t0, c0 = time.perf_counter(), time.process_time()
-        info = train_one(sft, model_args, uargs)  # the fine-tune recipes/sft.py runs
+        if self.train is None:
+            raise UniformError("Study(cfg, train=...) needs the fine-tune to run, e.g. recipes/sft.py's main")
+        info = self.train(sft, model_args, uargs)  # recipes/sft.py's main
         curves = curves_from_run(run_dir)
         t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
         gc.collect()

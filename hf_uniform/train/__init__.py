@@ -19,8 +19,7 @@ The components that ``recipes/sft.py`` puts together in its ``main`` (which buil
   ``--optim l2_sgd``), ``ModelConfig`` and :class:`UniformSFTArguments`.
 * :func:`load_model_and_tokenizer`, :class:`UniformSFTTrainer` (``SFTTrainer`` with the ℓ2 loss in one
   forward pass), :func:`check_deepspeed_optimizer` (a DeepSpeed JSON must not replace L2SGD).
-* :func:`train_one`: one whole fine-tune in-process, the recipe's steps (:mod:`hf_uniform.train.run`), for
-  the comparison study; ``run_sft`` is its old name.
+* :mod:`hf_uniform.train.run`: the steps of ``recipes/sft.py``'s ``main`` that are more than one call.
 
 Names load lazily, so ``from hf_uniform.train import l2_loss`` needs only ``torch``:
 
@@ -61,9 +60,8 @@ _EXPORTS = {
     "UniformSFTTrainer": "sft",
     "load_model_and_tokenizer": "sft",
     "find_smollm2_gguf": "sft",
-    "train_one": "run",
 }
-_ALIASES = {"run_sft": ("run", "train_one")}  # old name of train_one
+_ALIASES: dict[str, tuple[str, str]] = {}
 
 __all__ = sorted(_EXPORTS)
 

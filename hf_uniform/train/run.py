@@ -1,8 +1,8 @@
-"""The steps of one fine-tune, as components, and :func:`train_one`, which runs them all.
+"""The steps of one fine-tune, as components.
 
 ``recipes/sft.py`` shows the run in its ``main``: data → model → trainer → ``train()`` → save → push. The
-steps that are more than one call live here, so that the recipe stays readable and the comparison study
-(which trains in-process, many times) runs exactly the same steps through :func:`train_one`:
+steps that are more than one call live here, so that the recipe stays readable (the comparison study trains
+every arm by calling that ``main`` in-process):
 
 * :func:`check_run_args`: refuse argument combinations before any heavy work.
 * :func:`load_recipe_data`: the training (and evaluation) split, with the subset selected on the fly.
@@ -18,7 +18,6 @@ steps that are more than one call live here, so that the recipe stays readable a
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -236,67 +235,3 @@ def write_run_info(trainer: Any, info: dict[str, Any]) -> Path | None:
     logger.info("done: %d steps, train loss %.4f, time_to_threshold %s", info["global_step"], info["train_loss"],
                 info["time_to_threshold"])
     return path
-
-
-def train_one(training_args: Any, model_args: Any, uargs: UniformSFTArguments) -> dict[str, Any]:
-    """Run one fine-tune in this process, the steps of ``recipes/sft.py``'s ``main``; return its run record.
-
-    Writes ``provenance.json`` (and ``selection.json``), ``time_to_threshold.json``, ``trainer_state.json``,
-    the model (``save_final_model``) and ``run_info.json`` in ``training_args.output_dir``. Arguments come
-    from :func:`~hf_uniform.train.parse_sft_args`. A test checks that it and the recipe give the same run.
-
-    Example:
-        >>> from hf_uniform.train import parse_sft_args
-        >>> train_one(*parse_sft_args(["--output_dir", "o", "--use_cpu", "--bf16", "false",
-        ...                            "--threshold_metric", "ce_loss"]))
-        Traceback (most recent call last):
-        ...
-        hf_uniform.errors.UniformError: threshold_metric ce_loss is logged only by l2 runs (--optim l2_sgd or --loss l2); use threshold_metric loss
-    """
-    from accelerate import PartialState
-    from trl import get_peft_config
-
-    from .callbacks import TimeToThresholdCallback
-    from .data import write_provenance
-    from .sft import UniformSFTTrainer, check_deepspeed_optimizer, deepspeed_config, load_model_and_tokenizer
-
-    check_run_args(training_args, uargs)
-    t_start = time.perf_counter()
-    state = PartialState()
-    with state.main_process_first():
-        data = load_recipe_data(training_args, uargs)
-    t_data = time.perf_counter()
-    with state.main_process_first():
-        model_path, gguf = training_model(training_args, model_args, uargs, data)
-    model, tokenizer = load_model_and_tokenizer(
-        model_path, gguf_file=gguf, dtype=model_args.dtype, revision=model_args.model_revision,
-        attn_implementation=model_args.attn_implementation, trust_remote_code=training_args.trust_remote_code)
-    t_model = time.perf_counter()
-    trainer = UniformSFTTrainer(
-        model=model, args=training_args, train_dataset=data.train, eval_dataset=data.eval,
-        processing_class=tokenizer, peft_config=get_peft_config(model_args),
-        optimizer_cls_and_kwargs=regime_optimizer(training_args, uargs), loss_fn=regime_loss(training_args, uargs))
-    changed = check_deepspeed_optimizer(deepspeed_config(trainer), training_args.optim)
-    if changed:
-        logger.warning("DeepSpeed config: set %s so that %s is kept", changed, training_args.optim)
-    callback = TimeToThresholdCallback(thresholds=uargs.loss_thresholds, metric=uargs.threshold_metric,
-                                       window=uargs.threshold_window,
-                                       stop_after_last=uargs.stop_at_last_threshold).attach(trainer)
-    regime = describe_regime(trainer, uargs)
-    if trainer.is_world_process_zero():
-        write_provenance(training_args.output_dir, data, {"regime": regime, "model": model_path, "gguf_file": gguf})
-    t_train = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_value(training_args.resume_from_checkpoint))
-    t_end = time.perf_counter()
-    trainer.save_state()
-    if uargs.save_final_model:
-        trainer.save_model(training_args.output_dir)
-    info = run_record(trainer, result, callback, data=data, regime=regime, args=(training_args, model_args, uargs),
-                      seconds={"data": t_data - t_start, "model": t_model - t_data, "setup": t_train - t_model,
-                               "train": t_end - t_train})
-    write_run_info(trainer, info)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=uargs.dataset_name if not Path(str(uargs.dataset_name)).exists() else None)
-    if hasattr(trainer, "end"):
-        trainer.end()
-    return info

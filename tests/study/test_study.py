@@ -217,7 +217,7 @@ def test_compare_end_to_end_and_resume(shared_data, tmp_path):
     assert arms["uniform-seed0"]["coverage_radius"] < arms["random-seed0"]["coverage_radius"]
     assert arms["full-seed0"]["coverage_radius"] == pytest.approx(0.0, abs=1e-9)
 
-    # per-run records: training went through run_sft (4 steps), held-out curve from step 0, lm-eval scores
+    # per-run records: training went through recipes/sft.py's main (4 steps), held-out curve from step 0, lm-eval scores
     assert len(report["runs"]) == 8
     for run in report["runs"]:
         assert run["final"]["steps"] == 4

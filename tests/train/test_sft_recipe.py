@@ -19,7 +19,7 @@ pytest.importorskip("trl")
 from conftest import ROOT, shared_path  # noqa: E402
 
 from hf_uniform.errors import UniformError  # noqa: E402
-from hf_uniform.train import L2SGD, parse_sft_args, train_one  # noqa: E402
+from hf_uniform.train import L2SGD, parse_sft_args  # noqa: E402
 from hf_uniform.train.run import regime_loss, regime_optimizer  # noqa: E402
 from hf_uniform.train.sft import (  # noqa: E402
     check_deepspeed_optimizer,
@@ -37,6 +37,11 @@ def load_recipe(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def recipe_main(*args):
+    """recipes/sft.py's main, run in this process (what the comparison study calls for every arm)."""
+    return load_recipe("sft").main(*args)
 
 
 # ---- arguments ------------------------------------------------------------------------------------------
@@ -344,14 +349,15 @@ def test_l2_sgd_refuses_a_deepspeed_json_with_an_optimizer_block(runner, tmp_pat
 
 @pytest.mark.slow
 def test_l2_sgd_without_deepspeed_in_process(runner, monkeypatch):
-    """train_one called directly (as the comparison study does), without a launcher: L2SGD steps, ℓ2 loss falls."""
+    """recipes/sft.py's main called in-process (as the comparison study does), without a launcher: L2SGD
+    steps, ℓ2 loss falls."""
     monkeypatch.setenv("HF_UNIFORM_CACHE", str(runner.cache))
     out = runner.base / "l2_plain"
     sft, model, uargs = parse_sft_args([
         "--config", str(CONFIGS / "smoke_cpu.yaml"), "--output_dir", str(out), "--dataset_name", alpaca_9k(),
         "--optim", "l2_sgd", "--learning_rate", "5", "--max_steps", "30", "--threshold_metric", "l2_over_floor",
         "--loss_thresholds", "3.0", "--save_final_model", "false", "--disable_tqdm", "true"])
-    info = train_one(sft, model, uargs)
+    info = recipe_main(sft, model, uargs)
     assert info["optimizer_chain"][-1] == "L2SGD" and info["l2sgd_steps"] == 30
     assert info["l2sgd_updated_elements"] == 30 * 205_120
     assert info["regime"]["loss"] == "l2/logits" and info["regime"]["deepspeed"] is False
@@ -371,36 +377,8 @@ def test_l2_sgd_without_deepspeed_in_process(runner, monkeypatch):
 
 def test_l2_thresholds_need_an_l2_run(tmp_path):
     args = parse_sft_args(["--output_dir", str(tmp_path), *CPU, "--threshold_metric", "l2_over_floor"])
-    for run in (train_one, load_recipe("sft").main):
-        with pytest.raises(UniformError, match="logged only by l2 runs"):
-            run(*args)
-
-
-@pytest.mark.slow
-def test_recipe_main_and_train_one_are_the_same_run(runner, monkeypatch):
-    """recipes/sft.py's main (which builds the trainer itself) and hf_uniform.train.train_one (the study's
-    way in) run the same steps: same data, regime, optimizer chain and losses for the same arguments."""
-    monkeypatch.setenv("HF_UNIFORM_CACHE", str(runner.cache))
-    common = ["--config", str(CONFIGS / "smoke_cpu.yaml"), "--dataset_name", alpaca_9k(), "--uniform_k", "32",
-              "--subset_method", "random", "--measure_h", "false", "--save_final_model", "false",
-              "--disable_tqdm", "true", "--max_steps", "3", "--optim", "l2_sgd", "--learning_rate", "5",
-              "--threshold_metric", "l2_over_floor", "--loss_thresholds", "3.0", "--tiny_vocab_size", "300",
-              "--tiny_model_dir", str(runner.base / "same_tiny")]
-    recipe = load_recipe("sft")
-    a = recipe.main(*parse_sft_args([*common, "--output_dir", str(runner.base / "same_recipe")]))
-    b = train_one(*parse_sft_args([*common, "--output_dir", str(runner.base / "same_library")]))
-    assert set(a) == set(b)
-    for key in ("regime", "optimizer_chain", "optimizer_class", "l2sgd_steps", "l2sgd_updated_elements",
-                "global_step", "train_tokens", "train_rows", "data"):
-        assert a[key] == b[key], key
-    assert a["optimizer_chain"][-1] == "L2SGD" and a["l2sgd_steps"] == 3 and a["regime"]["optimizer"] == "l2_sgd"
-    assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
-    logs = [[h["loss"] for h in json.loads((runner.base / d / "trainer_state.json").read_text())["log_history"]
-             if "loss" in h] for d in ("same_recipe", "same_library")]
-    assert len(logs[0]) == 3 and logs[0] == pytest.approx(logs[1], rel=1e-6)
-    for d in ("same_recipe", "same_library"):  # both write the same records
-        assert {p.name for p in (runner.base / d).iterdir()} >= {
-            "run_info.json", "provenance.json", "time_to_threshold.json", "trainer_state.json"}
+    with pytest.raises(UniformError, match="logged only by l2 runs"):
+        recipe_main(*args)
 
 
 @pytest.mark.slow
@@ -412,12 +390,12 @@ def test_resume_keeps_clock_tokens_and_the_whole_runs_train_loss(runner, monkeyp
               "--subset_method", "first_k", "--measure_h", "false", "--save_final_model", "false",
               "--disable_tqdm", "true", "--loss_thresholds", "6.5", "--threshold_window", "2",
               "--tiny_model_dir", str(runner.base / "resume_tiny")]
-    whole = train_one(*parse_sft_args([*common, "--output_dir", str(runner.base / "whole"), "--max_steps", "6"]))
+    whole = recipe_main(*parse_sft_args([*common, "--output_dir", str(runner.base / "whole"), "--max_steps", "6"]))
     out = runner.base / "resumed"
-    train_one(*parse_sft_args([*common, "--output_dir", str(out), "--max_steps", "3", "--save_strategy", "steps",
+    recipe_main(*parse_sft_args([*common, "--output_dir", str(out), "--max_steps", "3", "--save_strategy", "steps",
                              "--save_steps", "3"]))
     first = json.loads((out / "time_to_threshold.json").read_text())
-    info = train_one(*parse_sft_args([*common, "--output_dir", str(out), "--max_steps", "6",
+    info = recipe_main(*parse_sft_args([*common, "--output_dir", str(out), "--max_steps", "6",
                                     "--resume_from_checkpoint", str(out / "checkpoint-3")]))
     state = json.loads((out / "trainer_state.json").read_text())
     losses = [h["loss"] for h in state["log_history"] if "loss" in h]
