@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from hf_uniform.arguments import parse_config_args
 from hf_uniform.errors import UniformError
 from hf_uniform.study import Study, StudyConfig, StudyReport, build_report, job_order, write_report
 
@@ -40,17 +41,7 @@ def parse_args(argv: Sequence[str]) -> StudyConfig:
     """``[--config FILE.yaml] [--key value ...]`` into a :class:`StudyConfig` (the command line wins)."""
     from trl import TrlParser
 
-    parser = TrlParser((StudyConfig,))
-    try:
-        cfg, rest = parser.parse_args_and_config(list(argv), return_remaining_strings=True)
-    except SystemExit as err:
-        if not err.code:  # --help printed the usage: exit 0 as argparse does
-            raise
-        raise UniformError(f"bad arguments for compare (exit status {err.code}); see --help") from err
-    except ValueError as err:
-        raise UniformError(f"bad arguments for compare: {str(err).splitlines()[0]}") from err
-    if rest:
-        raise UniformError(f"unknown compare arguments {rest}; check the spelling (see --help)")
+    (cfg,) = parse_config_args(TrlParser((StudyConfig,)), argv, "compare")
     if not cfg.command:  # the command that reproduces the runs (a report-only pass trains nothing)
         kept = [a for i, a in enumerate(argv) if not (a.startswith("--report_only")
                 or (i and argv[i - 1] == "--report_only"))]

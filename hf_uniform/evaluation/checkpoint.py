@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..arguments import parse_config_args
 from ..errors import MissingFileError, UniformError
 from ..io import atomic_write_json, atomic_write_text
 from .heldout import checkpoint_heldout_loss
@@ -223,21 +224,9 @@ def parse_eval_args(argv: Sequence[str] | None = None) -> EvalArguments:
         from trl import TrlParser
 
         parser: Any = TrlParser((EvalArguments,))
-        parse = parser.parse_args_and_config
     except ImportError:  # pragma: no cover - TRL is in the [train] extra; YAML configs then need it
         parser = HfArgumentParser((EvalArguments,))
-        parse = parser.parse_args_into_dataclasses
-    try:
-        out = parse(list(argv) if argv is not None else None, return_remaining_strings=True)
-    except SystemExit as err:
-        if not err.code:  # --help printed the usage: exit 0 as argparse does
-            raise
-        raise UniformError(f"bad arguments for eval (exit status {err.code}); see --help") from err
-    except ValueError as err:
-        raise UniformError(f"bad arguments for eval: {str(err).splitlines()[0]}") from err
-    args, rest = out[0], out[-1]
-    if rest:
-        raise UniformError(f"unknown eval arguments {rest}; check the spelling (see --help)")
+    (args,) = parse_config_args(parser, argv, "eval")
     if not args.model:
         raise UniformError("no model given; pass --model CHECKPOINT_FOLDER (or a Hub id)")
     return args

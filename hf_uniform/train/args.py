@@ -18,7 +18,6 @@ loudly ("unsupported optimizer: l2_sgd") instead of silently training with anoth
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from transformers.training_args import OptimizerNames
 from trl import ModelConfig, SFTConfig, TrlParser
 
+from ..arguments import parse_config_args
 from ..errors import UniformError
 from ..selection import check_k
 from .callbacks import DEFAULT_WINDOW
@@ -185,13 +185,5 @@ def parse_sft_args(argv: Sequence[str] | None = None, parser: TrlParser | None =
         (64, 0.5)
     """
     parser = parser if parser is not None else TrlParser(SFT_ARGUMENT_CLASSES)
-    args = list(argv) if argv is not None else sys.argv[1:]
-    try:
-        sft_args, model_args, uargs, rest = parser.parse_args_and_config(args, return_remaining_strings=True)
-    except UniformError:
-        raise
-    except ValueError as err:
-        raise UniformError(f"bad recipe arguments: {str(err).splitlines()[0]}") from err
-    if rest:
-        raise UniformError(f"unknown recipe arguments {rest}; check the spelling (see --help) or remove them")
+    sft_args, model_args, uargs = parse_config_args(parser, argv, "recipe")
     return sft_args, model_args, uargs
