@@ -390,6 +390,15 @@ def adversarial_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def write_results(res: dict, out: Path) -> Path:
+    """Add the machine (versions, CPUs, load average) to ``res`` and write it as JSON to ``out``."""
+    res["machine"] = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+                      "load_avg": os.getloadavg()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2, default=float))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", action="store_true",
@@ -409,31 +418,16 @@ def main() -> None:
     ap.add_argument("--plain-steps", type=int, default=500)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    if args.sets:
-        res = sets_mode(args)
-        res["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
-                          "cpus": os.cpu_count(), "load_avg": os.getloadavg()}
-        out = args.out or ROOT / "benchmarks" / "results" / "select_sets.json"
-        out.write_text(json.dumps(res, indent=2, default=float))
-        print(sets_table(res))
-        print(f"wrote {out}")
-        return
-    if args.adversarial:
-        res = adversarial_mode(args)
-        res["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
-                          "cpus": os.cpu_count(), "load_avg": os.getloadavg()}
-        out = args.out or ROOT / "benchmarks" / "results" / "select_adversarial.json"
-        out.write_text(json.dumps(res, indent=2, default=float))
-        print(adversarial_table(res))
+    if args.sets or args.adversarial:
+        res, table_fn, name = ((sets_mode(args), sets_table, "select_sets.json") if args.sets
+                               else (adversarial_mode(args), adversarial_table, "select_adversarial.json"))
+        out = write_results(res, args.out or ROOT / "benchmarks" / "results" / name)
+        print(table_fn(res))
         print(f"wrote {out}")
         return
     gpu = args.gpu_mode or args.device != "cpu"
     res = gpu_mode(args) if gpu else cpu_mode(args)
-    res["machine"] = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-                      "load_avg": os.getloadavg()}
-    out = args.out or ROOT / "benchmarks" / "results" / ("select_gpu.json" if gpu else "select_cpu.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2, default=float))
+    out = write_results(res, args.out or ROOT / "benchmarks" / "results" / ("select_gpu.json" if gpu else "select_cpu.json"))
     print()
     print(table(res))
     if not gpu:
