@@ -10,6 +10,8 @@ import csv
 import hashlib
 import io
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,92 @@ from typing import Any
 from .errors import UniformError
 
 _BOM = b"\xef\xbb\xbf"
+# a number that may overflow a float (1e400, 400 digits): such lines are parsed again, keeping the number's text
+_MAYBE_HUGE = re.compile(rb"[eE]\+?\d{3}|\d{300}")
+_RAW_TOKEN = "\x00hf-uniform-number-{}\x00"
+
+
+class RawFloat(float):
+    """A JSON number too large for a float (``1e400``): its value is ``inf`` for computing, and its source
+    text is written back unchanged (rows out are rows in; ``Infinity`` would not even be valid JSON).
+
+    Example:
+        >>> x = RawFloat.from_text("1e400")
+        >>> x == float("inf"), repr(x), dumps_row({"a": x, "b": [x, 1.5]})
+        (True, '1e400', '{"a": 1e400, "b": [1e400, 1.5]}')
+    """
+
+    text: str
+
+    @classmethod
+    def from_text(cls, text: str) -> float:
+        """``float(text)``; a ``RawFloat`` keeping ``text`` when that is not finite."""
+        value = float(text)
+        if math.isfinite(value):
+            return value
+        out = cls(value)
+        out.text = text
+        return out
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+
+def _has_raw(obj: Any) -> bool:
+    if isinstance(obj, RawFloat):
+        return True
+    if isinstance(obj, dict):
+        return any(_has_raw(v) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_has_raw(v) for v in obj)
+    return False
+
+
+def dumps_row(row: Any, **kwargs: Any) -> str:
+    """``json.dumps(row, ensure_ascii=False, default=str)``, writing every :class:`RawFloat` as its source text.
+
+    Example:
+        >>> dumps_row({"q": "é", "n": 1})
+        '{"q": "é", "n": 1}'
+    """
+    kwargs = {"ensure_ascii": False, "default": str, **kwargs}
+    if not _has_raw(row):
+        return json.dumps(row, **kwargs)
+    texts: list[str] = []
+
+    def swap(obj: Any) -> Any:
+        if isinstance(obj, RawFloat):
+            texts.append(obj.text)
+            return _RAW_TOKEN.format(len(texts) - 1)
+        if isinstance(obj, dict):
+            return {k: swap(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [swap(v) for v in obj]
+        return obj
+
+    out = json.dumps(swap(row), **kwargs)
+    for i, text in enumerate(texts):
+        out = out.replace(json.dumps(_RAW_TOKEN.format(i)), text)
+    return out
+
+
+def _loads(text: str | bytes, raw: bytes, path: Path, where: str) -> tuple[Any, bool]:
+    """``json.loads`` with one-line errors for what it raises besides ``JSONDecodeError``, and whether the text
+    may hold a number too large for a float (kept as :class:`RawFloat`)."""
+    try:
+        if _MAYBE_HUGE.search(raw):
+            return json.loads(text, parse_float=RawFloat.from_text), True
+        return json.loads(text), False
+    except json.JSONDecodeError:
+        raise
+    except RecursionError as err:
+        raise UniformError(f"{path}: {where} is nested too deeply to read; flatten the record (at most a few "
+                           "hundred levels of lists and objects)") from err
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise UniformError(f"{path}: {where} holds a number Python cannot read ({str(err).splitlines()[0]}); "
+                           "store it as a string") from err
 
 
 def _read_bytes(path: Path) -> tuple[bytes, str]:
@@ -45,18 +133,21 @@ def _decode(line: bytes, path: Path, lineno: int) -> str:
         raise UniformError(f"{path}: line {lineno} is not UTF-8 text ({err.reason}); convert the file to UTF-8") from err
 
 
-def _parse_jsonl(data: bytes, path: Path) -> list[dict]:
+def _parse_jsonl(data: bytes, path: Path, raw_rows: set[int] | None = None) -> list[dict]:
+    """Rows of JSON Lines; positions of rows holding a :class:`RawFloat` are added to ``raw_rows``."""
     rows = []
     for lineno, line in enumerate(data.split(b"\n"), 1):
         if not line.strip():
             continue
         text = _decode(line, path, lineno)
         try:
-            rec = json.loads(text)
+            rec, maybe_raw = _loads(text, line, path, f"line {lineno}")
         except json.JSONDecodeError as err:
             raise UniformError(f"{path}: line {lineno} is not valid JSON ({err.msg}); fix or remove it") from err
         if not isinstance(rec, dict):
             raise UniformError(f"{path}: line {lineno} is not a JSON object; each line must be {{...}}")
+        if maybe_raw and raw_rows is not None and _has_raw(rec):
+            raw_rows.add(len(rows))
         rows.append(rec)
     return rows
 
@@ -85,13 +176,17 @@ def _rows_from_json_document(doc: Any, path: Path) -> list[dict]:
                        "of equal-length lists); convert it to JSON Lines")
 
 
-def _parse_json(data: bytes, path: Path, suffix: str) -> tuple[list[dict], str]:
-    """Rows and the layout (``"jsonl"`` or ``"json"``) of a .json/.jsonl file; a BOM is accepted."""
+def _parse_json(data: bytes, path: Path, suffix: str, raw_rows: set[int] | None = None) -> tuple[list[dict], str]:
+    """Rows and the layout (``"jsonl"`` or ``"json"``) of a .json/.jsonl file; a BOM is accepted. Positions of
+    rows holding a :class:`RawFloat` are added to ``raw_rows``."""
     if data.startswith(_BOM):
         data = data[len(_BOM):]
     head = data.lstrip()[:1]
+    one_line = len([line for line in data.split(b"\n") if line.strip()]) == 1
     if head == b"[":
         kind = "json"
+    elif head == b"{" and one_line and suffix == ".json":
+        kind = "json"  # one document: `json.dump(dict_of_lists)` is columns, `json.dump(row)` one row
     elif head == b"{":
         first = data.lstrip().split(b"\n", 1)[0]
         try:
@@ -102,14 +197,20 @@ def _parse_json(data: bytes, path: Path, suffix: str) -> tuple[list[dict], str]:
     else:
         kind = "jsonl"
     if kind == "jsonl":
-        return _parse_jsonl(data, path), kind
+        return _parse_jsonl(data, path, raw_rows), kind
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc, maybe_raw = _loads(data.decode("utf-8"), data, path, "the document")
     except UnicodeDecodeError as err:
         raise UniformError(f"{path}: not UTF-8 text ({err.reason}); convert it to UTF-8") from err
     except json.JSONDecodeError as err:
         raise UniformError(f"{path}: line {err.lineno} is not valid JSON ({err.msg}); fix it") from err
-    return _rows_from_json_document(doc, path), kind
+    if one_line and isinstance(doc, dict) and not (doc and all(isinstance(v, list) for v in doc.values())):
+        rows = [doc]  # a single row written as one JSON object
+    else:
+        rows = _rows_from_json_document(doc, path)
+    if maybe_raw and raw_rows is not None:
+        raw_rows.update(i for i, row in enumerate(rows) if _has_raw(row))
+    return rows, kind
 
 
 def _parse_csv(data: bytes, path: Path) -> tuple[list[dict], list[str]]:

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,12 +28,41 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MissingFileError, UniformError
-from .formats import _BOM, _parse_csv, _parse_json, _parse_jsonl, _read_bytes, _union_columns
+from .formats import _BOM, _parse_csv, _parse_json, _parse_jsonl, _read_bytes, _union_columns, dumps_row
 
 logger = logging.getLogger(__name__)
 
 _SUFFIX_BUILDER = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
-TMP_MARK = ".tmp"  # every temporary file we write is named ".<final name>.<random>.tmp<suffix>"
+TMP_MARK = ".hfu-tmp"  # every temporary file or folder we write is named ".<final name>.<8 random>.hfu-tmp<suffix>"
+# the one pattern of our temporary names (mkstemp/mkdtemp draw the 8 characters from [a-z0-9_]); nothing else
+# in a folder is ever removed as "temporary" (a user's ".env.tmp" is not ours)
+TMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}" + re.escape(TMP_MARK) + r"(?P<suffix>\.[^./]*)?$")
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """The absolute, symlink-free path of a user's path (``~`` expanded; ``..`` of missing folders resolved).
+
+    Every path the user passes is resolved with this *before* it is checked, so the check and the write see
+    the same folder: ``nothere/../X`` is ``X``, whether or not ``nothere`` exists.
+
+    Example:
+        >>> resolve_path("nothere/../x") == Path.cwd().resolve() / "x"
+        True
+    """
+    return Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
+
+
+def temp_affixes(final: str | os.PathLike) -> dict[str, str]:
+    """``prefix=``/``suffix=`` for ``tempfile.mkstemp``/``mkdtemp``: the one temporary-name pattern of ours.
+
+    Example:
+        >>> import tempfile; d = tempfile.mkdtemp()
+        >>> name = Path(tempfile.mkstemp(dir=d, **temp_affixes("subset.jsonl"))[1]).name
+        >>> bool(TMP_PATTERN.match(name)), name.startswith(".subset.jsonl."), name.endswith(".hfu-tmp.jsonl")
+        (True, True, True)
+    """
+    final = Path(final)
+    return {"prefix": f".{final.name}.", "suffix": TMP_MARK + final.suffix}
 
 
 def is_main_process() -> bool:
@@ -71,7 +101,8 @@ def follow_umask(path: str | os.PathLike, mode: int = 0o666) -> None:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    The temporary file is removed on any error (Ctrl-C included); the final file follows the umask.
+    The temporary file (named by :func:`temp_affixes`) is removed on any error (Ctrl-C included); the final
+    file follows the umask. ``path`` is resolved first (:func:`resolve_path`).
 
     Example:
         >>> import tempfile; d = Path(tempfile.mkdtemp())
@@ -80,9 +111,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         >>> (d / "a.txt").read_text()
         'hi'
     """
-    path = Path(path)
+    path = resolve_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_MARK + path.suffix, dir=path.parent)
+    fd, name = tempfile.mkstemp(dir=path.parent, **temp_affixes(path))
     os.close(fd)
     tmp = Path(name)
     try:
@@ -95,11 +126,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; on success it replaces ``path`` (any old folder is removed).
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
 
-    The temporary folder is removed on any error, so ``path`` is either the old folder or the complete new one.
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it becomes ``path``.
+
+    ``path`` is resolved first (:func:`resolve_path`). It must be new or an empty folder; a folder holding
+    files is replaced only with ``replace=True`` (for a folder the caller itself wrote), and never removed
+    otherwise, even when it appears while the block runs. The temporary folder is removed on any error, so
+    ``path`` is either untouched or the complete new folder.
+
+    Raises:
+        UniformError: ``path`` is a file, or a non-empty folder without ``replace=True``.
 
     Example:
         >>> import tempfile; d = Path(tempfile.mkdtemp())
@@ -110,43 +151,74 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     import shutil
 
-    path = Path(path)
+    path = resolve_path(path)
+
+    def check() -> None:
+        if path.exists() and not path.is_dir():
+            raise UniformError(f"{path} exists and is not a folder; pass a new or empty folder")
+        if path.exists() and not replace and not _is_empty_dir(path):
+            raise UniformError(f"{path} is not empty; pass a new or empty folder (nothing in it was changed)")
+
+    check()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TMP_MARK, dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, **temp_affixes(path.name)))
     try:
         follow_umask(tmp, 0o777)  # mkdtemp makes it private; the folder gets a plain mkdir's permissions
         yield tmp
-        shutil.rmtree(path, ignore_errors=True)
+        check()  # again: something may have appeared there meanwhile
+        if path.is_dir():
+            if replace:
+                shutil.rmtree(path)
+            else:
+                path.rmdir()  # empty (checked): rmdir cannot remove anything else
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def remove_stale_tmp(folder: str | os.PathLike, names: Sequence[str] | None = None) -> list[Path]:
-    """Delete temporary files left in ``folder`` by killed runs (``.NAME.*.tmp*``); return what was removed.
+def remove_stale_tmp(folder: str | os.PathLike, names: Sequence[str] | None = None, *,
+                     older_than: float | None = None) -> list[Path]:
+    """Delete temporary files and folders left in ``folder`` by killed runs; return what was removed.
+
+    Only names of our one pattern (:data:`TMP_PATTERN`: ``.NAME.<8 random>.hfu-tmp<suffix>``) are touched;
+    a user's ``.env.tmp`` or ``notes.tmp`` is never removed.
 
     Args:
-        folder: the output folder.
+        folder: the output folder (or a cache folder).
         names: only temporary files of these final names (default: any of ours).
+        older_than: only those not modified for this many seconds (a cache shared by concurrent runs).
 
     Example:
-        >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / ".subset.jsonl.ab12.tmp.jsonl").write_text("x")
-        >>> [p.name for p in remove_stale_tmp(d)]
-        ['.subset.jsonl.ab12.tmp.jsonl']
+        >>> import tempfile; d = Path(tempfile.mkdtemp())
+        >>> _ = (d / ".subset.jsonl.ab12cd34.hfu-tmp.jsonl").write_text("x"); _ = (d / ".env.tmp").write_text("x")
+        >>> [p.name for p in remove_stale_tmp(d)], sorted(p.name for p in d.iterdir())
+        (['.subset.jsonl.ab12cd34.hfu-tmp.jsonl'], ['.env.tmp'])
     """
+    import shutil
+    import time
+
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
-    for p in folder.iterdir():
-        if not (p.name.startswith(".") and TMP_MARK in p.name and p.is_file()):
+    now = time.time()
+    for p in sorted(folder.iterdir()):
+        m = TMP_PATTERN.match(p.name)
+        if m is None or p.is_symlink():
             continue
-        if names is not None and not any(p.name.startswith(f".{n}.") for n in names):
+        if names is not None and m.group("name") not in names:
             continue
-        with contextlib.suppress(OSError):
-            p.unlink()
+        try:
+            if older_than is not None and now - p.stat().st_mtime < older_than:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
             removed.append(p)
+        except OSError:
+            continue
     return removed
 
 
@@ -221,6 +293,8 @@ class SourceData:
         rows: the source rows (JSON/CSV inputs).
         table: the Arrow table (parquet inputs).
         dataset: the ``Dataset`` (``"datasets"`` inputs).
+        raw_rows: positions of JSON rows holding a number too large for a float (``1e400``), written back
+            with its source text (:class:`~hf_uniform.formats.RawFloat`).
 
     Example:
         >>> import tempfile; p = Path(tempfile.mkdtemp()) / "a.jsonl"
@@ -237,6 +311,7 @@ class SourceData:
     rows: list[dict] | None = None
     table: Any = None
     dataset: Any = None
+    raw_rows: frozenset[int] = frozenset()
     _datasets: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -346,7 +421,8 @@ class SourceData:
                         out = dict(row)
                         for k, v in extra.items():
                             out[k] = v[j]
-                        f.write(json.dumps(out, ensure_ascii=False, default=str) + "\n")
+                        raw = bool(self.raw_rows) and idx[j] in self.raw_rows
+                        f.write((dumps_row(out) if raw else json.dumps(out, ensure_ascii=False, default=str)) + "\n")
             else:
                 raise UniformError(f"unknown output format {fmt!r}; use jsonl, csv or parquet")
         return path
@@ -410,10 +486,12 @@ def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceDat
     Args:
         source: a ``.json``/``.jsonl`` (JSON Lines, a list of objects, or columns; a UTF-8 BOM is accepted),
             ``.csv`` or ``.parquet`` file, a ``save_to_disk`` folder, or a Hub dataset id.
-        split: split to take from a ``DatasetDict`` or a Hub dataset.
+        split: split to take from a ``DatasetDict`` or a Hub dataset; a file is one split, so another split
+            than ``"train"`` is refused for it.
 
     Raises:
-        UniformError: a missing, unreadable, malformed or empty input (one line naming file and line).
+        UniformError: a missing, unreadable, malformed or empty input (one line naming file and line), or a
+            ``split`` other than ``"train"`` for a file.
 
     Example:
         >>> import tempfile; p = Path(tempfile.mkdtemp()) / "a.json"
@@ -422,6 +500,9 @@ def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceDat
         [{'q': 'x', 'n': 1}, {'q': 'y', 'n': 2}]
     """
     path = Path(source)
+    resolved = resolve_path(source)
+    if resolved.exists() or resolved.suffix.lower() in _SUFFIX_BUILDER:  # a local path (not a Hub id)
+        path = resolved
     if path.is_dir():
         import datasets
 
@@ -439,6 +520,9 @@ def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceDat
             raise MissingFileError(f"input file {path} does not exist")
         if suffix not in _SUFFIX_BUILDER:
             raise UniformError(f"{path}: unsupported file type {suffix!r}; use .json, .jsonl, .parquet or .csv")
+        if split not in (None, "train"):
+            raise UniformError(f"--split {split} applies to Hub datasets and save_to_disk folders; the file {path} "
+                               "is a single split, so drop --split (or pass the file of that split)")
         data, digest = _read_bytes(path)
         if suffix == ".parquet":
             import pyarrow as pa
@@ -454,12 +538,13 @@ def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceDat
         if suffix == ".csv":
             rows, header = _parse_csv(data, path)
             kind, columns = "csv", header
-        else:
-            rows, kind = _parse_json(data, path, suffix)
+        raw_rows: set[int] = set()
+        if suffix != ".csv":
+            rows, kind = _parse_json(data, path, suffix, raw_rows)
             columns = _union_columns(rows)
         if not rows:
             raise UniformError(f"{path} has no records: the dataset is empty")
-        return SourceData(str(path), kind, columns, digest, rows=rows)
+        return SourceData(str(path), kind, columns, digest, rows=rows, raw_rows=frozenset(raw_rows))
     import datasets
 
     try:

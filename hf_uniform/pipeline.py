@@ -132,14 +132,14 @@ def run_selection(
 
     from .selection import check_k
 
+    if heldout is not None:  # its form first: 1.0 is the count 1 (recorded as --heldout 1, as the CLI takes it)
+        from .heldout import check_heldout_size
+
+        heldout = check_heldout_size(heldout)
     given = dict(locals())
     options = {name: value for name, value in given.items() if name in _DEFAULTS}
     command = command or select_command_line(input, k, output, **options)
     k = check_k(k)  # the form (a count or a fraction); the row count needs n
-    if heldout is not None:
-        from .heldout import check_heldout_size
-
-        check_heldout_size(heldout)
     start = check_start(start)
     if metric not in ("cosine", "euclidean"):
         raise UniformError(f"unknown metric {metric!r}; use cosine or euclidean")
@@ -149,7 +149,7 @@ def run_selection(
         from .ray.command import run_selection_ray
 
         return run_selection_ray(input, k, output, command=command, progress=progress, **options)
-    # --- everything that can be checked without the data ---------------------------------------------
+    # --- everything that can be checked without the data (paths resolved first: what is checked is written) -
     out = check_output_folder(output, [str(input)])
     emb = check_embedding_options(embedder=embedder, embedding_column=embedding_column, text_columns=text_columns,
                                   template=template, drop_empty=drop_empty)
@@ -168,42 +168,46 @@ def run_selection(
     from .integration import embed, embedding_matrix, select_rows
     from .io import read_source, remove_stale_tmp
 
-    remove_stale_tmp(out)
+    # --- the checks that need the data; every rank runs them, and all agree before anything is written ------
     timings: dict[str, float] = {}
     t0 = _status("reading %s", input)
-    src = read_source(input, split=split)
-    n_source = src.n
-    fmt = format or src.default_format
-    kk = check_k(k, n_source)
-    if start and max(start) >= n_source:
-        raise UniformError(f"start rows {[s for s in start if s >= n_source][:10]} are out of range for n={n_source}")
-    pool_rows = np.arange(n_source)
-    heldout_rows = None
-    if heldout is not None:  # held out before anything else; the rest is the pool
-        from .heldout import split_heldout
+    failure: UniformError | None = None
+    try:
+        src = read_source(input, split=split)
+        n_source = src.n
+        fmt = format or src.default_format
+        kk = check_k(k, n_source)
+        if start and max(start) >= n_source:
+            raise UniformError(f"start rows {[s for s in start if s >= n_source][:10]} are out of range for "
+                               f"n={n_source}")
+        pool_rows = np.arange(n_source)
+        heldout_rows = None
+        if heldout is not None:  # held out before anything else; the rest is the pool (written with the subset)
+            from .heldout import split_heldout
 
-        heldout_rows, pool_rows = split_heldout(n_source, heldout, seed)
-        if start and set(start) & set(heldout_rows.tolist()):
-            raise UniformError(f"start rows {sorted(set(start) & set(heldout_rows.tolist()))} are held out by "
-                               "--heldout; choose other start rows or another --seed")
-        kk = check_k(k, len(pool_rows))
-        if kk > len(pool_rows):
-            raise UniformError(f"k={kk} exceeds the {len(pool_rows)} rows left after holding out {len(heldout_rows)}")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / SELECTION_FILE).unlink(missing_ok=True)  # --overwrite: unfinished from now until the new marker
-        src.write_rows(heldout_rows.tolist(), out / HELDOUT_FILE, "jsonl")  # first: rows unchanged
-        replaced = [p for p in replaced if p.name != HELDOUT_FILE]
-        logger.info("held out %d of %d rows (--seed %d) in %s", len(heldout_rows), n_source, seed, out / HELDOUT_FILE)
-    text_info: dict[str, Any] | None = None
-    if emb is not None:  # held-out rows are written as they are; only the pool needs text
-        ds, text_info, kept = text_pool(emb, src, pool_rows, drop_empty=drop_empty, ignore=heldout_rows)
-        if len(kept) < len(pool_rows):
-            pool_rows = kept
-            kk = check_k(k, len(pool_rows)) if isinstance(k, float) else kk
+            heldout_rows, pool_rows = split_heldout(n_source, heldout, seed)
+            if start and set(start) & set(heldout_rows.tolist()):
+                raise UniformError(f"start rows {sorted(set(start) & set(heldout_rows.tolist()))} are held out by "
+                                   "--heldout; choose other start rows or another --seed")
+            kk = check_k(k, len(pool_rows))
             if kk > len(pool_rows):
-                raise UniformError(f"k={kk} exceeds the {len(pool_rows)} rows left after dropping empty ones")
-            if start and not set(start) <= set(pool_rows.tolist()):
-                raise UniformError("a --start row has empty text and was left out; choose other start rows")
+                raise UniformError(f"k={kk} exceeds the {len(pool_rows)} rows left after holding out "
+                                   f"{len(heldout_rows)}")
+        text_info: dict[str, Any] | None = None
+        if emb is not None:  # held-out rows are written as they are; only the pool needs text
+            ds, text_info, kept = text_pool(emb, src, pool_rows, drop_empty=drop_empty, ignore=heldout_rows)
+            if len(kept) < len(pool_rows):
+                pool_rows = kept
+                kk = check_k(k, len(pool_rows)) if isinstance(k, float) else kk
+                if kk > len(pool_rows):
+                    raise UniformError(f"k={kk} exceeds the {len(pool_rows)} rows left after dropping empty ones")
+                if start and not set(start) <= set(pool_rows.tolist()):
+                    raise UniformError("a --start row has empty text and was left out; choose other start rows")
+        check_memory(engine_kwargs, n=len(pool_rows), k=kk, device=device,
+                     d=_dimension_hint(src, emb, embedding_column))
+    except UniformError as err:
+        failure = err
+    _all_ranks_agree(failure)
     timings["load_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if emb is None:
@@ -229,13 +233,20 @@ def run_selection(
     record.input, record.input_fingerprint, record.command, record.seed = str(input), src.fingerprint(), command, seed
     record.embedder = {"embedding_column": embedding_column} if embedding_column else None
     to_source = {name: pool_rows[np.asarray(idx, dtype=np.int64)] for name, idx in subsets.items()}
-    dropped = sorted(set(range(n_source)) - set(pool_rows.tolist()))
 
-    # --- write: earlier files go first, the subset files next, selection.json last ----------------------
-    for p in sorted(replaced, key=lambda q: q.name != SELECTION_FILE):  # the marker goes first
+    dropped = sorted(set(range(n_source)) - set(pool_rows.tolist())
+                     - set(heldout_rows.tolist() if heldout_rows is not None else []))
+
+    # --- write (rank 0, every check passed on every rank): earlier files go first (the marker first), then
+    # --- heldout.jsonl and the subset files, selection.json last ---------------------------------------------
+    for p in sorted(replaced, key=lambda q: q.name != SELECTION_FILE):
         p.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(out)
     files = {}
+    if heldout_rows is not None:
+        src.write_rows(heldout_rows.tolist(), out / HELDOUT_FILE, "jsonl")  # rows unchanged
+        logger.info("held out %d of %d rows (--seed %d) in %s", len(heldout_rows), n_source, seed, out / HELDOUT_FILE)
     subset_path = out / f"subset.{fmt}"
     t0 = _status("writing %s", subset_path)
     src.write_rows(to_source["subset"], subset_path, fmt,
@@ -274,6 +285,58 @@ def run_selection(
     record.lengths = lengths_record(src, emb, to_source, pool_rows)
     write_record(out, record)
     return record
+
+
+def _all_ranks_agree(failure: UniformError | None) -> None:
+    """Raise ``failure`` here, and on every other rank of a ``torchrun`` job a one-line error, so that no rank
+    writes (or waits in a collective) after another one refused the input.
+
+    Example:
+        >>> _all_ranks_agree(None)
+    """
+    from .distributed import all_ranks_true, distributed_context
+
+    ctx = distributed_context(init=False)
+    if ctx.enabled and not all_ranks_true(failure is None, ctx) and failure is None:
+        raise UniformError("another rank refused the input (its message names the problem); nothing was written")
+    if failure is not None:
+        raise failure
+
+
+def _dimension_hint(src: Any, emb: Any, embedding_column: str | None) -> int:
+    """The vectors' length when it is known without embedding (a stored column, Word2Vec's vector_size), else 1
+    (a lower bound, enough to refuse a --max-memory that cannot hold even the per-row state)."""
+    if emb is None and src.rows is not None and src.rows and isinstance(src.rows[0].get(embedding_column), list):
+        return max(1, len(src.rows[0][embedding_column]))
+    size = getattr(emb, "vector_size", None)
+    return int(size) if isinstance(size, int) and size > 0 else 1
+
+
+def check_memory(engine_kwargs: dict[str, Any], *, n: int, k: int, d: int, device: str) -> None:
+    """Refuse a ``--max-memory`` below what the lazy engine needs for ``n`` rows, ``k`` centres and ``d``
+    dimensions (``d``: a lower bound when not known yet) *before* embedding, not after it.
+
+    Example:
+        >>> check_memory({"max_memory": "1KB", "method": "lazy"}, n=100_000, k=10, d=1, device="cpu")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        hf_uniform.errors.UniformError: max_memory=0.0MB is below what the lazy engine needs for 100000 rows of 1 dims (per-row state 80 B/row, centres, buffers): at least ...MB; raise max_memory or pass fewer rows
+    """
+    budget = engine_kwargs.get("max_memory")
+    if not budget:
+        return
+    from .engine.store import parse_bytes
+    from .selection import _resolve_method, resolve_device
+
+    method = _resolve_method(engine_kwargs.get("method", "auto"), resolve_device(device), False)
+    if method != "lazy":
+        return
+    from .distributed import distributed_context, shard_bounds
+    from .engine.lazy import memory_plan
+
+    ctx = distributed_context(init=False)
+    lo, hi = shard_bounds(n, ctx.world_size)[ctx.rank] if ctx.enabled else (0, n)
+    memory_plan(hi - lo, d, k, parse_bytes(budget))
 
 
 def _status(msg: str, *a: Any) -> float:

@@ -63,35 +63,49 @@ def _is_within(path: Path, folder: Path) -> bool:
         return False
 
 
-def check_output_folder(out: str | os.PathLike, inputs: Sequence[str] = ()) -> Path:
-    """Validate an output folder before any work: not a file, not under a file, writable, not holding an input.
-
-    Example:
-        >>> import tempfile; d = Path(tempfile.mkdtemp())
-        >>> check_output_folder(d / "new") == d / "new"
-        True
-        >>> _ = (d / "f.txt").write_text("x")
-        >>> check_output_folder(d / "f.txt" / "out")
-        Traceback (most recent call last):
-        ...
-        hf_uniform.errors.UniformError: output folder ... lies under the file ...; pass a folder path for -o
-    """
-    out = Path(out)
+def _check_folder_path(out: Path, flag: str, given: Any) -> None:
+    """``out`` (resolved) can be a folder we write: not a file, not under a file, its first existing parent
+    writable."""
     if out.exists() and not out.is_dir():
-        raise UniformError(f"output {out} exists and is not a folder; pass a folder path for -o")
+        raise UniformError(f"{flag} {given} exists and is not a folder; pass a folder path for {flag}")
     probe = out
     while not probe.exists():
         if probe.parent == probe:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise UniformError(f"output folder {out} lies under the file {probe}; pass a folder path for -o")
+        raise UniformError(f"{flag} folder {given} lies under the file {probe}; pass a folder path for {flag}")
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        raise UniformError(f"cannot write to {probe} (permission denied); pass another -o folder")
+        raise UniformError(f"cannot write to {probe} (permission denied); pass another {flag} folder")
+
+
+def check_output_folder(out: str | os.PathLike, inputs: Sequence[str] = ()) -> Path:
+    """Validate an output folder before any work: not a file, not under a file, writable, not holding an input.
+
+    The path is resolved first (:func:`hf_uniform.io.resolve_path`): ``nothere/../Y`` is checked, and then
+    written, as ``Y``. Returns the resolved path.
+
+    Example:
+        >>> import tempfile; d = Path(tempfile.mkdtemp()).resolve()
+        >>> check_output_folder(d / "new") == d / "new"
+        True
+        >>> check_output_folder(d / "nothere" / ".." / "new") == d / "new"
+        True
+        >>> _ = (d / "f.txt").write_text("x")
+        >>> check_output_folder(d / "f.txt" / "out")
+        Traceback (most recent call last):
+        ...
+        hf_uniform.errors.UniformError: -o folder ... lies under the file ...; pass a folder path for -o
+    """
+    from .io import resolve_path
+
+    given = out
+    out = resolve_path(out)
+    _check_folder_path(out, "-o", given)
     for src in inputs:
         p = Path(src)
         if p.exists() and _is_within(p, out):
-            raise UniformError(f"the output folder {out} holds the input {p}; write the selection to another "
+            raise UniformError(f"the output folder {given} holds the input {p}; write the selection to another "
                                "folder (a rerun would replace the input)")
     return out
 
@@ -187,7 +201,11 @@ def engine_options(*, method: str = "auto", dtype: str = "float32", max_memory: 
             raise UniformError(f"--max-memory {max_memory!r}: {err}; pass e.g. 4GB") from err
         kwargs["max_memory"] = max_memory
     if checkpoint:
-        kwargs.update(checkpoint_dir=str(checkpoint), checkpoint_every=checkpoint_every, resume=resume)
+        from .io import resolve_path
+
+        folder = resolve_path(checkpoint)
+        _check_folder_path(folder, "--checkpoint", checkpoint)
+        kwargs.update(checkpoint_dir=str(folder), checkpoint_every=checkpoint_every, resume=resume)
     elif resume:
         raise UniformError("--resume needs --checkpoint DIR (the folder the interrupted run saved to)")
     return kwargs

@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..errors import MissingFileError, UniformError
@@ -68,8 +67,10 @@ def push_command(args: argparse.Namespace) -> int:
         raise UniformError("--dry-run needs --to DIR (the folder to write the repo to)")
     if args.to and not args.dry_run:
         raise UniformError("--to is only used with --dry-run; add --dry-run or drop --to")
+    from ..io import resolve_path
+
     validate_repo_id(args.repo_id)
-    out = Path(args.out)
+    out = resolve_path(args.out)  # resolved before any check: what is checked is what is read
     if not out.is_dir():
         raise MissingFileError(f"{out} is not a folder: pass the folder written by `hf-uniform select -o OUT`")
     if not (out / "selection.json").is_file():
@@ -82,7 +83,7 @@ def push_command(args: argparse.Namespace) -> int:
                   source_dataset=getattr(args, "source_dataset", None),
                   pretty_name=getattr(args, "pretty_name", None), template=getattr(args, "template", None))
     if args.dry_run:
-        result = push_subset(out, args.repo_id, dry_run_to=args.to, **kwargs)
+        result = push_subset(out, args.repo_id, dry_run_to=resolve_path(args.to), **kwargs)
         print(f"dry run: wrote {len(result.files)} files to {result.folder}:")
         for name in result.files:
             print(f"  {name}")

@@ -198,7 +198,9 @@ def _selection_record(selection: Any) -> tuple[SelectionRecord, Path | None]:
     if isinstance(selection, SelectionRecord):
         return selection, None
     if isinstance(selection, (str, os.PathLike)):
-        path = Path(selection)
+        from ..io import resolve_path
+
+        path = resolve_path(selection)
         if path.is_dir():
             path = path / SELECTION_FILE
         if not path.is_file():

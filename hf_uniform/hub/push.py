@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingFileError, UniformError
-from ..io import atomic_dir, is_main_process, load_input
-from ..records import SELECTION_FILE, SelectionRecord
+from ..io import atomic_dir, is_main_process, load_input, resolve_path
+from ..records import RUN_INFO_FILE, SELECTION_FILE, RunInfo, SelectionRecord
 from .cards import _card_bytes, render_dataset_card, render_model_card
 from .checks import (
     _check_no_secret,
@@ -82,22 +82,35 @@ def _is_dataset(obj: Any) -> bool:
     return hasattr(obj, "to_parquet") and hasattr(obj, "features") and hasattr(obj, "select")
 
 
+def _inside(folder: Path, path: Path) -> Path:
+    """``path`` if it is inside ``folder`` once links are resolved (never push a file from elsewhere)."""
+    root, real = os.path.realpath(folder), os.path.realpath(path)
+    if os.path.commonpath([root, real]) != root:
+        raise UniformError(f"{path} links to {real}, outside the folder {folder}; replace the link by the file "
+                           "itself (push only uploads files of the folder)")
+    return path
+
+
 def _resolve_inputs(subset: Any, record: SelectionRecord, sel_folder: Path | None, coverage_plot: Any,
                     baselines: Any) -> tuple[Any, Path | None, dict[str, Any]]:
-    """(subset Dataset, coverage plot path, {baseline name: Dataset}) from the arguments of push_subset."""
+    """(subset Dataset, coverage plot path, {baseline name: Dataset}) from the arguments of push_subset.
+
+    Files found through the record (or by their default names) are read from the selection folder only.
+    """
     out_dir: Path | None = None
     if _is_dataset(subset):
         ds = subset
         out_dir = sel_folder
     elif isinstance(subset, (str, os.PathLike)):
-        path = Path(subset)
+        path = resolve_path(subset)
         if path.is_dir():
             out_dir = path
-            name = record.file("subset")
-            candidates = [str(name)] if name else ["subset.jsonl", "subset.parquet"]
-            found = [path / c for c in candidates if (path / c).is_file()]
+            name = record.file("subset", path)
+            candidates = [name] if name else [path / "subset.jsonl", path / "subset.parquet"]
+            found = [_inside(path, c) for c in candidates if c.is_file()]
             if not found:
-                raise MissingFileError(f"{path} has no {' or '.join(candidates)}: pass the folder written by "
+                names = " or ".join(c.relative_to(path).as_posix() for c in candidates)
+                raise MissingFileError(f"{path} has no {names}: pass the folder written by "
                                        "`hf-uniform select` (run it again if the subset file was removed)")
             ds = load_input(found[0])
         elif path.is_file():
@@ -117,8 +130,9 @@ def _resolve_inputs(subset: Any, record: SelectionRecord, sel_folder: Path | Non
         if not plot.is_file():
             raise MissingFileError(f"coverage plot {plot} does not exist; pass an existing PNG or None")
     elif out_dir is not None:
-        names = [record.files.get("coverage_plot"), "uniformity.png", "coverage.png"]
-        plot = next((out_dir / n for n in names if n and (out_dir / n).is_file()), None)
+        named = record.file("coverage_plot", out_dir)
+        names = [named.relative_to(out_dir).as_posix() if named else None, "uniformity.png", "coverage.png"]
+        plot = next((_inside(out_dir, out_dir / n) for n in names if n and (out_dir / n).is_file()), None)
     extra: dict[str, Any] = {}
     if baselines is None and out_dir is not None:
         found_files = {b: record.file(b, out_dir) for b in ("random", "mixed")}
@@ -140,9 +154,12 @@ def _shard_names(prefix: str, ds: Any) -> list[tuple[str, Any]]:
 
 
 def _check_target(folder: str | os.PathLike) -> Path:
-    path = Path(folder)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise UniformError(f"dry-run folder {path} is not empty; pass a new or empty folder to --to")
+    """The dry-run folder, resolved first (``nothere/../X`` is ``X``): new or empty, never replaced."""
+    path = resolve_path(folder)
+    if path.exists() and not path.is_dir():
+        raise UniformError(f"dry-run folder {folder} is a file; pass a new or empty folder to --to")
+    if path.exists() and any(path.iterdir()):
+        raise UniformError(f"dry-run folder {folder} is not empty ({path}); pass a new or empty folder to --to")
     return path
 
 
@@ -350,6 +367,7 @@ def push_subset(
 
 
 def _checkpoint_files(output_dir: Path) -> dict[str, Path]:
+    """The files of ``output_dir`` that a checkpoint push uploads; a link out of the folder is refused."""
     files = {}
     for path in sorted(output_dir.rglob("*")):
         if not path.is_file():
@@ -357,8 +375,26 @@ def _checkpoint_files(output_dir: Path) -> dict[str, Path]:
         rel = path.relative_to(output_dir).as_posix()
         if any(fnmatch.fnmatch(rel, pattern) for pattern in CHECKPOINT_EXCLUDE):
             continue
-        files[rel] = path
+        files[rel] = _inside(output_dir, path)
     return files
+
+
+def _check_local_records(files: Mapping[str, Path]) -> None:
+    """Refuse a push whose records do not read: every top-level ``*.json`` must be a JSON document, and
+    ``selection.json`` / ``run_info.json`` must be valid records (a truncated one is never uploaded)."""
+    for rel, path in files.items():
+        if "/" in rel or not rel.endswith(".json"):
+            continue
+        if rel == SELECTION_FILE:
+            SelectionRecord.from_json(path)
+        elif rel == RUN_INFO_FILE:
+            RunInfo.from_json(path)
+        else:
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+                raise UniformError(f"{path} is not valid JSON ({str(err).splitlines()[0][:120]}); write it again "
+                                   "(a truncated file) or remove it before pushing") from err
 
 
 def push_checkpoint(
@@ -429,13 +465,13 @@ def push_checkpoint(
     validate_repo_id(repo_id)
     if not is_main_process():
         return None
-    output_dir = Path(output_dir)
+    output_dir = resolve_path(output_dir)
     if not output_dir.is_dir():
         raise MissingFileError(f"checkpoint folder {output_dir} does not exist; pass the output_dir of the training run")
     target = _check_target(dry_run_to) if dry_run_to is not None else None
     local = _checkpoint_files(output_dir)
-    if target is not None and target.resolve().is_relative_to(output_dir.resolve()):
-        inside = target.resolve().relative_to(output_dir.resolve()).as_posix()
+    if target is not None and target.is_relative_to(output_dir):
+        inside = target.relative_to(output_dir).as_posix()
         local = {k: v for k, v in local.items() if not (k == inside or k.startswith(inside + "/"))}
     if not any(fnmatch.fnmatch(rel, pat) for rel in local for pat in MODEL_FILE_PATTERNS):
         raise MissingFileError(f"{output_dir} has no model files (config.json, *.safetensors, pytorch_model*.bin); "
@@ -452,6 +488,7 @@ def push_checkpoint(
             data = (_selection_record(value)[0].to_dict() if name == SELECTION_FILE
                     else _load_json_arg(value, what, allow_list=name == "time_to_threshold.json"))
             generated[name] = _json_bytes(_scrub(data, secret))
+    _check_local_records({k: v for k, v in local.items() if k not in generated})
     card = render_model_card(
         repo_id, base_model=base_model, selection=selection, subset_repo=subset_repo,
         training_config=training_config, time_to_threshold=time_to_threshold, eval_results=eval_results,

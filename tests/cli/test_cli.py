@@ -235,9 +235,13 @@ def test_overwrite_removes_every_earlier_file_and_selection_json_is_the_commit_m
     # a run killed before selection.json: its files are an unfinished selection, replaced by a rerun
     (out / "selection.json").unlink()
     (out / "random.jsonl").write_text("stale\n")
-    (out / ".subset.jsonl.x1y2.tmp.jsonl").write_text("partial")
+    (out / ".subset.jsonl.x1y2ab_9.hfu-tmp.jsonl").write_text("partial")  # ours: removed
+    (out / ".env.tmp").write_text("SECRET=1")  # the user's own, though its name holds ".tmp": kept
+    (out / ".subset.jsonl.tmp").write_text("mine")  # not our pattern: kept
     assert main(["select", str(src), "-k", "2", "-o", str(out), "-q", "--no-plot"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "selection.json", "subset.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [".env.tmp", ".subset.jsonl.tmp", "notes.txt", "selection.json",
+                                                    "subset.jsonl"]
+    assert (out / ".env.tmp").read_text() == "SECRET=1"
     assert json.loads((out / "selection.json").read_text())["k"] == 2
 
 

@@ -202,7 +202,7 @@ def test_dataset_card_reads_every_selection_record_shape(select_out):
     body = hub.render_dataset_card(old, REPO, license="mit", language="en", coverage_plot=None).text
     assert "| Versions | numpy 1.26.4 |" in body and "k = 2 of n = 9" in body
     assert "hf-uniform select pool.jsonl -k 2 -o out --metric euclidean --seed 3" in body
-    trained = {"input": "pool.jsonl", "k": 2, "n": 9, "metric": "cosine", "h": 0.0, "indices": [4, 4],
+    trained = {"input": "pool.jsonl", "k": 2, "n": 9, "metric": "cosine", "h": 0.0, "indices": [4, 7],
                "duplicates_selected": True}
     assert "**Note:** h = 0" in hub.render_dataset_card(trained, REPO, license="mit", language="en",
                                                         coverage_plot=None).text
@@ -407,6 +407,9 @@ def test_bad_input_is_refused_before_any_request(select_out, tmp_path, fake_hub,
     no_selection.mkdir()
     shutil.copy(select_out / "subset.jsonl", no_selection)
     wrong_k = _copy_out(select_out, tmp_path / "wrong_k", k=25)
+    short = _copy_out(select_out, tmp_path / "short")
+    lines = (short / "subset.jsonl").read_text().splitlines(keepends=True)
+    (short / "subset.jsonl").write_text("".join(lines[:-1]))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     templates = {"syntax": "---\n{{ card_data }}\n---\n{% if %}", "undefined": "---\n{{ card_data }}\n---\n{{ nope }}",
@@ -422,7 +425,8 @@ def test_bad_input_is_refused_before_any_request(select_out, tmp_path, fake_hub,
         (["push", str(no_subset), "--repo-id", REPO], "has no subset.jsonl"),
         (["push", str(no_selection), "--repo-id", REPO], "has no selection.json"),
         (["push", str(tmp_path / "missing"), "--repo-id", REPO], "is not a folder"),
-        (["push", str(wrong_k), "--repo-id", REPO], "the subset has 24 rows but the selection record says k=25"),
+        (["push", str(wrong_k), "--repo-id", REPO], "'indices' must be a list of k=25 row numbers (it has 24)"),
+        (["push", str(short), "--repo-id", REPO], "the subset has 23 rows but the selection record says k=24"),
         (["push", out, "--repo-id", REPO, "--template", str(tmp_path / "syntax.md")], "failed to render"),
         (["push", out, "--repo-id", REPO, "--template", str(tmp_path / "undefined.md")], "'nope' is undefined"),
         (["push", out, "--repo-id", REPO, "--template", str(tmp_path / "no_yaml.md")], "lost the metadata"),
