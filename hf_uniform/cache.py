@@ -14,7 +14,9 @@ changes the key; ``datasets`` updates it on every ``select``/``map``/``shuffle``
 resolved text layout (which columns, which template) and
 :meth:`Embedder.cache_identity() <hf_uniform.embed.Embedder.cache_identity>` (the embedder configuration,
 text columns and template, library versions). Files are written atomically, so a crash never leaves a
-partial entry; a damaged entry is ignored (with a warning) and rewritten.
+partial entry; a damaged entry is ignored (with a warning) and rewritten. The temporary file of a write that
+was killed (our one pattern, :data:`hf_uniform.io.TMP_PATTERN`) is removed by the next write once it is an
+hour old (a younger one may belong to a run writing right now).
 
 >>> import tempfile, numpy as np
 >>> from datasets import Dataset
@@ -40,11 +42,13 @@ from typing import Any
 import numpy as np
 
 from .errors import UniformError
-from .io import atomic_path, atomic_write_json
+from .io import atomic_path, atomic_write_json, remove_stale_tmp
 
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "HF_UNIFORM_CACHE"
+#: a temporary cache file untouched this long was left by a killed write (concurrent runs finish far sooner)
+STALE_TMP_SECONDS = 3600
 KEY_VERSION = 2  # bump when the meaning of cached vectors changes
 
 
@@ -189,6 +193,9 @@ def save_embeddings(key: str, embeddings: np.ndarray, *, meta: dict[str, Any] | 
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     if x.ndim != 2:
         raise UniformError(f"embeddings to cache must be a 2-D (n, d) array, got shape {x.shape}")
+    removed = remove_stale_tmp(path.parent, older_than=STALE_TMP_SECONDS)
+    if removed:
+        logger.info("removed %d temporary file(s) of killed cache writes from %s", len(removed), path.parent)
     atomic_write_json(meta_path, {**(meta or {}), "shape": list(x.shape), "dtype": "float32",
                                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     with atomic_path(path) as tmp, open(tmp, "wb") as f:

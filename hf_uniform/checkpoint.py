@@ -37,22 +37,30 @@ logger = logging.getLogger(__name__)
 _NAME = "maxmin-state"
 
 
-def rows_hash(embeddings: Any, n: int, picks: int = 8) -> str:
-    """SHA-256 of a few rows (first, last and evenly spaced ones) and their dtype: cheap even for memmaps.
+def rows_hash(embeddings: Any, n: int, chunk_rows: int = 1 << 16) -> str:
+    """BLAKE2b of every row (their float32 values, in chunks) and the shape: a resume guard that covers the data.
+
+    Computed once per run (not per checkpoint); a change to any row, anywhere, gives another hash, so a
+    checkpoint of other data is refused instead of resumed. Rows are read ``chunk_rows`` at a time, so a
+    memmap is streamed, never copied whole.
 
     Example:
         >>> import numpy as np
-        >>> rows_hash(np.eye(4), 4) == rows_hash(np.eye(4), 4)
-        True
+        >>> x = np.eye(40, dtype=np.float32); y = x.copy(); y[17, 3] = 0.5
+        >>> rows_hash(x, 40) == rows_hash(x.copy(), 40), rows_hash(x, 40) == rows_hash(y, 40)
+        (True, False)
     """
-    from .engine.store import take_rows
+    from .engine.store import shape_of, slice_rows
 
-    ids = np.unique(np.linspace(0, n - 1, num=min(picks, n)).round().astype(np.int64))
-    block = np.ascontiguousarray(take_rows(embeddings, ids))
-    h = hashlib.sha256()
-    h.update(str(block.dtype).encode())
-    h.update(block.tobytes())
-    return h.hexdigest()[:32]
+    h = hashlib.blake2b(digest_size=16)
+    d = shape_of(embeddings)[1]
+    h.update(f"{n}x{d}".encode())
+    for lo in range(0, n, chunk_rows):
+        block = slice_rows(embeddings, lo, min(n, lo + chunk_rows))
+        if hasattr(block, "detach"):
+            block = block.detach().cpu().numpy()
+        h.update(np.ascontiguousarray(np.asarray(block), dtype=np.float32).tobytes())
+    return h.hexdigest()
 
 
 def fingerprint(*, n: int, d: int, metric: str, k: int, seed: int | None, start: list[int], method: str,
@@ -130,7 +138,9 @@ class Checkpointer:
         """Atomically write the state at ``step``; keep the two newest files."""
         path = self.dir / f"{_NAME}{self.suffix}.step{int(step)}.npz"
         meta = json.dumps({"fingerprint": self.fp, "step": int(step), "extra": extra or {}})
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{path.name}.", suffix=".tmp")
+        from .io import temp_affixes
+
+        fd, tmp = tempfile.mkstemp(dir=self.dir, **temp_affixes(path.name))
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, indices=np.asarray(indices, dtype=np.int64), radii=np.asarray(radii, dtype=np.float64),

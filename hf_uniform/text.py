@@ -108,15 +108,27 @@ def check_template(template: str) -> list[str]:
 
 
 def _message_text(messages: Sequence[Any]) -> str:
-    lines = []
+    """``role: content`` lines; ``""`` when no turn has any text (roles alone are not text: such a row is
+    empty, so the empty-text check sees it instead of embedding ``"user: \\nassistant: "``).
+
+    Example:
+        >>> _message_text([{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}])
+        'user: hi\\nassistant: '
+        >>> _message_text([{"role": "user", "content": ""}, {"role": "assistant", "content": None}])
+        ''
+    """
+    lines, has_text = [], False
     for m in messages:
         if isinstance(m, Mapping):
             who = m.get("role", m.get("from", ""))
-            content = m.get("content", m.get("value", ""))
-            lines.append(f"{'' if who is None else who}: {_content_text(content)}")
+            content = _content_text(m.get("content", m.get("value", "")))
+            has_text = has_text or bool(content.strip())
+            lines.append(f"{'' if who is None else who}: {content}")
         else:
-            lines.append(_as_text(m))
-    return "\n".join(lines)
+            text = _as_text(m)
+            has_text = has_text or bool(text.strip())
+            lines.append(text)
+    return "\n".join(lines) if has_text else ""
 
 
 def _content_text(content: Any) -> str:

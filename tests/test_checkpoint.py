@@ -71,7 +71,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path, method):
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert b"finished" not in proc.stdout.read()
-    assert not list(ck.glob("*.tmp"))  # no half-written file is ever visible under the real name
+    assert not list(ck.glob(".*.hfu-tmp*"))  # no half-written file is ever visible under the real name
     last = saved_steps(ck)[-1]
     assert 300 <= last < k
 

@@ -389,7 +389,8 @@ def load_training_data(
             train = _drop_selection_columns(train)
             selection = {"input": str(dataset_name), **sel.to_dict()}
             prov.update({"subset": "uniform", "source": "filter_uniform", "k": sel.k,
-                         "embedder": sel.info.get("embedder", {"embedding_column": embedding_column}),
+                         "embedder": _embedder_record(sel.info.get("embedder"), sel.info.get("text"),
+                                                      embedding_column),
                          "h": selection["h"], "coverage_radius": selection["coverage_radius"]})
         else:
             from ..baselines import first_k, mixed_subset, random_subset
@@ -413,7 +414,8 @@ def load_training_data(
     if eval_dataset_name:
         if ev is not None:
             raise UniformError("give either eval_size or eval_dataset_name, not both")
-        ev = _drop_selection_columns(load_input(eval_dataset_name, split=split))
+        local = Path(os.path.expanduser(str(eval_dataset_name))).exists()  # a file is one split
+        ev = _drop_selection_columns(load_input(eval_dataset_name, split="train" if local else split))
         prov["eval_dataset"] = str(eval_dataset_name)
     prov["train_rows"] = len(train)
     prov["eval_rows"] = len(ev) if ev is not None else 0
@@ -434,7 +436,28 @@ def _pool_embeddings(pool: Any, *, embedder: str | None, text_columns: Any, temp
     if embedding_column is not None:
         return embedding_matrix(pool, embedding_column), {"embedding_column": embedding_column}
     emb = resolve_embedder(embedder, text_columns=text_columns, template=template)
-    return embed(pool, emb, progress=progress), emb.config()
+    text = emb.renderer.describe(pool.column_names)
+    return embed(pool, emb, progress=progress), _embedder_record(emb.config(), text, None)
+
+
+def _embedder_record(config: Mapping[str, Any] | None, text: Mapping[str, Any] | None,
+                     embedding_column: str | None) -> dict[str, Any]:
+    """The embedder's settings with the columns and template it actually read (never ``columns: null``).
+
+    Example:
+        >>> _embedder_record({"embedder": "Word2VecEmbedder", "columns": None, "template": None},
+        ...                  {"layout": "alpaca", "columns": ["instruction", "output"], "template": None}, None)
+        {'embedder': 'Word2VecEmbedder', 'columns': ['instruction', 'output'], 'template': None, 'layout': 'alpaca'}
+        >>> _embedder_record(None, None, "emb")
+        {'embedding_column': 'emb'}
+    """
+    if config is None:
+        return {"embedding_column": embedding_column}
+    out = dict(config)
+    if text:
+        out.update({"columns": list(text.get("columns") or []), "template": text.get("template"),
+                    "layout": text.get("layout")})
+    return out
 
 
 def _subset_h(x: Any, idx: Any, emb_info: Any, *, metric: str) -> dict[str, Any]:
