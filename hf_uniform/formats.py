@@ -192,7 +192,7 @@ def _parse_json(data: bytes, path: Path, suffix: str, raw_rows: set[int] | None 
         try:
             json.loads(first)
             kind = "jsonl"
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # decoding, nesting, a huge number: parsed again below
             kind = "json" if suffix == ".json" or not first.rstrip().endswith(b"}") else "jsonl"
     else:
         kind = "jsonl"
