@@ -15,8 +15,8 @@ resolved text layout (which columns, which template) and
 :meth:`Embedder.cache_identity() <hf_uniform.embed.Embedder.cache_identity>` (the embedder configuration,
 text columns and template, library versions). Files are written atomically, so a crash never leaves a
 partial entry; a damaged entry is ignored (with a warning) and rewritten. The temporary file of a write that
-was killed (our one pattern, :data:`hf_uniform.io.TMP_PATTERN`) is removed by the next write once it is an
-hour old (a younger one may belong to a run writing right now).
+was killed (our one pattern, :data:`hf_uniform.io.TMP_PATTERN`) is removed by the next read or write once it
+is an hour old (a younger one may belong to a run writing right now).
 
 >>> import tempfile, numpy as np
 >>> from datasets import Dataset
@@ -163,6 +163,7 @@ def load_embeddings(key: str, *, n_rows: int | None = None,
         True
     """
     path, _ = _paths(key, cache_dir)
+    remove_stale_tmp(path.parent, older_than=STALE_TMP_SECONDS)  # killed writes: gone on the next use, hit or miss
     if not path.exists():
         return None
     try:

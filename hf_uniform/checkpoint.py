@@ -108,10 +108,22 @@ class Checkpointer:
         self.every = int(every) if every is not None else (None if seconds is not None else 1000)
         self.seconds = float(seconds) if seconds is not None else None
         self.suffix = "" if world_size == 1 else f".rank{rank}-of-{world_size}"
+        self._remove_stale_tmp()
         self.last_step = 0
         self.last_time = time.monotonic()
 
     # ------------------------------------------------------------------ files
+    def _remove_stale_tmp(self) -> None:
+        """Remove this rank's temporary checkpoint files left by a killed save (our one temp-name pattern)."""
+        from .io import TMP_PATTERN
+
+        mine = re.compile(re.escape(_NAME + self.suffix) + r"\.step\d+\.npz$")
+        for p in self.dir.iterdir():
+            m = TMP_PATTERN.match(p.name)
+            if m and mine.match(m.group("name")) and p.is_file() and not p.is_symlink():
+                p.unlink(missing_ok=True)
+                logger.info("removed %s, left by a killed checkpoint save", p)
+
     def _files(self) -> list[tuple[int, Path]]:
         pat = re.compile(re.escape(_NAME + self.suffix) + r"\.step(\d+)\.npz$")
         out = []

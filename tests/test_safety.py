@@ -336,7 +336,7 @@ def test_all_ranks_agree_before_rank_0_writes(tmp_path):
 
 
 def test_only_our_temporary_files_are_removed_from_the_embedding_cache(tmp_path):
-    from hf_uniform.cache import STALE_TMP_SECONDS, save_embeddings
+    from hf_uniform.cache import STALE_TMP_SECONDS, load_embeddings, save_embeddings
 
     cache = tmp_path / "emb"
     cache.mkdir()
@@ -351,6 +351,23 @@ def test_only_our_temporary_files_are_removed_from_the_embedding_cache(tmp_path)
     save_embeddings("ef56", np.ones((2, 3), np.float32), cache_dir=cache)
     assert sorted(p.name for p in cache.iterdir()) == [".cd34.npy.p0o9i8u7.hfu-tmp.npy", ".notes.tmp", "ef56.json",
                                                        "ef56.npy"]
+    os.utime(fresh, (old, old))  # the other run was killed too: the next read (a hit) removes it
+    assert load_embeddings("ef56", n_rows=2, cache_dir=cache).shape == (2, 3)
+    assert sorted(p.name for p in cache.iterdir()) == [".notes.tmp", "ef56.json", "ef56.npy"]
+
+
+def test_a_killed_checkpoint_save_leaves_no_temporary_file_for_good(tmp_path):
+    from hf_uniform.checkpoint import Checkpointer
+
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    names = [".maxmin-state.step100.npz.abcd_123.hfu-tmp",  # this run's, killed: removed
+             ".maxmin-state.rank1-of-2.step5.npz.abcd_123.hfu-tmp",  # another rank's layout: not this one's
+             ".notes.tmp", "maxmin-state.step50.npz.bak"]  # the user's
+    for name in names:
+        (ck / name).write_bytes(b"x")
+    Checkpointer(ck, {"n": 3}, every=1)
+    assert sorted(p.name for p in ck.iterdir()) == sorted(names[1:])
 
 
 def test_temp_files_follow_one_pattern(tmp_path):
