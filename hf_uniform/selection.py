@@ -17,6 +17,7 @@ Definitions used everywhere:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import warnings
@@ -106,7 +107,7 @@ class Selection:
             "n": self.n,
             "k": self.k,
             "h": None if not math.isfinite(self.h) else self.h,
-            "coverage_radius": self.coverage_radius,
+            "coverage_radius": self.coverage_radius if math.isfinite(self.coverage_radius) else None,
             "duplicates_selected": bool(self.k > 1 and self.h == 0.0),
             "indices": self.indices.tolist(),
             "min_distances": finite,
@@ -277,7 +278,7 @@ def _resolve_method(method: str, dev: torch.device, nearest: bool) -> str:
 
 def maxmin_select(
     embeddings: np.ndarray | torch.Tensor,
-    k: int | float,
+    k: int | float | None = None,
     *,
     metric: str = "cosine",
     start: int | Sequence[int] | None = None,
@@ -293,6 +294,10 @@ def maxmin_select(
     checkpoint_seconds: float | None = None,
     resume: bool = False,
     distributed: bool = False,
+    radius: float | None = None,
+    group_by: Sequence[Any] | np.ndarray | None = None,
+    quotas: dict[Any, int] | None = None,
+    tie_break: str = "lowest",
 ) -> Selection:
     """Greedy max-min selection of ``k`` rows of ``embeddings`` (farthest-first traversal).
 
@@ -329,6 +334,19 @@ def maxmin_select(
             handles its contiguous shard of the rows, every rank must call this with the same arguments, and
             all return the selection of a single process (see :mod:`hf_uniform.distributed`). Without it the
             selection is local even when a process group exists.
+        radius: stop once every row left is within ``radius`` of a chosen row (the coverage target of
+            k-center, "deduplicate to radius r"); ``k`` is then a cap (default: every row) and the result has
+            as many rows as it took. Start rows are always taken.
+        group_by: a group label per row (topic, language, source, ...): with ``quotas``, greedy max-min in
+            which a row of a full group is never picked (distances still count across groups).
+        quotas: rows per group label; default: proportional to the group sizes (largest remainder, ``k``
+            in all). Labels left out get 0. With quotas given, ``k`` may be left out (their sum).
+        tie_break: ``"lowest"`` (default): exact ties go to the lowest row index; ``"random"``: to a seeded
+            random row among the tied ones (the seed is ``seed``; for one-hot or duplicate-heavy data).
+
+    With ``group_by``, ``coverage_radius`` is over the rows that could still be picked (``nan`` once every
+    group is full). Each rule is exact: :func:`hf_uniform.engine.reference.reference_select` implements
+    the same definition in float64 and ``tests/engine/test_rules.py`` replays every engine against it.
 
     Returns:
         A :class:`Selection`; ``info`` records the method, device, world size and shard sizes.
@@ -339,11 +357,17 @@ def maxmin_select(
         >>> sel = maxmin_select(x, 3, metric="euclidean", start=0)
         >>> sel.indices.tolist(), sel.h
         ([0, 3, 1], 1.0)
+        >>> maxmin_select(x, metric="euclidean", start=0, radius=0.5).indices.tolist()
+        [0, 3, 1]
+        >>> groups = ["a", "a", "a", "b"]
+        >>> maxmin_select(x, metric="euclidean", start=0, group_by=groups, quotas={"a": 2}).indices.tolist()
+        [0, 1]
     """
     return _greedy(embeddings, k, metric=metric, start=start, seed=seed, chunk_size=chunk_size, device=device,
                    dtype=dtype, progress=progress, method=method, max_memory=max_memory,
                    checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-                   checkpoint_seconds=checkpoint_seconds, resume=resume, distributed=distributed)
+                   checkpoint_seconds=checkpoint_seconds, resume=resume, distributed=distributed, radius=radius,
+                   group_by=group_by, quotas=quotas, tie_break=tie_break)
 
 
 def _greedy(embeddings: Any, k: int | float, *, metric: str = "cosine", start: int | Sequence[int] | None = None,
@@ -351,15 +375,24 @@ def _greedy(embeddings: Any, k: int | float, *, metric: str = "cosine", start: i
             dtype: torch.dtype = torch.float32, progress: bool = False, method: str = "auto",
             max_memory: int | str | None = None, checkpoint_dir: str | None = None,
             checkpoint_every: int | None = None, checkpoint_seconds: float | None = None, resume: bool = False,
-            distributed: bool = False, nearest: bool = False) -> Selection:
+            distributed: bool = False, nearest: bool = False, radius: float | None = None,
+            group_by: Any = None, quotas: dict[Any, int] | None = None, tie_break: str = "lowest") -> Selection:
     """:func:`maxmin_select`, or with ``nearest=True`` the min-min rule of
     :func:`hf_uniform.baselines.minmin_select`: validate, build this rank's engine, run the driver."""
     from .distributed import shard_bounds
     from .engine.driver import LocalComm, drive
+    from .engine.exact import check_storage
+    from .engine.rules import check_rule_args
     from .engine.store import StreamSource, check_chunk, parse_bytes, shape_of, slice_rows
 
     if metric not in METRICS:
         raise UniformError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    check_storage(dtype, metric)
+    check_rule_args(tie_break, radius)
+    if quotas is not None and group_by is None:
+        raise UniformError("quotas= needs group_by= (a group label per row)")
+    if nearest and (radius is not None or group_by is not None or tie_break != "lowest"):
+        raise UniformError("the min-min baseline takes no radius, group_by or tie_break")
     if isinstance(embeddings, (list, tuple)):  # nested Python lists: numbers of one length, or refuse
         try:
             arr = np.asarray(embeddings)
@@ -389,8 +422,31 @@ def _greedy(embeddings: Any, k: int | float, *, metric: str = "cosine", start: i
         raise UniformError("the dataset is empty: there is nothing to select from")
     if d == 0:
         raise UniformError("embeddings have zero dimensions; check the embedding column")
-    k = check_k(k, n)
+    if k is None and radius is None and quotas is None:
+        raise UniformError("pass k (rows or a fraction), radius= (a coverage target) or per-group quotas=")
+    groups = per = None
+    if group_by is not None:
+        from .engine.rules import resolve_quotas, start_with_groups
+
+        kq = None if quotas is not None else check_k(n if k is None else k, n)
+        groups, qmap, per = resolve_quotas(group_by, kq, quotas, n)
+        if quotas is not None:
+            if k is not None and check_k(k, n) != int(per.sum()):
+                raise UniformError(f"quotas add up to {int(per.sum())} rows but k={k}; leave k out or make them agree")
+            k = max(1, int(per.sum()))
+    k = check_k(n if k is None else k, n)
     starts = _start_rows(n, k, start, seed)
+    if groups is not None:
+        starts = start_with_groups(starts, groups, per, start is None, seed)
+    perm = None
+    if tie_break == "random":  # the engines see a seeded permutation of the rows (a view); ties: lowest position
+        from .engine.rules import PermutedRows, tie_permutation
+
+        perm = tie_permutation(n, seed)
+        inv = np.empty(n, dtype=np.int64)
+        inv[perm] = np.arange(n)
+        embeddings, starts = PermutedRows(embeddings, perm), [int(inv[s]) for s in starts]
+        groups = None if groups is None else groups[perm]
     dev = resolve_device(device)
     method = _resolve_method(method, dev, nearest)
     bounds = shard_bounds(n, world)
@@ -417,8 +473,13 @@ def _greedy(embeddings: Any, k: int | float, *, metric: str = "cosine", start: i
     if checkpoint_dir is not None:
         from .checkpoint import Checkpointer, fingerprint, rows_hash
 
+        objective = "min" if nearest else "max"
+        if radius is not None or groups is not None or perm is not None:  # the rules are part of the run
+            rule = hashlib.sha256(repr((radius, tie_break, None if groups is None else (groups.tobytes(),
+                                                                                      per.tobytes()))).encode())
+            objective += ":" + rule.hexdigest()[:16]
         fp = fingerprint(n=n, d=d, metric=metric, k=k, seed=seed, start=starts, method=method,
-                         objective="min" if nearest else "max", row_hash=rows_hash(embeddings, n),
+                         objective=objective, row_hash=rows_hash(embeddings, n),
                          world_size=world, rank=rank)
         ck = Checkpointer(checkpoint_dir, fp, every=checkpoint_every, seconds=checkpoint_seconds, rank=rank,
                           world_size=world)
@@ -428,6 +489,12 @@ def _greedy(embeddings: Any, k: int | float, *, metric: str = "cosine", start: i
     info: dict[str, Any] = {"method": method, "device": str(dev), "dtype": str(dtype).replace("torch.", ""),
                             "seed": seed, "start": starts, "world_size": world,
                             "shard_sizes": [b - a for a, b in bounds], "streamed": bool(stream)}
+    if tie_break != "lowest":
+        info["tie_break"] = tie_break
+    if radius is not None:
+        info["radius"] = float(radius)
+    if groups is not None:
+        info["quotas"] = {str(lab): q for lab, q in qmap.items()}
     if method == "lazy":
         from .engine.lazy import gemm_threads
 
@@ -446,7 +513,8 @@ def _greedy(embeddings: Any, k: int | float, *, metric: str = "cosine", start: i
 
     with threads as nt:
         run = drive(eng, k=k, starts=starts, lo=lo, comm=comm, checkpointer=ck, resume=resume,
-                    centres=lambda ids: prepared_rows(embeddings, ids, metric), progress=progress, nearest=nearest)
+                    centres=lambda ids: prepared_rows(embeddings, ids, metric), progress=progress, nearest=nearest,
+                    radius=radius, groups=groups, quotas=per)
     if method == "lazy":
         info["threads"] = nt
         info["engine_stats"] = {**eng.stats, "walk_rows": int(eng._cnt[0]), "walk_exact": int(eng._cnt[1]),
@@ -455,10 +523,19 @@ def _greedy(embeddings: Any, k: int | float, *, metric: str = "cosine", start: i
         info["exact_stats"] = dict(eng.picker.stats)
     if run.resumed_from is not None:
         info["resumed_from_step"] = run.resumed_from
+    picked = np.asarray(run.indices, dtype=np.int64)
+    if perm is not None:
+        picked = perm[picked]
+    if len(picked) == n:
+        cov = 0.0
+    elif groups is not None and run.coverage == -math.inf:
+        cov = math.nan  # every group is full: the rows left cannot be picked
+    else:
+        cov = max(run.coverage, 0.0)
     return Selection(
-        indices=np.asarray(run.indices, dtype=np.int64),
+        indices=picked,
         min_distances=run.radii,
-        coverage_radius=max(run.coverage, 0.0) if k < n else 0.0,
+        coverage_radius=cov,
         metric=metric,
         n=n,
         info=info,
@@ -485,8 +562,11 @@ def uniform_rank(
     """Greedy rank of every row: ``rank[i]`` is the step at which row ``i`` is chosen, ``-1`` if not chosen.
 
     Because the greedy order is a prefix, ``np.flatnonzero((rank >= 0) & (rank < b))`` is the max-min
-    subset for every budget ``b <= k`` from one run. ``k`` defaults to all rows. Keyword arguments go to
-    :func:`maxmin_select`.
+    subset for every budget ``b <= k`` from one run. ``k`` defaults to all rows: the full greedy order,
+    computed cheaply -- the engine stops once the coverage radius is 0 (every row left duplicates a chosen
+    one, or points the same way under cosine) and the rows left follow in the greedy's tie order (lowest
+    index, or the seeded priority of ``tie_break="random"``), which is exactly the order the remaining
+    greedy steps would take. Keyword arguments go to :func:`maxmin_select`.
 
     Example:
         >>> import numpy as np
@@ -494,7 +574,15 @@ def uniform_rank(
         [1, 2, 0]
     """
     n = int(embeddings.shape[0])
-    sel = maxmin_select(embeddings, n if k is None else k, **kwargs)
+    full = k is None and kwargs.get("radius") is None and kwargs.get("group_by") is None
+    sel = maxmin_select(embeddings, n if k is None else k, **({"radius": 0.0} if full else {}), **kwargs)
     rank = np.full(n, -1, dtype=np.int64)
     rank[sel.indices] = np.arange(sel.k)
+    if full and sel.k < n:  # every row left is at distance 0 and stays there: the greedy takes them in tie order
+        rest = np.flatnonzero(rank < 0)
+        if kwargs.get("tie_break", "lowest") == "random":
+            from .engine.rules import tie_priority
+
+            rest = rest[np.argsort(tie_priority(n, kwargs.get("seed", 0))[rest])]
+        rank[rest] = np.arange(sel.k, n)
     return rank

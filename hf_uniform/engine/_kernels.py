@@ -139,13 +139,15 @@ def walk(rows, rid, an, ids, am, v, q, C, cn2, c0, t, metric, R, cnt):
 
 @nb.njit(cache=True, nogil=True)
 def run_block(rows, rid, an, ids, am, v, q, C, cn2, c0, t, t_end, metric, R, tau, sel_idx, sel_rad, m, cnt,
-              eval_ratio):
+              eval_ratio, rstop):
     """Greedy steps ``t .. t_end`` without leaving compiled code.
 
     Stops early (status 1) when the best active value drops below ``tau``: a dormant row (bound < tau)
     might then win, so the caller must flush and re-activate rows first. Stops with status 2 when the
     scalar refreshes since the last flush exceed ``eval_ratio`` times the pairs a flush GEMM would
-    compute (``active rows x pending centres``): flushing is then cheaper. Returns ``(t, R, status, best)``.
+    compute (``active rows x pending centres``): flushing is then cheaper. Stops with status 3 (for good)
+    when the best value -- exact, no dormant row can beat it -- is ``<= rstop`` (the radius; ``-inf``: none).
+    Returns ``(t, R, status, best)``.
     """
     status = 0
     best = -np.inf
@@ -155,6 +157,9 @@ def run_block(rows, rid, an, ids, am, v, q, C, cn2, c0, t, t_end, metric, R, tau
         R, bpos, best = walk(rows, rid, an, ids, am, v, q, C, cn2, c0, t, metric, R, cnt)
         if bpos < 0 or best < tau:
             status = 1
+            break
+        if best <= rstop:
+            status = 3
             break
         if cnt[1] - e0 > eval_ratio * n_act * (t - c0 + 10) and t > c0:
             status = 2
@@ -243,8 +248,10 @@ def update_rows(S, is_bf16, S16, rows, rid, rres, rn2, v, q, C, c0, p, metric, c
     most ``|r_x||c| + |x^||r_c| + gam |x^||c^| + err_out |S|`` (Cauchy-Schwarz on the rounding residuals,
     the float32 accumulation, the output rounding). A pair is evaluated exactly with :func:`dist` unless that
     bound proves it cannot reach the row's new minimum. ``q[i]`` centres are already folded into ``v[i]``;
-    on return every row is exact over all ``c0 + p`` centres. ``nrm`` bounds the norms under the cosine
-    metric (rows are unit vectors); under euclidean the norms are ``sqrt(cn2)`` and computed for the rows.
+    on return every row is exact over all ``c0 + p`` centres. Under the cosine metric the rows are raw and
+    the centres' filter copies unit vectors (``nrm`` bounds their norms, ``cres`` includes their distance
+    to the exact direction): ``S / |x|`` estimates the cosine and the bound is applied in units of ``|x|``
+    (``|x| = sqrt(rn2)``); under euclidean the norms are ``sqrt(cn2)`` and computed for the rows.
     ``skip_key`` (bf16 cosine; else empty) holds per-row order keys: a row whose largest estimate has a
     smaller key is provably unchanged (computed outside, vectorised, by :func:`skip_keys`).
     """
@@ -267,9 +274,14 @@ def update_rows(S, is_bf16, S16, rows, rid, rres, rn2, v, q, C, c0, p, metric, c
                 mkey = _rowmax_key(S16, i, qi, p)
                 if skip_key.shape[0] > 0 and mkey < skip_key[i]:
                     continue
-            xh = nrm + rx  # |x^| <= |x| + |r_x|
-            # one conservative error budget for the whole row: e_c <= base + err_out |S_c|
-            base = rx * nrm + xh * crmax + gam * xh * (nrm + crmax) + 1e-30
+            # raw rows, unit centres: S / |x| estimates the cosine; everything below is in units of |x|
+            xn = np.sqrt(rn2[i])
+            ri = 1.0 / xn
+            rx = rx * ri * (1.0 + 2.0 ** -50)
+            xh = nrm + rx  # |x^| / |x| <= 1 + |r_x| / |x|
+            # one conservative error budget for the whole row: e_c <= base + err_out |S_c| (+ float32
+            # underflow of the d products, absolute, relative to |x|)
+            base = rx * nrm + xh * crmax + gam * xh * (nrm + crmax) + 1.1 * rows.shape[1] * 2.0 ** -149 * ri + 1e-30
             if is_bf16:
                 smax = bf16_value(mkey ^ ((mkey >> np.int16(15)) & np.int16(0x7FFF)))
             else:
@@ -277,11 +289,12 @@ def update_rows(S, is_bf16, S16, rows, rid, rres, rn2, v, q, C, c0, p, metric, c
                 for c in range(qi, p):
                     if S[i, c] > smax:
                         smax = np.float64(S[i, c])
+            su_max = smax * ri
             # mu >= the row's new minimum: the pair with the largest estimate is at most this far
-            mu = min(np.float64(vi), 1.0 - smax + base + err_out * abs(smax) + 2.0 ** -20)
-            # a pair can only be at or below mu if S_c >= thr (solving S + base + err_out|S| < 1 - mu - eta)
+            mu = min(np.float64(vi), 1.0 - su_max + base + err_out * abs(su_max) + 2.0 ** -20)
+            # a pair can only be at or below mu if S_c / |x| >= thr (solving S + base + err_out|S| < 1 - mu - eta)
             r = 1.0 - mu - 2.0 ** -20 - base
-            thr = r / (1.0 + err_out) if r >= 0.0 else r / (1.0 - err_out)
+            thr = (r / (1.0 + err_out) if r >= 0.0 else r / (1.0 - err_out)) * xn  # back to raw units
             if smax < thr:
                 continue
             cnt[3] += 1
@@ -476,16 +489,19 @@ def sweep_argmax(live, m):
 
 
 @nb.njit(cache=True, nogil=True)
-def sweep_steps(X, an, rinv, live, m, C, cn2, t, t_end, metric, sel_idx, sel_rad):
+def sweep_steps(X, an, rinv, live, m, C, cn2, t, t_end, metric, sel_idx, sel_rad, rstop):
     """Greedy steps ``t .. t_end`` by full exact sweeps (the lazy engine's fallback when pruning stops paying).
 
     On entry and on return ``m[i]`` is row ``i``'s exact min-distance over ``C[:t]`` for every row in
     ``live`` (ascending ids, chosen rows at ``-inf``). Each step picks the largest value (ties to the lowest
     row), records it as centre ``t`` and folds it into every row with :func:`dist` -- the same values the
-    lazy walk computes. Returns the new ``t``; stops early when no row is left.
+    lazy walk computes. Returns ``(new t, stopped)``: it stops early when no row is left, and for good
+    (``stopped``) before a step whose best value is ``<= rstop``.
     """
     best, bid = sweep_argmax(live, m)
     while t < t_end and bid >= 0:
+        if best <= rstop:
+            return t, True
         C[t, :] = X[bid, :]
         cn2[t] = an[bid]
         sel_idx[t] = bid
@@ -493,7 +509,7 @@ def sweep_steps(X, an, rinv, live, m, C, cn2, t, t_end, metric, sel_idx, sel_rad
         m[bid] = -np.inf
         t += 1
         best, bid = sweep_fold(X, an, rinv, live, m, C, cn2, t - 1, metric)
-    return t
+    return t, False
 
 
 @nb.njit(cache=True, nogil=True)
@@ -544,15 +560,24 @@ def bf16_floor_keys(t: np.ndarray) -> np.ndarray:
     return keys
 
 
-def skip_keys(v: np.ndarray, res: np.ndarray, crmax: float, nrm: float, gam: float, err_out: float) -> np.ndarray:
+def skip_keys(v: np.ndarray, res: np.ndarray, crmax: float, nrm: float, gam: float, err_out: float,
+              rn2: np.ndarray | None = None, d: int = 0) -> np.ndarray:
     """Per-row bfloat16 order keys below which a row's largest cosine estimate proves it unchanged.
 
     A row with value ``v`` is unchanged by a block when every estimate satisfies
-    ``S + base + err_out |S| < 1 - v - 2^-20`` with ``base`` the row's error budget (see
-    :func:`hf_uniform.engine._kernels.update_rows`); solved for ``S`` and rounded down to a bfloat16 key.
+    ``S / |x| + base + err_out |S| / |x| < 1 - v - 2^-20`` with ``base`` the row's error budget in units of
+    ``|x| = sqrt(rn2)`` (see :func:`hf_uniform.engine._kernels.update_rows`; ``rn2=None``: unit rows);
+    solved for ``S`` and rounded down to a bfloat16 key.
+
+    Example:
+        >>> skip_keys(np.array([0.5], np.float32), np.zeros(1), 0.0, 1.0, 0.0, 0.0).tolist()
+        [16127]
     """
-    xh = nrm + res
-    base = res * nrm + xh * crmax + gam * xh * (nrm + crmax) + 1e-30
+    xn = np.ones(v.shape[0]) if rn2 is None else np.sqrt(rn2)
+    ri = 1.0 / xn
+    rx = res * ri * (1.0 + 2.0 ** -50)
+    xh = nrm + rx
+    base = rx * nrm + xh * crmax + gam * xh * (nrm + crmax) + 1.1 * d * 2.0 ** -149 * ri + 1e-30
     r = 1.0 - v.astype(np.float64) - 2.0 ** -20 - base
-    thr = np.where(r >= 0, r / (1.0 + err_out), r / (1.0 - err_out))
+    thr = np.where(r >= 0, r / (1.0 + err_out), r / (1.0 - err_out)) * xn
     return bf16_floor_keys(np.nan_to_num(thr, nan=-3.0e38, neginf=-3.0e38, posinf=3.0e38))

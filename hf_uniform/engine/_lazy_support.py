@@ -129,6 +129,68 @@ def memory_plan(n: int, d: int, k: int, budget: int, filter_dtype: torch.dtype |
             "read_rows": int(max(64, max_active // 4))}
 
 
+class Dormancy:
+    """Mixin of :class:`~hf_uniform.engine.lazy.LazyEngine`: the dormancy threshold and the dormant runs
+    (only performance depends on them, never the result)."""
+
+    def _has_dormant(self) -> bool:
+        return any(r[2] < r[0].size for r in self.runs)
+
+    def _choose_tau(self, hint: float | None) -> float:
+        """Dormancy threshold: rows whose bound is below it sleep until the radius gets near it.
+
+        Normal flushes predict the radius one block ahead from the drop over the last block. Early flushes
+        (the walk's best value ``hint`` fell below the threshold) go below ``hint`` by the gap it fell,
+        doubling on repeats. Only performance depends on it, never the result.
+        """
+        t = self.t
+        r_last = self.sel_rad[t - 1] if t else math.inf
+        pred, drop = None, math.inf
+        if t >= 2 and math.isfinite(r_last):
+            lo = max(0, t - 1 - self.block)
+            while lo < t - 1 and not math.isfinite(self.sel_rad[lo]):
+                lo += 1
+            span = t - 1 - lo
+            if span >= max(16, self.block // 4):
+                drop = max(float(self.sel_rad[lo] - r_last), 0.0) * self.block / span
+                drop = max(drop, 1e-6 * abs(r_last) + 1e-12)
+                pred = r_last - 1.25 * drop
+        if hint is None:
+            self._early = 0
+            return -math.inf if pred is None else pred
+        self._early += 1
+        self.stats["early_flushes"] += 1
+        if pred is None or self._early > 8:  # no trace yet: the start-up cap in flush() decides
+            return -math.inf
+        if not (math.isfinite(hint) and math.isfinite(self.tau)):
+            return pred - drop * (2 ** self._early)
+        gap = max(self.tau - hint, 1e-3 * drop, 1e-6 * abs(hint) + 1e-12) * (2 ** (self._early - 1))
+        return hint - gap
+
+    def _raise_to_cap(self, tau: float, hint: float | None) -> float:
+        """Raise ``tau`` so that at most ``wake_cap`` rows are active or woken (by bound, largest first);
+        an early flush never goes above the walk's best ``hint`` (those rows may beat it)."""
+        cap = self.wake_cap
+        heads = [self.v[self.v >= tau]]
+        total = heads[0].size
+        for ids, keys, ptr in self.runs:
+            end = int(np.searchsorted(keys, -tau, side="right")) if tau > -math.inf else ids.size
+            total += max(end - ptr, 0)
+            heads.append(-keys[ptr:min(end, ptr + cap)])
+        if total <= cap:
+            return tau
+        vals = np.concatenate(heads)
+        cut = float(np.partition(vals, vals.size - cap)[vals.size - cap])
+        if hint is not None and hint > -math.inf:
+            cut = min(cut, hint)
+        return max(tau, cut) if math.isfinite(cut) else tau  # +inf keys: not yet computed (start-up)
+
+    def _make_run(self, ids: np.ndarray) -> list[Any]:
+        neg = -self.m[ids]
+        so = np.argsort(neg)  # the order among equal keys does not matter: runs are only cut by key
+        return [ids[so], neg[so], 0]
+
+
 class SweepFallback:
     """Mixin of :class:`~hf_uniform.engine.lazy.LazyEngine`: switch an in-memory single-process run to exact
     full sweeps (:func:`~hf_uniform.engine._kernels.sweep_steps`, the same exact kernel, so the same picks)
@@ -185,16 +247,18 @@ class SweepFallback:
         self.stats["catch_up_pairs"] = int(pairs)
         logger.debug("lazy engine: pruning stopped paying at step %d; full sweeps from here", self.t)
 
-    def _sweep_run(self, t_end: int) -> None:
+    def _sweep_run(self, t_end: int, rstop: float = -math.inf) -> None:
         live = self._live
         if live.size > 256 and 4 * int((self.m[live] == -np.inf).sum()) > live.size:
             live = self._live = live[self.m[live] > -np.inf]
-        t = int(K.sweep_steps(self.src.x, self.Xn2, self._rinv, live, self.m, self.C, self.cn2, self.t, t_end, self.mc,
-                              self.sel_idx, self.sel_rad))
+        t, stopped = K.sweep_steps(self.src.x, self.Xn2, self._rinv, live, self.m, self.C, self.cn2, self.t, t_end,
+                                   self.mc, self.sel_idx, self.sel_rad, rstop)
+        t = int(t)
         self.stats["steps"] += t - self.t
         self.t = self.tf = t
         self.ep[live] = t
-        if t < t_end:
+        self.stopped = bool(stopped)
+        if t < t_end and not self.stopped:
             raise RuntimeError("no unchosen rows left")  # k <= n is checked by the caller
 
 

@@ -1,14 +1,15 @@
 """Rows as the engines see them, and the fast distance pass of the pass-per-step engines.
 
-Every engine selects on the same *prepared* rows: float32, unit-normalised under cosine with a float64 norm
-(:func:`hf_uniform.engine.store.prepare_rows`, per row, so streamed and in-memory runs agree bit for bit).
-This module turns an input (array, tensor, memmap, Arrow column; one rank's shard of it) into those rows on
-a device and in a storage dtype, and computes the filter distances of one pass
-(:func:`point_distances`). The exact values that decide each pick are in :mod:`hf_uniform.engine.exact`.
+Every engine selects on the same *prepared* rows: the float32 cast of the input, as given, under both metrics
+(:func:`hf_uniform.engine.store.prepare_rows`); cosine distances are evaluated normalisation-free. This
+module turns an input (array, tensor, memmap, Arrow column; one rank's shard of it) into those rows -- or,
+for a cosine filter, into unit rows normalised in float64 -- on a device and in a storage dtype, and
+computes the filter distances of one pass (:func:`point_distances`). The exact values that decide each pick
+are in :mod:`hf_uniform.engine.exact`.
 
 Example:
     >>> import numpy as np, torch
-    >>> rows = as_rows(np.array([[3.0, 4.0], [1.0, 0.0]]), "cosine", torch.device("cpu"), torch.float32)
+    >>> rows = as_rows(np.array([[3.0, 4.0], [1.0, 0.0]]), "cosine", torch.device("cpu"), torch.float32, unit=True)
     >>> [round(v, 6) for v in point_distances(rows, rows[1], "cosine").tolist()]
     [0.4, 0.0]
 """
@@ -22,33 +23,38 @@ from typing import Any
 import numpy as np
 import torch
 
-from .store import prepare_rows, shape_of, slice_rows, take_rows
+from .store import prepare_rows, shape_of, slice_rows, take_rows, tensor_numpy, unit_rows
 
 
 def as_rows(embeddings: np.ndarray | torch.Tensor, metric: str, device: torch.device,
-            dtype: torch.dtype) -> torch.Tensor:
+            dtype: torch.dtype, unit: bool = False) -> torch.Tensor:
     """Prepared rows on ``device`` in ``dtype``: the float32 rows of
-    :func:`~hf_uniform.engine.store.prepare_rows` -- the rows every engine selects on -- then cast.
+    :func:`~hf_uniform.engine.store.prepare_rows` -- the rows every engine selects on -- then cast; with
+    ``unit=True`` (cosine filters) the rows divided by their float64 norm first.
 
     Example:
         >>> as_rows(np.array([[0.0, 2.0]]), "cosine", torch.device("cpu"), torch.float32).tolist()
+        [[0.0, 2.0]]
+        >>> as_rows(np.array([[0.0, 2.0]]), "cosine", torch.device("cpu"), torch.float16, unit=True).tolist()
         [[0.0, 1.0]]
     """
     with warnings.catch_warnings():  # read-only memmaps: copied below
         warnings.simplefilter("ignore", UserWarning)
         if isinstance(embeddings, torch.Tensor) and embeddings.device.type != "cpu":
-            x = embeddings.to(torch.float32)
-            if metric == "cosine":
-                nrm = torch.sqrt((x.double() ** 2).sum(dim=1, keepdim=True)).float()
-                x = x / nrm
+            x = embeddings.detach().to(torch.float32)
+            if unit:
+                x64 = x.double()
+                x = (x64 / torch.linalg.vector_norm(x64, dim=1, keepdim=True)).float()
             return x.to(device=device, dtype=dtype).contiguous()
-        arr = embeddings.numpy() if isinstance(embeddings, torch.Tensor) else np.asarray(embeddings)
-    x = torch.from_numpy(prepare_rows(arr, metric))
-    return x.to(device=device, dtype=dtype).contiguous()
+        arr = tensor_numpy(embeddings) if isinstance(embeddings, torch.Tensor) else np.asarray(embeddings)
+    x = prepare_rows(arr, metric)
+    if unit:
+        x = unit_rows(x)
+    return torch.from_numpy(x).to(device=device, dtype=dtype).contiguous()
 
 
 def shard_rows(embeddings: Any, metric: str, device: torch.device, dtype: torch.dtype, lo: int,
-               hi: int) -> torch.Tensor:
+               hi: int, unit: bool = False) -> torch.Tensor:
     """Prepared rows ``lo:hi`` of ``embeddings`` (one rank's shard) on ``device`` in ``dtype``.
 
     Example:
@@ -56,12 +62,13 @@ def shard_rows(embeddings: Any, metric: str, device: torch.device, dtype: torch.
         torch.Size([2, 3])
     """
     x = embeddings[lo:hi] if isinstance(embeddings, (np.ndarray, torch.Tensor)) else slice_rows(embeddings, lo, hi)
-    return as_rows(x, metric, device, dtype)
+    return as_rows(x, metric, device, dtype, unit)
 
 
-def stream_chunks(src: Any, metric: str, device: torch.device,
-                  dtype: torch.dtype) -> Callable[[], Iterator[tuple[int, torch.Tensor]]]:
-    """A callable yielding ``(local offset, prepared rows)`` blocks of a streamed source, read on demand.
+def stream_chunks(src: Any, metric: str, device: torch.device, dtype: torch.dtype,
+                  unit: bool = False) -> Callable[[], Iterator[tuple[int, torch.Tensor]]]:
+    """A callable yielding ``(local offset, prepared rows)`` blocks of a streamed source, read on demand
+    (``unit=True``: unit rows, for a cosine filter).
 
     Example:
         >>> from hf_uniform.engine.store import StreamSource
@@ -72,7 +79,7 @@ def stream_chunks(src: Any, metric: str, device: torch.device,
     """
     def gen() -> Iterator[tuple[int, torch.Tensor]]:
         for off, raw in src.raw_chunks():
-            yield off, as_rows(np.asarray(raw), metric, device, dtype)
+            yield off, as_rows(np.asarray(raw), metric, device, dtype, unit)
     return gen
 
 
@@ -82,7 +89,7 @@ def prepared_rows(embeddings: Any, ids: np.ndarray, metric: str) -> np.ndarray:
 
     Example:
         >>> prepared_rows(np.array([[0.0, 2.0], [3.0, 4.0]]), np.array([1]), "cosine").tolist()
-        [[0.6000000238418579, 0.800000011920929]]
+        [[3.0, 4.0]]
     """
     d = shape_of(embeddings)[1]
     if len(ids) == 0:
@@ -93,20 +100,28 @@ def prepared_rows(embeddings: Any, ids: np.ndarray, metric: str) -> np.ndarray:
     return out
 
 
-def point_distances(rows: torch.Tensor, centre: torch.Tensor, metric: str) -> torch.Tensor:
+def point_distances(rows: torch.Tensor, centre: torch.Tensor, metric: str,
+                    rinv: torch.Tensor | None = None) -> torch.Tensor:
     """Filter distances (float32) from each of ``rows`` to one ``centre``; rows prepared by the engine.
 
-    For cosine the rows are unit vectors and the distance is ``1 - <x, c>``; for euclidean it is computed
-    from differences. These values carry the storage dtype's and the GEMV's rounding; the ``plain`` and
-    ``sweep`` engines use them only as a filter with a proven error bound and decide every pick with exact
-    float64 re-evaluations (:mod:`hf_uniform.engine.exact`).
+    For cosine the centre is a unit vector and the distance is ``1 - <x, c>`` for unit rows, or
+    ``1 - <x, c> rinv`` for raw rows with ``rinv = 1 / |x|`` (float32); for euclidean it is computed from
+    differences. These values carry the storage dtype's and the GEMV's rounding; the ``plain`` and ``sweep``
+    engines use them only as a filter with a proven error bound and decide every pick with exact float64
+    re-evaluations (:mod:`hf_uniform.engine.exact`).
 
     Example:
         >>> point_distances(torch.eye(2), torch.tensor([1.0, 0.0]), "cosine").tolist()
         [0.0, 1.0]
+        >>> point_distances(torch.tensor([[2.0, 0.0]]), torch.tensor([1.0, 0.0]), "cosine",
+        ...                 torch.tensor([0.5])).tolist()
+        [0.0]
     """
     if metric == "cosine":
-        return (1.0 - (rows @ centre).float()).clamp_(min=0.0)
+        dots = (rows @ centre).float()
+        if rinv is not None:
+            dots = dots * rinv
+        return (1.0 - dots).clamp_(min=0.0)
     return torch.linalg.vector_norm((rows - centre).float(), dim=1)
 
 

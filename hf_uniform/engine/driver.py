@@ -74,14 +74,19 @@ class Engine(Protocol):
         """Restore :meth:`state_dict` of a run that had chosen ``centres`` (prepared vectors)."""
         ...
 
+    def exclude(self, local: np.ndarray) -> None:
+        """Never pick these local rows (their group is full); they are not centres."""
+        ...
+
 
 @runtime_checkable
 class BulkEngine(Engine, Protocol):
     """An engine that can run many single-process steps in one call (compiled loop)."""
 
     def run(self, t_end: int, should_stop: Callable[[], bool] | None = None,
-            on_block: Callable[[int], None] | None = None) -> int:
-        """Steps until ``t_end`` centres (or until ``should_stop()`` at a block boundary); returns the count."""
+            on_block: Callable[[int], None] | None = None, radius: float | None = None) -> int:
+        """Steps until ``t_end`` centres (or until ``should_stop()`` at a block boundary, or until the best
+        value is ``<= radius``: then ``stopped`` is true); returns the count."""
         ...
 
     def selected(self) -> tuple[np.ndarray, np.ndarray]:
@@ -151,7 +156,8 @@ class Run:
 
 def drive(engine: Engine, *, k: int, starts: Sequence[int], lo: int = 0, comm: Comm | None = None,
           checkpointer: Any = None, resume: bool = False, centres: Callable[[np.ndarray], np.ndarray] | None = None,
-          progress: bool = False, nearest: bool = False) -> Run:
+          progress: bool = False, nearest: bool = False, radius: float | None = None,
+          groups: np.ndarray | None = None, quotas: np.ndarray | None = None) -> Run:
     """Greedy selection of ``k`` rows on ``engine`` (this rank's shard: global rows ``lo .. lo + engine.n``).
 
     Args:
@@ -166,6 +172,12 @@ def drive(engine: Engine, *, k: int, starts: Sequence[int], lo: int = 0, comm: C
         centres: ``centres(global ids) -> prepared float32 rows``: the centres of a resumed run.
         progress: show a tqdm bar.
         nearest: pick the *nearest* unchosen row instead (the min-min baseline; one step at a time).
+        radius: stop before a step whose best value is ``<= radius`` (start rows are always taken).
+        groups: group code of every *global* row (``0 .. len(quotas) - 1``): a row of a full group is never
+            picked (:mod:`hf_uniform.engine.rules`).
+        quotas: the most rows of each group code.
+
+    The run also stops, with fewer than ``k`` rows, when no row can be picked any more.
     """
     from tqdm.auto import tqdm
 
@@ -187,13 +199,17 @@ def drive(engine: Engine, *, k: int, starts: Sequence[int], lo: int = 0, comm: C
         st = engine.state_dict()
         ck.save(t, np.asarray(indices, dtype=np.int64), np.asarray(radii, dtype=np.float64), st["m"], st["ep"])
 
+    quota = _Quota(engine, groups, quotas, lo, hi) if groups is not None else None
+    if quota is not None:
+        quota.count(indices)
     bar = tqdm(total=k, initial=len(indices), desc="max-min select", unit="row", disable=not progress)
     try:
-        bulk = comm.world_size == 1 and not nearest and isinstance(engine, BulkEngine)
+        bulk = comm.world_size == 1 and not nearest and quota is None and isinstance(engine, BulkEngine)
         while len(indices) < k:
             j = len(indices)
             if bulk and j >= len(starts):
-                _bulk(engine, k, lo, ck, bar, indices, radii, save)
+                if _bulk(engine, k, lo, ck, bar, indices, radii, save, radius):
+                    break
                 continue
             if j < len(starts):  # a start row: its owner proposes it, the others nothing
                 local = starts[j] - lo if lo <= starts[j] < hi else -1
@@ -204,21 +220,51 @@ def drive(engine: Engine, *, k: int, starts: Sequence[int], lo: int = 0, comm: C
                 sign = -1.0 if nearest else 1.0
             key, g, vec = comm.exchange(sign * val, lo + local if local >= 0 else -1,
                                         engine.vector(local) if local >= 0 else None, engine.d)
+            if j >= len(starts) and (g < 0 or key == -math.inf or (radius is not None and key <= radius)):
+                break  # every rank saw the same winner: nothing left to pick, or the radius is reached
             engine.add(vec, g - lo if lo <= g < hi else -1, sign * key)
             indices.append(int(g))
             radii.append(sign * key)
+            if quota is not None:
+                quota.count(indices[-1:])
             bar.update(1)
             if ck is not None and (len(indices) == k or _due(ck, len(indices), comm)):
                 save(len(indices))
+        if ck is not None and len(indices) < k and ck.last_step != len(indices):
+            save(len(indices))  # stopped early: the final state
     finally:
         bar.close()
     return Run(indices, np.asarray(radii, dtype=np.float64), comm.max(engine.coverage()),
                None if saved is None else saved["step"])
 
 
+class _Quota:
+    """Group quotas of a run: counts the picks per group and excludes the rows of each group that fills."""
+
+    def __init__(self, engine: Engine, groups: np.ndarray, quotas: np.ndarray, lo: int, hi: int):
+        self.engine, self.codes, self.quotas = engine, np.asarray(groups, dtype=np.int64), np.asarray(quotas)
+        self.local = self.codes[lo:hi]
+        self.taken = np.zeros(len(self.quotas), dtype=np.int64)
+        self.full = np.zeros(len(self.quotas), dtype=bool)
+        self._exclude(np.flatnonzero(self.quotas <= 0))
+
+    def count(self, picked: Sequence[int]) -> None:
+        for g in picked:
+            self.taken[self.codes[g]] += 1
+        self._exclude(np.flatnonzero(~self.full & (self.taken >= self.quotas)))
+
+    def _exclude(self, groups: np.ndarray) -> None:
+        if groups.size:
+            self.full[groups] = True
+            rows = np.flatnonzero(np.isin(self.local, groups))
+            if rows.size:
+                self.engine.exclude(rows)
+
+
 def _bulk(engine: Any, k: int, lo: int, ck: Any, bar: Any, indices: list[int], radii: list[float],
-          save: Callable[[int], None]) -> None:
-    """One compiled run of a :class:`BulkEngine` up to ``k`` or the next checkpoint, then the checkpoint."""
+          save: Callable[[int], None], radius: float | None = None) -> bool:
+    """One compiled run of a :class:`BulkEngine` up to ``k`` or the next checkpoint, then the checkpoint;
+    returns whether the run stopped for good (``radius`` reached, or no row left)."""
     t0 = len(indices)
     at = [t0]
 
@@ -228,12 +274,14 @@ def _bulk(engine: Any, k: int, lo: int, ck: Any, bar: Any, indices: list[int], r
 
     target = k if ck is None or ck.every is None else min(k, ck.last_step + ck.every)
     t = engine.run(max(target, t0 + 1), should_stop=(lambda: ck.due(at[0])) if ck is not None else None,
-                   on_block=on_block)
+                   on_block=on_block, radius=radius)
     local, rad = engine.selected()
     indices.extend((local[t0:t] + lo).tolist())
     radii.extend(rad[t0:t].tolist())
-    if ck is not None and (ck.due(t) or t == k):
+    stopped = bool(getattr(engine, "stopped", False))
+    if ck is not None and (ck.due(t) or t == k) and not stopped:
         save(t)
+    return stopped
 
 
 def _due(ck: Any, t: int, comm: Comm) -> bool:

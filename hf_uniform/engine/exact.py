@@ -16,8 +16,8 @@ the fast min-distance ``A`` of every row is within ``eps`` of the true one. A st
 So every method picks exactly what the lazy engine and the float64 greedy pick, duplicates get radius 0,
 and distributed runs (each rank's best exact value, then the largest value and lowest global index) equal
 one process bit for bit. On the CPU the exact kernel is numba (per row, bitwise reproducible); on other
-devices float64 torch (``0.5 |a - b|^2`` of the float64-normalised rows for cosine, ``|a - b|`` for
-euclidean, from differences so duplicates are exactly 0).
+devices float64 torch (normalisation-free ``1 - <a, b> / sqrt(|a|^2 |b|^2)`` for cosine, ``|a - b|`` from
+differences for euclidean, so duplicates are exactly 0).
 
 Example:
     >>> import numpy as np, torch
@@ -40,16 +40,24 @@ import torch
 
 U32 = 2.0 ** -24
 _UNIT = {torch.float32: U32, torch.float16: 2.0 ** -11, torch.bfloat16: 2.0 ** -8, torch.float64: 2.0 ** -53}
+#: largest absolute rounding error of one value in the subnormal range of each storage dtype (half its spacing)
+_SUB = {torch.float32: 2.0 ** -150, torch.float16: 2.0 ** -25, torch.bfloat16: 2.0 ** -134, torch.float64: 0.0}
+#: storage dtypes of the filter pass
+STORAGE_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+#: largest finite float16
+F16_MAX = 65504.0
 
 
 def filter_error(metric: str, d: int, storage: torch.dtype, device: torch.device | str = "cpu") -> float:
-    """Bound on the error of one filter distance (cosine: absolute; euclidean: per unit of ``|x| + |c|``).
+    """Bound on the *relative* error of one filter distance (cosine: absolute, unit rows; euclidean: per unit
+    of ``|x| + |c|``); :func:`filter_error_abs` is the absolute part (subnormal and underflow ranges).
 
-    The filter distance is ``1 - <x^, c^>`` (cosine, unit rows) or ``|x^ - c^|`` (euclidean) where ``x^``,
-    ``c^`` are the prepared float32 rows stored in ``storage`` (relative rounding ``u_s``, at least one
-    float32 ulp so that a differently normalised copy is covered too). The GEMV accumulates in float32 (any
-    order: ``gamma_d = d u / (1 - d u)``) and rounds its output to ``storage``. On CUDA, TF32 GEMMs (float32
-    precision other than ``"highest"``) count as a 10-bit mantissa.
+    The filter distance is ``1 - <x^, c^>`` (cosine, unit rows; or raw float32 rows times ``1/|x|``) or
+    ``|x^ - c^|`` (euclidean) where ``x^``, ``c^`` are the rows stored in ``storage`` (relative rounding
+    ``u_s``, at least one float32 ulp so that a differently normalised copy is covered too). The GEMV
+    accumulates in float32 (any order: ``gamma_d = d u / (1 - d u)``; on CUDA the engine turns off the
+    reduced-precision reductions of float16/bfloat16 GEMMs so that this holds) and rounds its output to
+    ``storage``. On CUDA, TF32 GEMMs (float32 precision other than ``"highest"``) count as a 10-bit mantissa.
 
     Example:
         >>> filter_error("cosine", 384, torch.float32) < 1e-4
@@ -65,8 +73,54 @@ def filter_error(metric: str, d: int, storage: torch.dtype, device: torch.device
     if metric == "cosine":
         nrm = 1.0 + 1e-6
         r = us * nrm
-        return 2.0 * r * nrm + r * r + (gam + uo * (1.0 + gam)) * (nrm + r) ** 2 + 4.0 * U32 + 1e-12
+        # + 4 u: the raw-row filter's multiplication by a float32 1/|x| (and its own rounding)
+        return 2.0 * r * nrm + r * r + (gam + uo * (1.0 + gam)) * (nrm + r) ** 2 + 8.0 * U32 + 1e-12
     return 1.1 * (us + uo + gam + 4.0 * U32)
+
+
+def filter_error_abs(metric: str, d: int, storage: torch.dtype, row_norm_min: float = 1.0) -> float:
+    """Absolute part of the filter error bound: values in the storage dtype's subnormal range round with an
+    absolute error (half the subnormal spacing: ``2^-25`` for float16), not a relative one, and float32
+    products below ``2^-126`` underflow. Cosine rows are unit vectors (``row_norm_min`` is the smallest raw
+    row norm when raw float32 rows are scaled by ``1/|x|`` instead); euclidean counts the row, the centre and
+    their difference.
+
+    Example:
+        >>> filter_error_abs("euclidean", 4, torch.float16) > 1e-7
+        True
+    """
+    sub = _SUB.get(storage, 0.0)
+    under = 1.1 * d * 2.0 ** -149
+    if metric == "cosine":
+        # residual of each unit vector <= sqrt(d) sub; output rounding near 0; float32 underflow per product
+        return 1.1 * (2.0 * math.sqrt(d) * sub + sub) + under / max(row_norm_min, 2.0 ** -126)
+    return 1.1 * 3.0 * math.sqrt(d) * sub + 2.0 * math.sqrt(d * 2.0 ** -126)
+
+
+def check_storage(dtype: Any, metric: str, row_abs_max: float | None = None) -> torch.dtype:
+    """The filter's storage dtype, checked: a floating torch dtype (float32, float16, bfloat16, float64);
+    float16 storage under euclidean needs every value and every difference within float16's range
+    (``|v| <= 65504 / 2``). Raises a one-line :class:`~hf_uniform.errors.UniformError` otherwise.
+
+    Example:
+        >>> check_storage(torch.float16, "euclidean", 3.0)
+        torch.float16
+        >>> check_storage(torch.int8, "cosine")
+        Traceback (most recent call last):
+        ...
+        hf_uniform.errors.UniformError: dtype=torch.int8 is not a storage dtype of the filter pass; use torch.float32 (default), torch.float16 or torch.bfloat16
+    """
+    from ..errors import UniformError
+
+    if dtype not in STORAGE_DTYPES:
+        raise UniformError(f"dtype={dtype} is not a storage dtype of the filter pass; use torch.float32 (default), "
+                           "torch.float16 or torch.bfloat16")
+    if dtype == torch.float16 and metric == "euclidean" and row_abs_max is not None and \
+            not 2.0 * row_abs_max <= F16_MAX:
+        raise UniformError(f"dtype=torch.float16 with metric='euclidean' needs values within +-{F16_MAX / 2:g} "
+                           f"(differences within float16's range, 65504), got |v| up to {row_abs_max:.3g}; use "
+                           "dtype=torch.bfloat16 or torch.float32, or rescale the embeddings")
+    return dtype
 
 
 class ExactPicker:
@@ -81,13 +135,15 @@ class ExactPicker:
         fetch: ``fetch(local ids) -> prepared float32 rows`` (numpy), for streamed or reduced-precision
             storage; when ``rows`` are float32 they are the exact rows and ``fetch`` is not needed.
         row_norm_max: largest row norm of the shard (euclidean bound); computed from ``rows`` when omitted.
+        row_norm_min: smallest row norm of the shard when the cosine filter scales raw float32 rows by ``1/|x|``
+            (float32 underflow bound; 1 for unit rows).
         backend: ``"numba"`` (CPU default) or ``"torch"`` (other devices).
     """
 
     def __init__(self, rows: torch.Tensor | None, n: int, d: int, metric: str, capacity: int, *,
                  fetch: Callable[[np.ndarray], np.ndarray] | None = None, row_norm_max: float | None = None,
                  storage: torch.dtype | None = None, device: torch.device | str | None = None,
-                 backend: str | None = None):
+                 backend: str | None = None, row_norm_min: float = 1.0):
         self.n, self.d, self.metric = int(n), int(d), metric
         self.dev = torch.device(device) if device is not None else (rows.device if rows is not None
                                                                       else torch.device("cpu"))
@@ -98,6 +154,7 @@ class ExactPicker:
         self.fetch = fetch
         self.backend = backend or ("numba" if self.dev.type == "cpu" else "torch")
         self.unit = filter_error(metric, d, self.storage, self.dev)
+        self.abs_err = filter_error_abs(metric, d, self.storage, row_norm_min)
         if metric == "euclidean":
             if row_norm_max is None:
                 row_norm_max = 0.0
@@ -132,9 +189,9 @@ class ExactPicker:
     def eps(self) -> float:
         """Current bound on ``|A - true min-distance|`` for any row (grows with the centre norms, euclidean)."""
         if self.metric == "cosine":
-            return self.unit
-        # + float32 underflow of the squares in the norm: at most d * 2^-126 in the squared distance
-        return self.unit * (self.xmax + self.cmax) + 2.0 * math.sqrt(self.d * 2.0 ** -126)
+            return self.unit + self.abs_err
+        # + subnormal storage values and float32 underflow of the squares (filter_error_abs)
+        return self.unit * (self.xmax + self.cmax) + self.abs_err
 
     def add(self, vec: Any) -> None:
         """Record the next centre (its prepared float32 vector)."""
@@ -247,8 +304,7 @@ class ExactPicker:
             else:
                 x = torch.from_numpy(np.ascontiguousarray(self.fetch(cs.cpu().numpy()), dtype=np.float32))
                 x = x.to(self.dev, torch.float64)
-            if self.metric == "cosine":
-                x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
+            xn2 = _sumsq(x) if self.metric == "cosine" else None
             cur = self.E[cs].double()
             step = 2048
             for c0 in range((e0 // step) * step, t, step):
@@ -257,9 +313,8 @@ class ExactPicker:
                 if m == 0:
                     continue
                 c = self.C[c0:c1]
-                if self.metric == "cosine":
-                    c = c / torch.linalg.vector_norm(c, dim=1, keepdim=True)
-                    dd = 0.5 * torch.cdist(x[:m], c, compute_mode="donot_use_mm_for_euclid_dist") ** 2
+                if self.metric == "cosine":  # normalisation-free, float64: same-direction rows are at 0
+                    dd = _cosine64(x[:m], xn2[:m], c)
                 else:
                     dd = torch.cdist(x[:m], c, compute_mode="donot_use_mm_for_euclid_dist")
                 cols = torch.arange(c0, c1, device=self.dev)
@@ -269,3 +324,20 @@ class ExactPicker:
             self.E[cs] = cur.float()
             self.ep[cs] = t
         return self.E[cand]
+
+
+def _sumsq(x: torch.Tensor) -> torch.Tensor:
+    """``<x_i, x_i>`` per row by the same elementwise product and sum as :func:`_cosine64`'s dot products."""
+    return (x[:, None, :] * x[:, None, :]).sum(dim=2)[:, 0]
+
+
+def _cosine64(x: torch.Tensor, xn2: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """float64 ``max(1 - <x, c> / sqrt(|x|^2 |c|^2), 0)`` for rows ``x`` (squared norms ``xn2``) and centres
+    ``c``, blockwise, with the dot products summed like :func:`_sumsq` (a row's distance to itself is 0)."""
+    cn2 = _sumsq(c)
+    out = torch.empty((x.shape[0], c.shape[0]), dtype=torch.float64, device=x.device)
+    step = max(1, (1 << 22) // max(1, c.shape[0] * x.shape[1]))
+    for a in range(0, x.shape[0], step):
+        dots = (x[a:a + step, None, :] * c[None, :, :]).sum(dim=2)
+        out[a:a + step] = (1.0 - dots / torch.sqrt(xn2[a:a + step, None] * cn2[None, :])).clamp_(min=0.0)
+    return out

@@ -58,12 +58,14 @@ from ._kernels import bf16_floor_keys, skip_keys  # noqa: F401 - public here sin
 from ._lazy_support import (  # noqa: F401 - public here
     STATE_BYTES_PER_ROW,
     CheckpointState,
+    Dormancy,
     SweepFallback,
     cpu_has_fast_bf16,
     default_filter_dtype,
     gemm_threads,
     memory_plan,
 )
+from .store import unit_rows
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ _MT_WORK = 1 << 24
 _UNIT_ROUNDOFF = {torch.float32: 2.0 ** -24, torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
 
 
-class LazyEngine(SweepFallback, CheckpointState):
+class LazyEngine(Dormancy, SweepFallback, CheckpointState):
     """Exact greedy max-min over the rows of a source (one shard, in distributed runs).
 
     Args:
@@ -121,6 +123,7 @@ class LazyEngine(SweepFallback, CheckpointState):
         if self.fallback not in ("auto", "never", "always"):
             raise ValueError(f"fallback must be auto, never or always, got {self.fallback!r}")
         self.swept = False  # True once run() has switched to full sweeps
+        self.stopped = False  # True once run() stopped at its radius
         self._live = np.empty(0, np.int64)
         self._Sbuf = torch.empty(self.chunk_rows * self.cols, dtype=self.fdt)  # GEMM output, reused
         self._Gbuf: np.ndarray | None = None  # in-memory rows gathered for one GEMM chunk, reused
@@ -132,7 +135,7 @@ class LazyEngine(SweepFallback, CheckpointState):
         self.gam = 1.05 * d * ua / (1.0 - d * ua)  # float32 accumulation of d exact products
         # output rounding of a bf16 GEMM: budget 2u (correct even for truncation, not only round-to-nearest)
         self.err_out = 0.0 if self.fdt == torch.float32 else 2.0 * u / (1.0 - 2.0 * u)
-        self.nrm = 1.0 + 1e-6  # bound on |x| for unit-normalised float32 rows
+        self.nrm = 1.0 + 1e-6  # bound on |c| of the centres' unit filter copies (cosine; rows: in units of |x|)
         cap = max(1, int(capacity))
         self.cap = cap
         self.m = np.full(self.n, np.inf, dtype=np.float32)
@@ -216,7 +219,13 @@ class LazyEngine(SweepFallback, CheckpointState):
         return torch.from_numpy(bits).view(torch.bfloat16), res * (1.0 + 1e-12) + 1e-37
 
     def _prep_centres(self, c0: int, c1: int) -> None:
-        f, res = self._filter_copy(self.C[c0:c1])
+        """The centres' filter copy: unit vectors (normalised in float64) under cosine, whose residual also
+        counts the float32 rounding of the exact direction (``2^-22``, generous); raw rows under euclidean."""
+        if self.mc == K.COSINE:
+            f, res = self._filter_copy(unit_rows(self.C[c0:c1]))
+            res = res + 2.0 ** -22
+        else:
+            f, res = self._filter_copy(self.C[c0:c1])
         self.Cf[c0:c1] = f
         self.cres[c0:c1] = res
 
@@ -237,7 +246,7 @@ class LazyEngine(SweepFallback, CheckpointState):
                 torch.set_num_threads(nt)
         self.stats["gemm_pairs"] += rid.shape[0] * p
         if self.fdt == torch.bfloat16:
-            keys = skip_keys(v, res, float(self.cres[c0:c1].max()), self.nrm, self.gam, self.err_out) \
+            keys = skip_keys(v, res, float(self.cres[c0:c1].max()), self.nrm, self.gam, self.err_out, rn2, self.d) \
                 if self.mc == K.COSINE else self._nokeys
             K.update_rows(self._dS, True, S.view(torch.int16).numpy(), rows, rid, res, rn2, v, q, self.C, c0, p, self.mc,
                           self.cres, self.cn2, self.err_out, self.gam, self.nrm, self._su, self._sf, self._cnt, keys)
@@ -271,40 +280,6 @@ class LazyEngine(SweepFallback, CheckpointState):
                 else:
                     qq = qa
                 self._update(rows, rid[a:b], fa, res[a:b], rn2[a:b], v[a:b], qq, cs, ce)
-
-    def _has_dormant(self) -> bool:
-        return any(r[2] < r[0].size for r in self.runs)
-
-    def _choose_tau(self, hint: float | None) -> float:
-        """Dormancy threshold: rows whose bound is below it sleep until the radius gets near it.
-
-        Normal flushes predict the radius one block ahead from the drop over the last block. Early flushes
-        (the walk's best value ``hint`` fell below the threshold) go below ``hint`` by the gap it fell,
-        doubling on repeats. Only performance depends on it, never the result.
-        """
-        t = self.t
-        r_last = self.sel_rad[t - 1] if t else math.inf
-        pred, drop = None, math.inf
-        if t >= 2 and math.isfinite(r_last):
-            lo = max(0, t - 1 - self.block)
-            while lo < t - 1 and not math.isfinite(self.sel_rad[lo]):
-                lo += 1
-            span = t - 1 - lo
-            if span >= max(16, self.block // 4):
-                drop = max(float(self.sel_rad[lo] - r_last), 0.0) * self.block / span
-                drop = max(drop, 1e-6 * abs(r_last) + 1e-12)
-                pred = r_last - 1.25 * drop
-        if hint is None:
-            self._early = 0
-            return -math.inf if pred is None else pred
-        self._early += 1
-        self.stats["early_flushes"] += 1
-        if pred is None or self._early > 8:  # no trace yet: the start-up cap in flush() decides
-            return -math.inf
-        if not (math.isfinite(hint) and math.isfinite(self.tau)):
-            return pred - drop * (2 ** self._early)
-        gap = max(self.tau - hint, 1e-3 * drop, 1e-6 * abs(hint) + 1e-12) * (2 ** (self._early - 1))
-        return hint - gap
 
     # ------------------------------------------------------------------ flush
     def flush(self, hint: float | None = None) -> None:
@@ -374,29 +349,6 @@ class LazyEngine(SweepFallback, CheckpointState):
         self.runs = runs
         order = np.lexsort((ids, -self.m[ids]))
         self._set_active(ids[order], None if rows is None else rows[order])
-
-    def _raise_to_cap(self, tau: float, hint: float | None) -> float:
-        """Raise ``tau`` so that at most ``wake_cap`` rows are active or woken (by bound, largest first);
-        an early flush never goes above the walk's best ``hint`` (those rows may beat it)."""
-        cap = self.wake_cap
-        heads = [self.v[self.v >= tau]]
-        total = heads[0].size
-        for ids, keys, ptr in self.runs:
-            end = int(np.searchsorted(keys, -tau, side="right")) if tau > -math.inf else ids.size
-            total += max(end - ptr, 0)
-            heads.append(-keys[ptr:min(end, ptr + cap)])
-        if total <= cap:
-            return tau
-        vals = np.concatenate(heads)
-        cut = float(np.partition(vals, vals.size - cap)[vals.size - cap])
-        if hint is not None and hint > -math.inf:
-            cut = min(cut, hint)
-        return max(tau, cut) if math.isfinite(cut) else tau  # +inf keys: not yet computed (start-up)
-
-    def _make_run(self, ids: np.ndarray) -> list[Any]:
-        neg = -self.m[ids]
-        so = np.argsort(neg)  # the order among equal keys does not matter: runs are only cut by key
-        return [ids[so], neg[so], 0]
 
     def _wake(self, wake: np.ndarray, tau: float, kept_ids: list, kept_rows: list | None, sleep: list,
               trim: int | None = None, hint: float | None = None) -> None:
@@ -540,18 +492,29 @@ class LazyEngine(SweepFallback, CheckpointState):
                 continue
             return (float(best), int(self.aid[bpos])) if bpos >= 0 else (-math.inf, -1)
 
+    def exclude(self, local: np.ndarray) -> None:
+        """Never pick these local rows (group quotas): their value becomes ``-inf``; they are not centres."""
+        ids = np.asarray(local, dtype=np.int64)
+        self.m[ids] = -np.inf
+        pos = self.pos_of[ids]
+        self.v[pos[pos >= 0]] = -np.inf
+
     def run(self, t_end: int, should_stop: Callable[[], bool] | None = None,
-            on_block: Callable[[int], None] | None = None) -> int:
+            on_block: Callable[[int], None] | None = None, radius: float | None = None) -> int:
         """Greedy steps until ``t_end`` centres (single process); returns the centre count reached.
 
-        Returns early, at a flush boundary, when ``should_stop()`` becomes true (checkpoints).
+        Returns early, at a flush boundary, when ``should_stop()`` becomes true (checkpoints), and for good
+        (``stopped`` set) before a step whose best value is ``<= radius``.
         """
+        rstop = -math.inf if radius is None else float(radius)
         self._ready()
         auto = self.fallback != "never" and self.src.in_memory
         clock, t_clock = time.thread_time(), self.t  # CPU time: waiting for a busy CPU is not the engine's cost
         while self.t < t_end:
             if self.swept:
-                self._sweep_run(min(t_end, self.t + self.block))
+                self._sweep_run(min(t_end, self.t + self.block), rstop)
+                if self.stopped:
+                    break
                 if on_block is not None:
                     on_block(self.t)
                 if should_stop is not None and self.t < t_end and should_stop():
@@ -565,9 +528,12 @@ class LazyEngine(SweepFallback, CheckpointState):
             t, R, status, best = K.run_block(self.rows_arr, self.rid, self.an, self.aid, self.am, self.v, self.q, self.C, self.cn2,
                                              self.tf, self.t,
                                              blk_end, self.mc, self.R, tau, self.sel_idx, self.sel_rad, self.m,
-                                             self._cnt, self.eval_ratio)
+                                             self._cnt, self.eval_ratio, rstop)
             self.t, self.R = int(t), int(R)
             self.stats["steps"] += self.t - t0
+            if status == 3:  # the best value reached the radius: exact (no dormant row can beat it)
+                self.stopped = True
+                break
             if status == 1:
                 if not dormant:
                     raise RuntimeError("no unchosen rows left")  # k <= n is checked by the caller

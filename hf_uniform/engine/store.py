@@ -1,13 +1,13 @@
 """Row sources for the engines: rows in memory, or streamed in chunks from a memory-mapped / Arrow array.
 
-Both kinds hand out *prepared* float32 rows (unit-normalised under the cosine metric) through the same
+Both kinds hand out *prepared* rows -- the float32 rows as given, under either metric -- through the same
 per-row arithmetic (:func:`prepare_rows`), so a streamed run selects exactly what an in-memory run selects.
 
 Example:
     >>> import numpy as np
     >>> src = InMemorySource(np.array([[3.0, 4.0], [1.0, 0.0]]), "cosine")
-    >>> src.rows(np.array([0])).astype(float).round(3).tolist()
-    [[0.6, 0.8]]
+    >>> src.rows(np.array([0])).tolist()
+    [[3.0, 4.0]]
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def take_rows(raw: Any, ids: np.ndarray) -> np.ndarray:
     if isinstance(raw, np.ndarray):
         return np.asarray(raw[ids])
     if isinstance(raw, torch.Tensor):
-        return raw[torch.from_numpy(np.asarray(ids, dtype=np.int64))].cpu().numpy()
+        return tensor_numpy(raw[torch.from_numpy(np.asarray(ids, dtype=np.int64)).to(raw.device)])
     try:
         import pyarrow as pa
     except ImportError:  # pragma: no cover - pyarrow comes with datasets
@@ -103,7 +103,7 @@ def slice_rows(raw: Any, lo: int, hi: int) -> np.ndarray:
     if isinstance(raw, np.ndarray):
         return np.asarray(raw[lo:hi])
     if isinstance(raw, torch.Tensor):
-        return raw[lo:hi].cpu().numpy()
+        return tensor_numpy(raw[lo:hi])
     return take_rows(raw, np.arange(lo, hi))
 
 
@@ -128,33 +128,61 @@ def shape_of(raw: Any) -> tuple[int, int]:
 
 
 def prepare_rows(x: np.ndarray, metric: str, out: np.ndarray | None = None) -> np.ndarray:
-    """Float32 rows, unit-normalised under cosine (float64 norm, one float32 division per element).
+    """The rows every engine selects on: the float32 cast of the input, *not* normalised, for both metrics.
 
-    The arithmetic of each row depends only on that row, so streamed and in-memory runs agree bit for bit.
+    Cosine distances are evaluated normalisation-free (``1 - <a, b> / (|a| |b|)`` in float64, see
+    :mod:`hf_uniform.engine.reference`), so rows pointing the same way are at distance exactly 0; only the
+    filters work on unit rows (:func:`unit_rows`). The arithmetic of each row depends only on that row, so
+    streamed and in-memory runs agree bit for bit.
 
     Example:
         >>> prepare_rows(np.array([[0.0, 2.0]]), "cosine").tolist()
-        [[0.0, 1.0]]
+        [[0.0, 2.0]]
     """
-    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-    if metric != "cosine":
-        if out is None:
-            return x
-        out[...] = x
-        return out
+    x = _as_float_array(x)
+    x = np.ascontiguousarray(x, dtype=np.float32)
     if out is None:
-        out = np.empty_like(x)
-    try:
-        from ._kernels import normalise_rows
-    except ImportError:  # no numba (e.g. a bare GPU box): the same arithmetic in numpy
-        nrm = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64)).astype(np.float32)
-        np.divide(x, nrm[:, None], out=out)
-        return out
-    normalise_rows(x, out)
+        return x
+    out[...] = x
     return out
 
 
-#: smallest normal float32: a cosine row whose float32 norm is below it cannot be normalised accurately
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """float32 rounding of ``x / |x|`` computed in float64 (the cosine filters' copy of the rows).
+
+    Example:
+        >>> unit_rows(np.array([[3.0, 4.0]], dtype=np.float32)).tolist()
+        [[0.6000000238418579, 0.800000011920929]]
+    """
+    x64 = np.asarray(x, dtype=np.float64)
+    nrm = np.sqrt(np.einsum("ij,ij->i", x64, x64))
+    nrm[nrm == 0] = 1.0
+    return (x64 / nrm[:, None]).astype(np.float32)
+
+
+def _as_float_array(x: Any) -> np.ndarray:
+    """A numpy view/copy of rows: torch tensors are detached and moved to the CPU, and dtypes numpy lacks
+    (bfloat16) are cast to float32."""
+    if isinstance(x, torch.Tensor):
+        return tensor_numpy(x)
+    return np.asarray(x)
+
+
+def tensor_numpy(t: torch.Tensor) -> np.ndarray:
+    """A tensor as a numpy array: detached (``requires_grad`` tensors), on the CPU, and float32 when numpy
+    has no such dtype (``bfloat16``, float8).
+
+    Example:
+        >>> tensor_numpy(torch.ones(1, 2, dtype=torch.bfloat16, requires_grad=True)).tolist()
+        [[1.0, 1.0]]
+    """
+    t = t.detach()
+    if t.dtype in (torch.bfloat16,) or "float8" in str(t.dtype):
+        t = t.float()
+    return t.cpu().numpy()
+
+
+#: smallest normal float32: below it a cosine row's filter products underflow (its error bounds need a normal norm)
 F32_TINY = float(np.finfo(np.float32).tiny)
 #: largest float32 row norm accepted under euclidean: squared distances stay finite in float32
 EUCLIDEAN_NORM_MAX = 1e18

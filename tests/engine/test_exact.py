@@ -137,19 +137,22 @@ def test_min_min_baseline_is_exact_too(method):
 
 
 def test_torch_backend_of_the_exact_picker_matches_numba():
-    # the accelerator path (float64 torch) runs here on the CPU: same picks as the numba kernel
-    from hf_uniform.engine.distance import as_rows
+    # the accelerator path (float64 torch) runs here on the CPU: same picks as the numba kernel, duplicates and
+    # same-direction rows at radius 0 (normalisation-free cosine)
     from hf_uniform.engine.driver import drive
-    from hf_uniform.engine.exact import ExactPicker
-    from hf_uniform.engine.sweep import PassEngine
+    from hf_uniform.engine.sweep import pass_engine
 
     cpu = torch.device("cpu")
-    for name in ("d2-cosine", "duplicates-euclidean", "lattice-euclidean"):
+    for name in ("d2-cosine", "duplicates-euclidean", "lattice-euclidean", "sphere-lattice-cosine",
+                 "duplicates-cosine"):
         x, metric, k, start = DATA[name]
-        rows = as_rows(x, metric, cpu, torch.float32)
-        picker = ExactPicker(rows, len(x), x.shape[1], metric, k, backend="torch")
-        run = drive(PassEngine(rows, None, len(x), metric, len(x), picker, torch.float32, cpu), k=k, starts=start)
-        replay(x, metric, run.indices, run.radii, len(start))
+        for dtype in (torch.float32, torch.float16):
+            run = drive(pass_engine(x, None, metric=metric, k=k, device=cpu, dtype=dtype, backend="torch"), k=k,
+                        starts=start)
+            replay(x, metric, run.indices, run.radii, len(start))
+            ref = maxmin_select(x, k, metric=metric, start=start, method="lazy")
+            assert run.indices == ref.indices.tolist(), (name, dtype)
+            np.testing.assert_array_equal(run.radii, ref.min_distances)
 
 
 # ---------------------------------------------------------------------------------------------- two ranks

@@ -1,0 +1,123 @@
+"""Issue 21 item 4: ``radius=``, ``group_by=`` with quotas, ``tie_break="random"`` and the full greedy order,
+each replayed on every engine against the float64 oracle (:func:`hf_uniform.engine.reference.reference_select`),
+which implements the rules independently (no permutation, no exclusion: a plain argmax with a mask and a key).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_exact import replay
+
+from hf_uniform import UniformError, maxmin_select
+from hf_uniform.engine.reference import reference_select
+from hf_uniform.engine.rules import tie_priority
+from hf_uniform.selection import uniform_rank
+
+VARIANTS = [("lazy", {}), ("lazy", {"max_memory": 400_000, "chunk_size": 97}), ("plain", {}),
+            ("plain", {"max_memory": 256, "chunk_size": 97}), ("sweep", {})]
+IDS = ["lazy", "lazy-streamed", "plain", "plain-streamed", "sweep"]
+
+
+def _data() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=(260, 5)).astype(np.float32)
+    return np.concatenate([base, base[:60], base[:20] * 2]).astype(np.float32)  # duplicates and scaled copies
+
+
+X = _data()
+GROUPS = np.random.default_rng(8).choice(["en", "de", "fr", "code"], size=len(X), p=[0.5, 0.2, 0.2, 0.1])
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize(("method", "kw"), VARIANTS, ids=IDS)
+def test_radius_stops_at_the_coverage_target(method, kw, metric):
+    r = 0.15 if metric == "cosine" else 0.9
+    sel = maxmin_select(X, metric=metric, start=[4], radius=r, method=method, **kw)
+    want, radii = reference_select(X, len(X), metric=metric, start=[4], radius=r)
+    assert sel.indices.tolist() == want
+    np.testing.assert_array_equal(sel.min_distances, radii)
+    assert 1 < sel.k < len(X) and sel.min_distances[-1] > r >= sel.coverage_radius
+    full, fr = reference_select(X, sel.k + 1, metric=metric, start=[4])
+    assert sel.coverage_radius == fr[-1]  # the value of the step that was not taken
+    capped = maxmin_select(X, 5, metric=metric, start=[4], radius=r, method=method, **kw)
+    assert capped.indices.tolist() == want[:5]  # k is a cap
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize(("method", "kw"), VARIANTS, ids=IDS)
+def test_group_quotas_replay(method, kw, metric):
+    sel = maxmin_select(X, 90, metric=metric, start=[0], group_by=GROUPS, method=method, **kw)
+    sizes = {g: int((GROUPS == g).sum()) for g in ("en", "de", "fr", "code")}
+    assert sizes == {"en": 178, "de": 61, "fr": 75, "code": 26}
+    quotas = {"en": 47, "de": 16, "fr": 20, "code": 7}  # 90 * size / 340: floors 47/16/19/6, +1 to .88, .85
+    assert sel.info["quotas"] == quotas
+    want, radii = reference_select(X, 90, metric=metric, start=[0], groups=GROUPS, quotas=quotas)
+    assert sel.indices.tolist() == want
+    np.testing.assert_array_equal(sel.min_distances, radii)
+    picked = GROUPS[sel.indices]
+    assert {g: int((picked == g).sum()) for g in quotas} == quotas
+    assert np.isnan(sel.coverage_radius) and sel.to_dict()["coverage_radius"] is None  # every group full
+    given = {"en": 3, "code": 7}
+    sel = maxmin_select(X, metric=metric, start=[0], group_by=GROUPS, quotas=given, method=method, **kw)
+    want, _ = reference_select(X, 10, metric=metric, start=[0], groups=GROUPS, quotas=given)
+    assert sel.indices.tolist() == want and sel.k == 10
+
+
+@pytest.mark.parametrize(("method", "kw"), VARIANTS, ids=IDS)
+def test_random_tie_break_is_seeded_and_exact(method, kw):
+    eye = np.eye(60, dtype=np.float32)  # one-hot: every step after the first is a 59-way tie
+    lowest = maxmin_select(eye, 10, start=[5], method=method, **kw)
+    assert lowest.indices.tolist() == [5, 0, 1, 2, 3, 4, 6, 7, 8, 9]
+    runs = {}
+    for seed in (0, 1):
+        sel = maxmin_select(eye, 10, start=[5], seed=seed, tie_break="random", method=method, **kw)
+        want, _ = reference_select(eye, 10, start=[5], priority=tie_priority(60, seed))
+        assert sel.indices.tolist() == want
+        runs[seed] = sel.indices.tolist()
+    assert runs[0] != runs[1] and runs[0] != lowest.indices.tolist()
+    sel = maxmin_select(X, 120, start=[3], seed=2, tie_break="random", method=method, **kw)
+    want, radii = reference_select(X, 120, start=[3], priority=tie_priority(len(X), 2))
+    assert sel.indices.tolist() == want
+    np.testing.assert_array_equal(sel.min_distances, radii)
+
+
+@pytest.mark.parametrize(("method", "kw"), VARIANTS, ids=IDS)
+def test_rules_combine(method, kw):
+    sel = maxmin_select(X, 80, start=[1], seed=4, tie_break="random", group_by=GROUPS, radius=0.05, method=method,
+                        **kw)
+    q = {g: int(v) for g, v in sel.info["quotas"].items()}
+    want, _ = reference_select(X, 80, start=[1], priority=tie_priority(len(X), 4), groups=GROUPS, quotas=q,
+                               radius=0.05)
+    assert sel.indices.tolist() == want
+
+
+@pytest.mark.parametrize("tie_break", ["lowest", "random"])
+@pytest.mark.parametrize("method", ["lazy", "plain"])
+def test_full_greedy_order_stops_at_radius_zero(method, tie_break):
+    rank = uniform_rank(X, start=[0], method=method, tie_break=tie_break, seed=3)
+    pri = tie_priority(len(X), 3) if tie_break == "random" else None
+    want, radii = reference_select(X, len(X), start=[0], priority=pri)
+    assert np.argsort(rank).tolist() == want
+    assert (radii[1:] == 0).sum() == 80  # the 60 duplicates and 20 scaled copies: the tail the shortcut skips
+    if tie_break == "lowest":
+        replay(X, "cosine", want, radii, 1)
+
+
+def test_rule_errors_are_one_line():
+    cases = [({"radius": -1.0}, "radius"), ({"radius": float("nan")}, "radius"), ({"tie_break": "first"}, "tie_break"),
+             ({"quotas": {"en": 1}}, "group_by"), ({"group_by": GROUPS[:5], "k": 5}, "labels for"),
+             ({"group_by": GROUPS, "quotas": {"en": 1000}}, "exceeds"), ({"group_by": GROUPS, "quotas": {"xx": 1}}, "no row"),
+             ({"group_by": GROUPS, "quotas": {"en": 2}, "k": 5}, "add up"),
+             ({"group_by": GROUPS, "quotas": {"en": 2}, "start": [int(np.flatnonzero(GROUPS == "de")[0])]}, "quota"),
+             ({}, "pass k")]
+    for kw, match in cases:
+        with pytest.raises(UniformError, match=match) as err:
+            maxmin_select(X, **kw)
+        assert "\n" not in str(err.value)
+
+
+def test_seeded_start_avoids_groups_with_no_quota():
+    for seed in range(5):
+        sel = maxmin_select(X, seed=seed, group_by=GROUPS, quotas={"code": 3})
+        assert set(GROUPS[sel.indices].tolist()) == {"code"}
