@@ -382,7 +382,6 @@ class RunInfo:
             >>> RunInfo.from_dict({"global_step": 4, "new_key": True}).extra
             {'new_key': True}
         """
-        _check_run_info(data)
         known, extra = _split(data, cls)
         return cls(**known, extra=extra)
 
@@ -394,12 +393,13 @@ class RunInfo:
             >>> RunInfo(global_step=1).to_json(tempfile.mkdtemp()).name
             'run_info.json'
         """
-        from .io import atomic_write_json
+        from .atomic import _json_safe, atomic_write_json
 
         path = Path(path)
         if path.is_dir():
             path = path / RUN_INFO_FILE
-        return atomic_write_json(path, json.loads(json.dumps(self.to_dict(), default=str)))
+        # numpy numbers as numbers (not their str()); other objects (paths, dtypes in args) as text
+        return atomic_write_json(path, json.loads(json.dumps(_json_safe(self.to_dict()), default=str)))
 
     @classmethod
     def from_json(cls, source: str | os.PathLike | Mapping[str, Any]) -> RunInfo:
@@ -414,6 +414,7 @@ class RunInfo:
         """
         data = _read_json(source, "run_info.json", RUN_INFO_FILE)
         try:
+            _check_run_info(data)  # what is read back is checked; writers (from_dict) are not slowed or failed
             return cls.from_dict(data)
         except UniformError as err:
             if isinstance(source, Mapping):

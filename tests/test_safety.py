@@ -237,6 +237,24 @@ def test_push_checkpoint_refuses_truncated_or_invalid_records_in_the_folder(tmp_
     assert not (tmp_path / "dry" / "model.safetensors").exists()
 
 
+def test_run_info_is_checked_when_read_and_written_as_it_reads(tmp_path):
+    from hf_uniform.records import RunInfo
+
+    # the writer never fails a finished training run: a diverged loss and numpy counts are written as JSON values
+    path = RunInfo.from_dict({"global_step": np.int64(30), "train_loss": float("nan"), "train_tokens": 1200,
+                              "args": {"output_dir": tmp_path}}).to_json(tmp_path)
+    info = RunInfo.from_json(path)
+    assert (info.global_step, info.train_loss, info.args) == (30, None, {"output_dir": str(tmp_path)})
+    for text, message in [('{"global_step": "30"}', "'global_step' must be a whole number >= 0 or null, got '30'"),
+                          ('{"train_loss": "low"}', "'train_loss' must be a finite number or null"),
+                          ('{"optimizer_chain": "AdamW"}', "'optimizer_chain' must be a list of strings"),
+                          ('{"data": [1]}', "'data' must be an object"), ('{"global_step": 3', "is not valid JSON")]:
+        path.write_text(text)
+        with pytest.raises(UniformError, match=message.replace("(", r"\(")) as err:
+            RunInfo.from_json(tmp_path)
+        assert str(err.value).startswith(str(path))
+
+
 def test_read_json_record_gives_one_line_errors(tmp_path):
     from hf_uniform.errors import MissingFileError
     from hf_uniform.records import read_json_record
