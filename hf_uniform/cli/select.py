@@ -52,7 +52,8 @@ def select_command(args: argparse.Namespace) -> int:
         _print_lengths(record.lengths)
         if record.k > 1 and record.h == 0.0:
             print("note: h = 0 - the pool has duplicates and the subset contains at least two equal rows")
-    from pathlib import Path
+    from ..io import resolve_path
 
-    print(f"wrote {Path(out) / record.subset_file} and {Path(out) / 'selection.json'}")
+    folder = resolve_path(out)  # where it was written (nothere/../Y is Y)
+    print(f"wrote {folder / record.subset_file} and {folder / 'selection.json'}")
     return 0

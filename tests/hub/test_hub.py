@@ -407,6 +407,11 @@ def test_bad_input_is_refused_before_any_request(select_out, tmp_path, fake_hub,
     no_selection.mkdir()
     shutil.copy(select_out / "subset.jsonl", no_selection)
     wrong_k = _copy_out(select_out, tmp_path / "wrong_k", k=25)
+    crafted = _copy_out(select_out, tmp_path / "crafted", files={"subset": "../pool.jsonl"})
+    linked = _copy_out(select_out, tmp_path / "linked")
+    (linked / "uniformity.png").unlink(missing_ok=True)
+    (linked / "uniformity.png").symlink_to(select_out.parent / "pool.jsonl")
+    corrupt = _copy_out(select_out, tmp_path / "corrupt", metric="bogus")
     short = _copy_out(select_out, tmp_path / "short")
     lines = (short / "subset.jsonl").read_text().splitlines(keepends=True)
     (short / "subset.jsonl").write_text("".join(lines[:-1]))
@@ -427,6 +432,9 @@ def test_bad_input_is_refused_before_any_request(select_out, tmp_path, fake_hub,
         (["push", str(tmp_path / "missing"), "--repo-id", REPO], "is not a folder"),
         (["push", str(wrong_k), "--repo-id", REPO], "'indices' must be a list of k=25 row numbers (it has 24)"),
         (["push", str(short), "--repo-id", REPO], "the subset has 23 rows but the selection record says k=24"),
+        (["push", str(crafted), "--repo-id", REPO], "files.subset '../pool.jsonl' is not a file name inside"),
+        (["push", str(linked), "--repo-id", REPO], "outside the selection folder"),
+        (["push", str(corrupt), "--repo-id", REPO], "'metric' must be 'cosine' or 'euclidean', got 'bogus'"),
         (["push", out, "--repo-id", REPO, "--template", str(tmp_path / "syntax.md")], "failed to render"),
         (["push", out, "--repo-id", REPO, "--template", str(tmp_path / "undefined.md")], "'nope' is undefined"),
         (["push", out, "--repo-id", REPO, "--template", str(tmp_path / "no_yaml.md")], "lost the metadata"),
