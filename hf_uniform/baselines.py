@@ -98,6 +98,21 @@ def mixed_subset(
     return minmin_select(embeddings, k, metric=metric, start=start, **kwargs).indices
 
 
+def longest_subset(lengths: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` rows with the largest ``lengths`` ("Long Is More", arXiv 2402.04833), ties to the lower index.
+
+    Sorted indices.
+
+    Example:
+        >>> longest_subset(np.array([5, 9, 1, 9, 3]), 2).tolist()
+        [1, 3]
+    """
+    lengths = np.asarray(lengths)
+    k = check_k(k, len(lengths))
+    order = np.lexsort((np.arange(len(lengths)), -lengths.astype(np.float64)))
+    return np.sort(order[:k]).astype(np.int64)
+
+
 def length_bins(lengths: np.ndarray, bins: int = 10) -> np.ndarray:
     """Bin of every row: quantile bins of the pool's ``lengths`` (``bins`` equal-count bins, fewer when
     lengths repeat so much that quantile edges coincide).
@@ -117,7 +132,7 @@ def length_bins(lengths: np.ndarray, bins: int = 10) -> np.ndarray:
 
 
 def length_matched_subset(
-    lengths: np.ndarray, target: np.ndarray, *, bins: int = 10, seed: int | None = 0,
+    lengths: np.ndarray, target: np.ndarray, *, bins: int = 10, seed: int | None = 0, exclude_target: bool = False,
 ) -> np.ndarray:
     """Random rows with the same length histogram as the rows ``target`` (e.g. the uniform subset).
 
@@ -125,6 +140,9 @@ def length_matched_subset(
     bin, as many rows as ``target`` has in it are drawn at random without replacement from *all* pool rows
     of that bin (the target rows themselves included, nothing else excluded), with one seeded generator
     visiting bins in order. Always feasible, since the target's rows lie in their own bins. Sorted indices.
+
+    ``exclude_target=True`` draws only from rows outside ``target`` (a control that shares no row with it);
+    a bin with too few such rows raises :class:`~hf_uniform.errors.UniformError` (draw from a larger pool).
 
     Example:
         >>> lens = np.arange(100)
@@ -140,5 +158,17 @@ def length_matched_subset(
     b = length_bins(lengths, bins)
     need = np.bincount(b[target], minlength=int(b.max()) + 1)
     rng = np.random.default_rng(seed)
-    picked = [rng.choice(np.flatnonzero(b == i), size=int(c), replace=False) for i, c in enumerate(need) if c]
+    allowed = np.ones(n, dtype=bool)
+    if exclude_target:
+        allowed[target] = False
+    picked = []
+    for i, c in enumerate(need):
+        if not c:
+            continue
+        rows = np.flatnonzero((b == i) & allowed)
+        if len(rows) < c:
+            raise UniformError(f"length bin {i} has {len(rows)} rows outside the target but needs {int(c)}; "
+                               "draw the length-matched rows from a larger pool (length_matched_source: "
+                               "training_pool)")
+        picked.append(rng.choice(rows, size=int(c), replace=False))
     return np.sort(np.concatenate(picked)).astype(np.int64) if picked else np.zeros(0, dtype=np.int64)

@@ -235,7 +235,8 @@ def uniformity_plot(
 
 # ----------------------------------------------------------------------------- study figures (Figures 4–8, 11)
 
-ARM_COLORS = {"uniform": "#1f77b4", "random": "#ff7f0e", "mixed": "#2ca02c", "full": "#7f7f7f"}
+ARM_COLORS = {"uniform": "#1f77b4", "random": "#ff7f0e", "mixed": "#2ca02c", "full": "#7f7f7f",
+              "length_matched": "#9467bd", "longest": "#8c564b"}
 
 
 def ema_smooth(values: Sequence[float] | np.ndarray, weight: float = 0.9) -> np.ndarray:
@@ -291,8 +292,10 @@ def loss_curves_plot(
     title: str | None = None,
     smoothing: float = 0.9,
     thresholds: Sequence[float] = (),
+    window: int | None = None,
+    min_updates: int = 0,
 ) -> Path:
-    """Loss curves per arm, raw (left) and EMA-smoothed (right), one line per seed (the paper's Figures 4–8).
+    """Loss curves per arm, raw (left) and smoothed (right), one line per seed (the paper's Figures 4–8).
 
     Args:
         curves: arm -> list of ``(x, loss)`` pairs, one per seed (x: step or seconds).
@@ -302,6 +305,10 @@ def loss_curves_plot(
         title: figure title.
         smoothing: EMA weight of the right panel (see :func:`ema_smooth`).
         thresholds: loss thresholds drawn as dashed horizontal lines.
+        window: smooth the right panel with the crossing rule instead: the trailing mean over ``window``
+            points, drawn only where the window is full and starts after ``min_updates`` updates (x must be
+            steps), so the smoothed line is what threshold crossings see.
+        min_updates: see ``window``.
 
     Example:
         >>> import tempfile; d = tempfile.mkdtemp()
@@ -313,19 +320,26 @@ def loss_curves_plot(
     if not curves:
         raise UniformError("no loss curves to plot")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, smooth in zip(axes, (0.0, smoothing), strict=True):
+    for panel, (ax, smooth) in enumerate(zip(axes, (0.0, smoothing), strict=True)):
         for i, (arm, runs) in enumerate(curves.items()):
             color = ARM_COLORS.get(arm, f"C{i + 4}")
             for j, (x, y) in enumerate(runs):
                 if len(y) == 0:
                     continue
-                yy = ema_smooth(y, smooth) if smooth else np.asarray(y, dtype=np.float64)
-                ax.plot(np.asarray(x, dtype=np.float64), yy, color=color, lw=1.2, alpha=0.85 if j == 0 else 0.5,
-                        label=arm if j == 0 else None)
+                xx = np.asarray(x, dtype=np.float64)
+                if panel and window:
+                    yy = np.convolve(np.asarray(y, dtype=np.float64), np.ones(window) / window, mode="valid")
+                    xx = xx[window - 1:]
+                    keep = xx - window + 1 > min_updates  # the window's first step comes after min_updates
+                    xx, yy = xx[keep], yy[keep]
+                else:
+                    yy = ema_smooth(y, smooth) if panel and smooth else np.asarray(y, dtype=np.float64)
+                ax.plot(xx, yy, color=color, lw=1.2, alpha=0.85 if j == 0 else 0.5, label=arm if j == 0 else None)
         for t in thresholds:
             ax.axhline(t, color="black", ls="--", lw=0.8, alpha=0.6)
         ax.set_xlabel(xlabel)
-        ax.set_title("raw" if not smooth else f"smoothed (EMA {smooth:g})")
+        ax.set_title("raw" if not panel else (f"trailing mean over {window} steps (the crossing rule)" if window
+                                              else (f"smoothed (EMA {smooth:g})" if smooth else "raw")))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(ylabel)
     axes[1].legend(loc="upper right")
@@ -345,9 +359,11 @@ def threshold_bars_plot(
     """Grouped bars: one group per threshold, one bar per arm, mean with a ±std error bar (Figure 11).
 
     Runs that never reached a threshold are passed as ``nan`` and drawn as an empty bar marked "not reached".
+    A value may carry ``(mean, std, reached, of)``: a bar whose mean leaves out censored seeds (seeds that
+    never crossed) is marked "reached/of".
 
     Args:
-        values: threshold label -> arm -> ``(mean, std)``.
+        values: threshold label -> arm -> ``(mean, std)`` or ``(mean, std, reached, of)``.
         path: output PNG.
         ylabel: label of the y axis.
         title: figure title.
@@ -368,7 +384,7 @@ def threshold_bars_plot(
         arms += [a for a in values[g] if a not in arms]
     width = 0.8 / max(1, len(arms))
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(groups) * max(1, len(arms)) / 2), 4))
-    finite = [m for g in groups for m, _ in values[g].values() if np.isfinite(m)]
+    finite = [v[0] for g in groups for v in values[g].values() if np.isfinite(v[0])]
     top = max(finite) if finite else 1.0
     for i, arm in enumerate(arms):
         xs = np.arange(len(groups)) + (i - (len(arms) - 1) / 2) * width
@@ -377,6 +393,11 @@ def threshold_bars_plot(
         ok = np.isfinite(means)
         color = ARM_COLORS.get(arm, f"C{i + 4}")
         ax.bar(xs[ok], means[ok], width, yerr=np.nan_to_num(stds[ok]), color=color, label=arm, capsize=3)
+        for x, g, m, sd in zip(xs, groups, means, stds, strict=True):
+            v = values[g].get(arm, ())
+            if len(v) >= 4 and np.isfinite(m) and v[2] < v[3]:  # censored seeds left out of the mean
+                ax.text(x, m + np.nan_to_num(sd) + top * 0.02, f"{v[2]}/{v[3]}", ha="center", va="bottom",
+                        fontsize=7)
         for x in xs[~ok]:
             ax.bar([x], [top * 1.05], width, fill=False, edgecolor=color, hatch="//")
             ax.text(x, top * 1.07, "not\nreached", ha="center", va="bottom", fontsize=7)

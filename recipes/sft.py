@@ -60,8 +60,12 @@ from hf_uniform.train.sft import deepspeed_config
 logger = logging.getLogger("recipes.sft")
 
 
-def main(training_args: UniformSFTConfig, model_args: ModelConfig, script_args: UniformSFTArguments) -> dict[str, Any]:
-    """One fine-tune; returns the record it also writes to ``OUTPUT_DIR/run_info.json``."""
+def main(training_args: UniformSFTConfig, model_args: ModelConfig, script_args: UniformSFTArguments,
+         callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """One fine-tune; returns the record it also writes to ``OUTPUT_DIR/run_info.json``.
+
+    ``callbacks`` are added to the trainer (the comparison study adds its held-out schedule).
+    """
     check_run_args(training_args, script_args)  # refuse bad combinations before the slow parts
     t_start = time.perf_counter()
     state = PartialState()
@@ -99,6 +103,8 @@ def main(training_args: UniformSFTConfig, model_args: ModelConfig, script_args: 
         thresholds=script_args.loss_thresholds, metric=script_args.threshold_metric,
         window=script_args.threshold_window, stop_after_last=script_args.stop_at_last_threshold,
     ).attach(trainer)  # step, seconds, CPU seconds and tokens at each loss threshold
+    for extra in callbacks or []:
+        trainer.add_callback(extra)
     regime = describe_regime(trainer, script_args)
     if trainer.is_world_process_zero():
         write_provenance(training_args.output_dir, data, {"regime": regime, "model": model_path, "gguf_file": gguf})

@@ -34,6 +34,7 @@ from .heldout import (
     format_pairs,
     heldout_loss,
     load_model,
+    row_losses,
     tokenize_prompt_response,
 )
 from .lm_eval import (
@@ -68,6 +69,7 @@ __all__ = [
     "parse_eval_args",
     "parse_tasks",
     "prepare_tasks",
+    "row_losses",
     "run_lm_eval",
     "shipped_tasks_dir",
     "summary_table",

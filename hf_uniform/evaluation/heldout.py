@@ -124,6 +124,69 @@ def format_pairs(ds: Any, prompt_format: str = "auto") -> list[tuple[Any, Any]]:
     return list(zip(prepared["prompt"][:], prepared["completion"][:], strict=True))
 
 
+def row_losses(
+    model: Any,
+    tokenizer: Any,
+    pairs: Iterable[tuple[str, str]],
+    *,
+    max_length: int | None = 512,
+    batch_size: int = 8,
+    device: str | None = None,
+    progress: bool = False,
+) -> tuple[list[float], list[int], int]:
+    """Per-row summed response-token cross-entropy and response-token counts, scored in batches.
+
+    Returns ``(loss_sums, token_counts, truncated)`` in the order of ``pairs``. Rows are batched by length
+    (less padding); a row is scored exactly as it would be alone (right padding, attention-masked), so the
+    per-row sums equal batch-of-one scoring up to float rounding. A row whose response was truncated away
+    contributes ``0.0`` and ``0`` tokens.
+
+    Example:
+        >>> row_losses(model, tok, [("Q: 2+2?\\nA:", " 4")])  # doctest: +SKIP
+        ([5.8], [2], 0)
+    """
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    encoded = [tokenize_prompt_response(tokenizer, p, r) for p, r in pairs]
+    truncated = 0
+    if max_length is not None:
+        truncated = sum(len(ids) > max_length for ids, _ in encoded)
+        encoded = [(ids[:max_length], lab[:max_length]) for ids, lab in encoded]
+    dev = torch.device(device) if device else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    sums, counts = [0.0] * len(encoded), [0] * len(encoded)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))  # length-sorted batches pad less
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    try:
+        with torch.inference_mode():
+            for start in tqdm(range(0, len(order), batch_size), desc="held-out loss", disable=not progress):
+                rows = order[start:start + batch_size]
+                width = max(len(encoded[i][0]) for i in rows)
+                ids = torch.full((len(rows), width), pad, dtype=torch.long)
+                lab = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+                att = torch.zeros((len(rows), width), dtype=torch.long)
+                for j, i in enumerate(rows):
+                    a, b = encoded[i]
+                    ids[j, :len(a)] = torch.tensor(a)
+                    lab[j, :len(b)] = torch.tensor(b)
+                    att[j, :len(a)] = 1
+                logits = model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits.float()
+                shift_labels = lab[:, 1:].to(dev)
+                per_token = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                            shift_labels.reshape(-1), ignore_index=IGNORE_INDEX,
+                                            reduction="none").view(len(rows), -1)
+                row_sum = per_token.double().sum(dim=1).tolist()
+                row_n = (shift_labels != IGNORE_INDEX).sum(dim=1).tolist()
+                for j, i in enumerate(rows):
+                    sums[i], counts[i] = float(row_sum[j]), int(row_n[j])
+    finally:
+        model.train(was_training)
+    return sums, counts, truncated
+
+
 def heldout_loss(
     model: Any,
     tokenizer: Any,
@@ -137,7 +200,8 @@ def heldout_loss(
     """Mean per-token cross-entropy on response tokens (prompt tokens masked) over ``(prompt, response)`` pairs.
 
     Token-weighted: the sum of response-token losses divided by the number of response tokens, so long
-    responses weigh more (the quantity a per-token training loss estimates).
+    responses weigh more (the quantity a per-token training loss estimates). Per-row sums come from
+    :func:`row_losses`.
 
     Args:
         model: a causal LM (``transformers`` ``PreTrainedModel``).
@@ -157,46 +221,15 @@ def heldout_loss(
         >>> heldout_loss(model, tok, [("Q: 2+2?\\nA:", " 4")]).loss  # doctest: +SKIP
         5.8
     """
-    import torch
-    import torch.nn.functional as F
-    from tqdm.auto import tqdm
-
-    encoded = [tokenize_prompt_response(tokenizer, p, r) for p, r in pairs]
-    if not encoded:
+    pairs = list(pairs)
+    if not pairs:
         raise UniformError("held-out loss needs at least one example; the held-out split is empty")
-    truncated = 0
-    if max_length is not None:
-        truncated = sum(len(ids) > max_length for ids, _ in encoded)
-        encoded = [(ids[:max_length], lab[:max_length]) for ids, lab in encoded]
-    dev = torch.device(device) if device else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))  # length-sorted batches pad less
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    try:
-        with torch.inference_mode():
-            for start in tqdm(range(0, len(order), batch_size), desc="held-out loss", disable=not progress):
-                batch = [encoded[i] for i in order[start:start + batch_size]]
-                width = max(len(ids) for ids, _ in batch)
-                ids = torch.full((len(batch), width), pad, dtype=torch.long)
-                lab = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-                att = torch.zeros((len(batch), width), dtype=torch.long)
-                for j, (a, b) in enumerate(batch):
-                    ids[j, :len(a)] = torch.tensor(a)
-                    lab[j, :len(b)] = torch.tensor(b)
-                    att[j, :len(a)] = 1
-                logits = model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits.float()
-                shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
-                shift_labels = lab[:, 1:].reshape(-1).to(dev)
-                total += float(F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX,
-                                               reduction="sum"))
-                count += int((shift_labels != IGNORE_INDEX).sum())
-    finally:
-        model.train(was_training)
+    sums, counts, truncated = row_losses(model, tokenizer, pairs, max_length=max_length, batch_size=batch_size,
+                                         device=device, progress=progress)
+    count = sum(counts)
     if count == 0:
         raise UniformError("no response token left to score; raise max_length or check the response column")
-    return HeldoutLoss(total / count, count, len(encoded), truncated)
+    return HeldoutLoss(math.fsum(sums) / count, count, len(pairs), truncated)
 
 
 # --------------------------------------------------------------------------------------------- checkpoint

@@ -106,18 +106,23 @@ def threshold_labels(thresholds: Mapping[str, Sequence[float]]) -> list[tuple[st
     out = [("train", threshold_label("train", t)) for t in thresholds.get("train", [])]
     out += [("train", f"train<={r:g}x start") for r in thresholds.get("train_relative", []) or []]
     out += [("heldout", threshold_label("heldout", t)) for t in thresholds.get("heldout", [])]
+    out += [("heldout", heldout_relative_label(r)) for r in thresholds.get("heldout_relative", []) or []]
     return out
 
 
 def run_crossings(run: Mapping[str, Any], thresholds: Mapping[str, Sequence[float]], *, smoothing: float,
-                  window: int | None = None) -> dict[str, dict[str, Any] | None]:
+                  window: int | None = None, full_window: bool = False,
+                  min_updates: int = 0) -> dict[str, dict[str, Any] | None]:
     """First crossing of every threshold by one run: ``{label: {"step", "seconds", "cpu_seconds", "tokens",
     "value", "threshold"} or None}``.
 
     Training loss: with ``window`` the trailing moving average over ``window`` steps and the ``<=`` rule of
     :func:`hf_uniform.train.callbacks.first_crossings` (the callback's own rule); without it the EMA of
     ``smoothing``. Relative thresholds are fractions of ``run["start"]["train_loss"]`` (the base model's loss on
-    the run's rows). Held-out loss: as evaluated.
+    the run's rows). ``full_window`` and ``min_updates`` are the crossing rule of
+    :func:`hf_uniform.train.callbacks.first_crossings` (a full window; no loss from before ``min_updates``
+    updates). Held-out loss: as evaluated; ``heldout_relative`` thresholds (fractions of the base model's
+    held-out loss) are read off the run's held-out ``schedule`` (step 0, the base model, never counts).
 
     Example:
         >>> run = {"curves": {"train": {"step": [1, 2, 3], "seconds": [1.0, 2.0, 3.0], "value": [4.0, 2.0, 2.0],
@@ -143,7 +148,8 @@ def run_crossings(run: Mapping[str, Any], thresholds: Mapping[str, Sequence[floa
     if window:
         entries = [{"step": cols["step"][i], "seconds": cols["seconds"][i], "cpu_seconds": cols["cpu_seconds"][i],
                     "tokens": cols["tokens"][i], "loss": cols["value"][i]} for i in range(n)]
-        found = first_crossings(entries, flat, window=int(window), key="loss") if flat else {}
+        found = first_crossings(entries, flat, window=int(window), key="loss", full_window=full_window,
+                                min_updates=min_updates) if flat else {}
         for lab, t in zip(labels, flat, strict=True):
             rec = found[threshold_key(t)]["smoothed"]
             out[lab] = None if rec is None else {
@@ -167,7 +173,28 @@ def run_crossings(run: Mapping[str, Any], thresholds: Mapping[str, Sequence[floa
             c = {**c, "cpu_seconds": None, "threshold": float(t)}
             c.setdefault("tokens", None)
         out[threshold_label("heldout", t)] = c
+    sched = run.get("schedule") or {}
+    for r in thresholds.get("heldout_relative", []) or []:
+        label, c = heldout_relative_label(r), None
+        if sched.get("step") and sched.get("heldout"):
+            t = float(r) * float(sched["heldout"][0])
+            for i, (st, v) in enumerate(zip(sched["step"], sched["heldout"], strict=True)):
+                if st > 0 and v is not None and v <= t:
+                    c = {"step": int(st), "seconds": sched["seconds"][i], "cpu_seconds": sched["cpu_seconds"][i],
+                         "tokens": sched["tokens"][i], "value": float(v), "threshold": t}
+                    break
+        out[label] = c
     return out
+
+
+def heldout_relative_label(r: float) -> str:
+    """Label of a held-out threshold relative to the base model's held-out loss.
+
+    Example:
+        >>> heldout_relative_label(0.95)
+        'held-out<=0.95x base'
+    """
+    return f"held-out<={float(r):g}x base"
 
 
 FINALS = {"final_train_loss": ("final", "train_loss"), "final_heldout_loss": ("final", "heldout_loss"),
@@ -177,7 +204,8 @@ MEASURES = ("steps", "tokens", "cpu_seconds", "seconds")
 
 
 def aggregate(runs: Sequence[Mapping[str, Any]], thresholds: Mapping[str, Sequence[float]], *,
-              arms: Sequence[str], smoothing: float, window: int | None = None) -> dict[str, Any]:
+              arms: Sequence[str], smoothing: float, window: int | None = None, full_window: bool = False,
+              min_updates: int = 0) -> dict[str, Any]:
     """Per-arm mean ± std over seeds of every reported quantity, with steps, tokens, CPU and wall seconds to
     each threshold.
 
@@ -195,7 +223,8 @@ def aggregate(runs: Sequence[Mapping[str, Any]], thresholds: Mapping[str, Sequen
     """
     out: dict[str, Any] = {}
     for run in runs:
-        run["crossings"] = run_crossings(run, thresholds, smoothing=smoothing, window=window)  # type: ignore[index]
+        run["crossings"] = run_crossings(run, thresholds, smoothing=smoothing, window=window,  # type: ignore[index]
+                                         full_window=full_window, min_updates=min_updates)
     key_of = {"steps": "step", "seconds": "seconds", "cpu_seconds": "cpu_seconds", "tokens": "tokens"}
     for arm in arms:
         rs = sorted((r for r in runs if r["arm"] == arm), key=lambda r: r["seed"])
@@ -503,6 +532,9 @@ def choose_thresholds(cfg: StudyConfig, runs: Sequence[Mapping[str, Any]]) -> di
     declared = bool(cfg.relative_thresholds)
     if declared:  # declared in the config before the runs: nothing is chosen after seeing the curves
         thresholds["train_relative"] = sorted({float(r) for r in cfg.relative_thresholds}, reverse=True)
+        if getattr(cfg, "heldout_relative_thresholds", None):
+            thresholds["heldout_relative"] = sorted({float(r) for r in cfg.heldout_relative_thresholds},
+                                                    reverse=True)
     for kind in LOSS_KINDS:
         if declared and not given[kind]:
             thresholds[kind] = []
@@ -526,4 +558,11 @@ def choose_thresholds(cfg: StudyConfig, runs: Sequence[Mapping[str, Any]]) -> di
     rule += (f"A run reaches a threshold at the first logged point at or below it (<=); the training loss is "
              f"{smooth}, held-out loss is used as evaluated. Relative thresholds (r x start) are fractions of "
              "the run's step-0 loss: the base model's token-weighted loss on the run's own training rows.")
+    if getattr(cfg, "full_window", False) and cfg.window:
+        rule += (f" A training-loss crossing counts only on a full {cfg.window}-step window whose every loss was "
+                 f"computed after at least {cfg.min_updates} optimizer update(s) (the loss logged at step s is "
+                 "computed before update s).")
+    if thresholds.get("heldout_relative"):
+        rule += (" Held-out thresholds (r x base) are fractions of the base model's held-out loss, read off the "
+                 "held-out schedule (the first scheduled step after step 0 at or below it).")
     return {**thresholds, "source": source, "rule": rule}

@@ -132,8 +132,8 @@ def arm_geometry(x: np.ndarray, idx: np.ndarray, *, metric: str = "cosine") -> d
 def job_order(arms: Sequence[str], seeds: Sequence[int], order: str = "seed") -> list[tuple[str, int]]:
     """``(arm, seed)`` runs in the order they are trained.
 
-    ``seed``: every arm of seed 0, then seed 1, ...; ``comparison``: uniform, random and length_matched of
-    every seed first, then the other arms (so an interrupted study still has paired seeds).
+    ``seed``: every arm of seed 0, then seed 1, ...; ``comparison``: uniform, random, length_matched and
+    longest of every seed first, then the other arms (so an interrupted study still has paired seeds).
 
     Example:
         >>> job_order(["uniform", "random", "full"], [0, 1], "comparison")
@@ -143,6 +143,6 @@ def job_order(arms: Sequence[str], seeds: Sequence[int], order: str = "seed") ->
         return [(arm, seed) for seed in seeds for arm in arms]
     if order != "comparison":
         raise UniformError(f"run_order must be seed or comparison, got {order!r}")
-    first = [a for a in arms if a in ("uniform", "random", "length_matched")]
+    first = [a for a in arms if a in ("uniform", "random", "length_matched", "longest")]
     rest = [a for a in arms if a not in first]
     return [(a, s) for s in seeds for a in first] + [(a, s) for a in rest for s in seeds]

@@ -14,9 +14,15 @@ from pathlib import Path
 
 from ..errors import MissingFileError, UniformError
 
-ARMS = ("uniform", "random", "mixed", "length_matched", "full")
+ARMS = ("uniform", "random", "mixed", "length_matched", "longest", "full")
 #: Arms a run compares uniform against, in the order the verdict and the paired differences list them.
-COMPARATORS = ("random", "length_matched", "mixed", "full")
+COMPARATORS = ("random", "length_matched", "longest", "mixed", "full")
+#: Where the length_matched arm draws its rows: the seed's pool or the whole training pool, uniform's rows
+#: excluded in both (at k = n/2 of a seed's pool only the complement is left, so ``training_pool`` is the
+#: control that can be length-matched).
+LENGTH_MATCHED_SOURCES = ("seed_pool", "training_pool")
+#: Outcomes a study can declare primary: the in-source held-out loss at ``primary_step`` (lower is better).
+PRIMARY_OUTCOMES = ("heldout_loss_at_step",)
 #: Mixed into each seed's pool draw so that it differs from the arms' own use of the seed.
 POOL_DRAW_SALT = 20_240_601
 LOSS_KINDS = ("train", "heldout")
@@ -110,6 +116,29 @@ class StudyConfig:
     report_only: bool = field(default=False, metadata={
         "help": "train nothing: write the report from the finished runs of the seeds whose arms all finished"})
     command: str | None = field(default=None, metadata={"help": "the command line, recorded in the report"})
+    # -- the measurement rules and the pre-declared analysis (issue: evidence that can answer) ------------
+    length_matched_source: str = field(default="seed_pool", metadata={
+        "help": "where length_matched draws its rows, uniform's rows excluded: seed_pool or training_pool"})
+    schedule_steps: int | None = field(default=None, metadata={
+        "help": "score both held-out sets every N optimizer steps (and at the last step) outside the training "
+                "clock; the primary outcome is read from this schedule"})
+    primary_outcome: str | None = field(default=None, metadata={
+        "help": "declared before the runs: heldout_loss_at_step (the in-source held-out loss at primary_step)"})
+    primary_step: int | None = field(default=None, metadata={
+        "help": "the optimizer step at which the primary outcome is compared (a step of the schedule)"})
+    heldout_relative_thresholds: list[float] | None = field(default=None, metadata={
+        "help": "held-out thresholds as fractions of the base model's held-out loss (secondary outcome: "
+                "steps/tokens to reach them on the schedule)"})
+    full_window: bool = field(default=True, metadata={
+        "help": "a training-loss crossing counts only on a full moving-average window"})
+    min_updates: int = field(default=1, metadata={
+        "help": "a training-loss crossing counts only after this many optimizer updates"})
+    claimed_speedup: float = field(default=1.7, metadata={
+        "help": "the smallest speed-up the paper reports; the effect a verdict of 'no' must have been able "
+                "to detect"})
+    alpha: float = field(default=0.05, metadata={"help": "two-sided significance level of each comparison"})
+    target_power: float = field(default=0.8, metadata={"help": "power at which the minimum detectable effect "
+                                                                  "is stated"})
 
     def validate(self) -> None:
         """Check the settings; raise :class:`~hf_uniform.errors.UniformError` with a one-line message.
@@ -118,7 +147,7 @@ class StudyConfig:
             >>> StudyConfig(pool="p.jsonl", recipe="r.yaml", arms=["uniform", "best"]).validate()
             Traceback (most recent call last):
             ...
-            hf_uniform.errors.UniformError: unknown arm(s) ['best']; choose from ('uniform', 'random', 'mixed', 'length_matched', 'full')
+            hf_uniform.errors.UniformError: unknown arm(s) ['best']; choose from ('uniform', 'random', 'mixed', 'length_matched', 'longest', 'full')
         """
         if not self.pool:
             raise UniformError("no pool given; pass --pool FILE")
@@ -158,6 +187,27 @@ class StudyConfig:
             v = getattr(self, name)
             if v is not None and (not v or any(not math.isfinite(float(t)) for t in v)):
                 raise UniformError(f"{name} must be a non-empty list of finite numbers, got {v}")
+        if self.length_matched_source not in LENGTH_MATCHED_SOURCES:
+            raise UniformError(f"length_matched_source must be one of {LENGTH_MATCHED_SOURCES}, "
+                               f"got {self.length_matched_source!r}")
+        if self.schedule_steps is not None and self.schedule_steps < 1:
+            raise UniformError(f"schedule_steps must be >= 1, got {self.schedule_steps}")
+        if self.primary_outcome is not None:
+            if self.primary_outcome not in PRIMARY_OUTCOMES:
+                raise UniformError(f"primary_outcome must be one of {PRIMARY_OUTCOMES}, got {self.primary_outcome!r}")
+            if not self.schedule_steps or not self.primary_step or self.primary_step % self.schedule_steps:
+                raise UniformError("primary_outcome heldout_loss_at_step needs schedule_steps and a primary_step "
+                                   "that is a multiple of it (e.g. schedule_steps 8, primary_step 16)")
+        if self.heldout_relative_thresholds is not None and (not self.heldout_relative_thresholds or any(
+                not 0 < float(r) < 1 for r in self.heldout_relative_thresholds)):
+            raise UniformError("heldout_relative_thresholds must be fractions in (0, 1), got "
+                               f"{self.heldout_relative_thresholds}")
+        if self.min_updates < 0:
+            raise UniformError(f"min_updates must be >= 0, got {self.min_updates}")
+        if not self.claimed_speedup > 1:
+            raise UniformError(f"claimed_speedup must be > 1 (e.g. 1.7), got {self.claimed_speedup}")
+        if not 0 < self.alpha < 1 or not 0 < self.target_power < 1:
+            raise UniformError(f"alpha and target_power must be in (0, 1), got {self.alpha}, {self.target_power}")
         if self.eval_steps is not None and self.eval_steps < 1:
             raise UniformError(f"eval_steps must be >= 1, got {self.eval_steps}")
         if not Path(self.recipe).is_file():

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -161,7 +162,113 @@ def render_compute_table(report: StudyReport) -> str:
 # ------------------------------------------------------------------------------------------------ sections
 
 
+def _f(v: Any, digits: int = 4, sign: bool = False) -> str:
+    if v is None or not math.isfinite(float(v)):
+        return "–"
+    return f"{float(v):+.{digits}f}" if sign else f"{float(v):.{digits}f}"
+
+
+def verdict_lines(report: StudyReport) -> list[str]:
+    """One plain sentence per comparison from ``report.verdicts`` (the declared primary outcome's tests).
+
+    Example:
+        >>> r = StudyReport(verdicts={"random": {"verdict": "inconclusive", "p_value": 0.5, "mean_difference": -0.01,
+        ...     "sd": 0.02, "n_seeds": 3, "claimed_effect": 0.02, "minimum_detectable_effect": 0.07,
+        ...     "power_at_claimed_effect": 0.1, "outcome": "in-source held-out loss at step 16 (uniform - random)"}})
+        >>> verdict_lines(r)[0][:60]
+        'Against random: **inconclusive**. in-source held-out loss at'
+    """
+    out = []
+    for other, v in (report.verdicts or {}).items():
+        words = {"yes": "uniform trains faster (lower held-out loss at the same step)",
+                 "no": "uniform does not train faster",
+                 "inconclusive": "this design cannot tell"}[v["verdict"]]
+        out.append(
+            f"Against {other}: **{v['verdict']}**. {v['outcome']}: {_f(v['mean_difference'], 4, True)} ± "
+            f"{_f(v['sd'])} nats/token over {v['n_seeds']} seeds, p = {_f(v['p_value'], 3)}. The paper's smallest "
+            f"claimed speed-up corresponds to a difference of {_f(v['claimed_effect'])} here; with this many seeds "
+            f"and this spread the design detects {_f(v['minimum_detectable_effect'])} with 80 % power (power at the "
+            f"claimed effect: {_f(v['power_at_claimed_effect'], 2)}). In words: {words}.")
+    return out
+
+
+def render_tests_table(report: StudyReport) -> str:
+    """Every paired test (primary first): outcome, mean ± sd of uniform - other, n, p, MDE, claimed effect.
+
+    Example:
+        >>> render_tests_table(StudyReport())
+        ''
+    """
+    rows = []
+    for other, tests in (report.tests or {}).items():
+        for t in tests.values():
+            n_cens = t.get("censored_seeds")
+            rows.append([other, ("**primary** " if t.get("primary") else "") + t["outcome"],
+                         f"{_f(t['mean'], 4, True)} ± {_f(t['sd'])}", f"{t['n']}" + (f" ({n_cens} censored)"
+                                                                                      if n_cens else ""),
+                         _f(t["p_value"], 3), _f(t["minimum_detectable_effect"]), _f(t["claimed_effect"]),
+                         _f(t["power_at_claimed_effect"], 2)])
+    if not rows:
+        return ""
+    return md_table(["vs", "outcome (uniform - other; negative = uniform lower / sooner)", "mean ± sd", "seeds",
+                     "p (two-sided)", "MDE (80 % power)", "claimed effect", "power at claim"], rows)
+
+
+def render_schedule_table(report: StudyReport, source: str = "heldout") -> str:
+    """Held-out loss of every arm at each scheduled step (mean ± std over seeds; step 0 = base model).
+
+    Example:
+        >>> render_schedule_table(StudyReport())
+        ''
+    """
+    by_arm: dict[str, list[dict[str, Any]]] = {}
+    for r in report.runs:
+        sched = r.get("schedule") or {}
+        if sched.get("step") and source in sched:
+            by_arm.setdefault(r["arm"], []).append(sched)
+    if not by_arm:
+        return ""
+    steps = sorted({int(s) for scheds in by_arm.values() for sc in scheds for s in sc["step"]})
+    rows = []
+    for arm, scheds in by_arm.items():
+        cells = []
+        for st in steps:
+            vals = [sc[source][sc["step"].index(st)] for sc in scheds if st in sc["step"]]
+            cells.append(_pm(mean_std(vals), 4) if vals else "–")
+        rows.append([arm, str(len(scheds)), *cells])
+    return md_table(["arm", "seeds", *[f"step {s}" for s in steps]], rows)
+
+
+def _declared_verdict_section(report: StudyReport) -> list[str]:
+    if not report.verdicts:
+        return []
+    p = report.primary or {}
+    lines = ["## Verdicts (declared primary outcome)", "",
+             f"Primary outcome, declared in the config before the runs: the in-source held-out loss at step "
+             f"{p.get('step')} (uniform - other, paired by seed). Test: {p.get('test')}; alpha {p.get('alpha')}. "
+             f"Claimed effect: {p.get('claimed_effect_rule')}. Rule: {p.get('verdict_rule')}.", ""]
+    lines += [f"- {v}" for v in report.verdict_summary]
+    lines += ["", "Every paired test (secondary outcomes are labelled by what they measure; step outcomes are "
+              "log step ratios, whose claimed effect is log of the claimed speed-up):", "",
+              render_tests_table(report), ""]
+    if report.overlap:
+        worst = {}
+        for cell in report.overlap.values():
+            for pair, n in cell.items():
+                worst[pair] = max(worst.get(pair, 0), n)
+        lines += ["Rows shared by two arms of the same seed (largest over seeds): " +
+                  ", ".join(f"{k} {v}" for k, v in sorted(worst.items())) + ".", ""]
+    if report.crossing_rule:
+        cr = report.crossing_rule
+        lines += [f"Crossing rule (training loss, secondary): trailing mean over a window of {cr['window']} steps, "
+                  f"full window only: {cr['full_window']}, at least {cr['min_updates']} optimizer update(s) before "
+                  f"every loss in the window; save time: {cr['save_time']}.", ""]
+    return lines
+
+
 def _verdict_section(report: StudyReport) -> list[str]:
+    if report.verdicts:
+        return _declared_verdict_section(report)
     if not report.plain_verdict:
         return []
     lines = ["## Verdict: does uniform reach the thresholds sooner?", "",
@@ -201,7 +308,14 @@ def _results_section(report: StudyReport) -> list[str]:
     th = report.thresholds
     relative = f", relative to each run's step-0 loss {th['train_relative']}" if th.get("train_relative") else ""
     heldout = render_heldout_table(report)
-    if heldout:
+    scheduled = render_schedule_table(report)
+    if scheduled:
+        second = render_schedule_table(report, "second_heldout")
+        heldout_lines = ["In-source held-out loss on the fixed schedule (mean ± std over seeds; step 0 = the base "
+                         "model; token-weighted, scored outside the training clock):", "", scheduled, ""]
+        if second:
+            heldout_lines += ["Second-source held-out loss on the same schedule:", "", second, ""]
+    elif heldout:
         heldout_lines = ["Held-out loss at each evaluation (mean ± std over seeds), independent of any threshold:",
                          "", heldout, ""]
     else:

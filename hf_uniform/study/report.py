@@ -62,6 +62,12 @@ class StudyReport:
         verdict_summary: the one-line answers that open ``report.md``.
         plots: ``{title: path relative to the output folder}``.
         missing_runs: runs that had not finished (``--report_only``).
+        crossing_rule: the training-loss crossing rule (``window``, ``full_window``, ``min_updates``).
+        primary: the declared primary outcome (what, at which step, the claimed effect, the verdict rule).
+        overlap: rows shared by every pair of arms, per seed.
+        verdicts: per comparison ``{"verdict": "yes"|"no"|"inconclusive", "p_value", ...}`` on the primary.
+        tests: per comparison, the primary and secondary paired tests (p-value, power, minimum detectable effect).
+        power: per comparison, the design's power at the claimed effect and its minimum detectable effect.
         seconds_total: wall seconds of the pass that wrote the report.
 
     A key that the JSON did not have (a report written before that field existed) stays absent when the
@@ -92,6 +98,12 @@ class StudyReport:
     verdict_summary: list[str] = field(default_factory=list)
     plots: dict[str, str] = field(default_factory=dict)
     missing_runs: list[str] = field(default_factory=list)
+    crossing_rule: dict[str, Any] | None = None
+    primary: dict[str, Any] | None = None
+    overlap: dict[str, Any] | None = None
+    verdicts: dict[str, Any] | None = None
+    tests: dict[str, Any] | None = None
+    power: dict[str, Any] | None = None
     seconds_total: float | None = None
     absent: frozenset[str] = field(default=frozenset(), repr=False, compare=False, metadata={"json": False})
 
@@ -155,7 +167,9 @@ def build_report(cfg: StudyConfig, study: Any, runs: list[dict[str, Any]], *,
         <function build_report at ...>
     """
     thresholds = choose_thresholds(cfg, runs)
-    agg = aggregate(runs, thresholds, arms=cfg.arms, smoothing=cfg.smoothing, window=cfg.window)
+    agg = aggregate(runs, thresholds, arms=cfg.arms, smoothing=cfg.smoothing, window=cfg.window,
+                    full_window=bool(cfg.full_window and cfg.primary_outcome), min_updates=cfg.min_updates
+                    if cfg.primary_outcome else 0)
     epochs = sorted({r.get("epochs") for r in runs if r.get("epochs") is not None})
     paired = paired_differences(runs, others=[a for a in COMPARATORS if a in cfg.arms]) \
         if "uniform" in cfg.arms else {}
@@ -180,15 +194,50 @@ def build_report(cfg: StudyConfig, study: Any, runs: list[dict[str, Any]], *,
         missing_runs=list(missing_runs),
         seconds_total=seconds_total,
     )
+    if cfg.primary_outcome:
+        _add_inference(report, cfg, study, runs)
     first = cfg.seeds[0]
     pca_subsets = {name: study.arm_idx[f"{name}-seed{first}"] for name in ("uniform", "random")
                    if f"{name}-seed{first}" in study.arm_idx}
-    report.plots = make_plots(report, study.out, embeddings=study.x, subsets=pca_subsets, smoothing=cfg.smoothing)
+    report.plots = make_plots(report, study.out, embeddings=study.x, subsets=pca_subsets, smoothing=cfg.smoothing,
+                              window=cfg.window if cfg.primary_outcome and cfg.full_window else None,
+                              min_updates=cfg.min_updates if cfg.primary_outcome else 0)
     return report
 
 
+def _add_inference(report: StudyReport, cfg: StudyConfig, study: Any, runs: list[dict[str, Any]]) -> None:
+    """The declared analysis: crossing rule, primary outcome, overlap, paired tests, power and verdicts."""
+    from .inference import VERDICT_RULE, arm_overlap, inference
+    from .markdown import verdict_lines
+
+    report.crossing_rule = {"window": cfg.window, "full_window": bool(cfg.full_window),
+                            "min_updates": int(cfg.min_updates), "applies_to": "training loss (secondary)",
+                            "comparison": "<=", "held_out_schedule_steps": cfg.schedule_steps,
+                            "save_time": "excluded (no checkpoint is saved during training; the final save "
+                                         "happens after the clock stops)"}
+    subset_runs = [r for r in runs if r["arm"] != "full"]
+    last = min((r["final"]["steps"] for r in subset_runs), default=None)
+    labels = [lab for kind, lab in threshold_labels(report.thresholds)]
+    res = inference(runs, comparators=[a for a in COMPARATORS if a in cfg.arms], primary_step=int(cfg.primary_step),
+                    last_step=last, speedup=cfg.claimed_speedup, alpha=cfg.alpha, power=cfg.target_power,
+                    heldout_labels=[lab for lab in labels if lab.startswith("held-out")],
+                    train_labels=[lab for lab in labels if lab.startswith("train")])
+    report.primary = {"outcome": cfg.primary_outcome, "step": cfg.primary_step, "source": "in-source held-out "
+                      f"split ({report.pool.get('heldout_rows')} rows held out before selection)",
+                      "claimed_speedup": cfg.claimed_speedup, "alpha": cfg.alpha, "target_power": cfg.target_power,
+                      "test": "two-sided paired t-test over seeds (scipy.stats.ttest_1samp of uniform - other)",
+                      "claimed_effect_rule": f"the comparator's own held-out loss at step {cfg.primary_step} minus "
+                                             f"at step {cfg.primary_step} x {cfg.claimed_speedup:g} (its curve, "
+                                             "linearly interpolated on the schedule; mean over seeds)",
+                      "verdict_rule": VERDICT_RULE}
+    report.overlap = arm_overlap(study.arm_rows, cfg.seeds)
+    report.verdicts, report.tests, report.power = res["verdicts"], res["tests"], res["power"]
+    report.verdict_summary = verdict_lines(report)
+
+
 def make_plots(report: StudyReport, out_dir: str | os.PathLike, *, embeddings: np.ndarray | None = None,
-               subsets: Mapping[str, np.ndarray] | None = None, smoothing: float = 0.9) -> dict[str, str]:
+               subsets: Mapping[str, np.ndarray] | None = None, smoothing: float = 0.9,
+               window: int | None = None, min_updates: int = 0) -> dict[str, str]:
     """Write the study's PNGs into ``out_dir/plots``; return ``{name: path relative to out_dir}``.
 
     Plots: the PCA map (PCA fit on the training pool, min-max scaled; full, uniform and random), train and
@@ -220,7 +269,20 @@ def make_plots(report: StudyReport, out_dir: str | os.PathLike, *, embeddings: n
             fname = f"loss_{kind}_{'steps' if xkey == 'step' else 'seconds'}.png"
             paths[f"{KIND_LABEL[kind]} vs {xlabel} (Figures 4-8)"] = loss_curves_plot(
                 curves, pdir / fname, xlabel=xlabel, ylabel=KIND_LABEL[kind], smoothing=smoothing,
-                thresholds=th[kind], title=f"{KIND_LABEL[kind]}: one line per seed")
+                thresholds=th[kind], title=f"{KIND_LABEL[kind]}: one line per seed",
+                window=window if kind == "train" and xkey == "step" else None, min_updates=min_updates)
+    sched_runs = [r for r in report.runs if (r.get("schedule") or {}).get("step")]
+    for source in ("heldout", "second_heldout"):
+        curves = {}
+        for r in sched_runs:
+            if source in r["schedule"]:
+                curves.setdefault(r["arm"], []).append((r["schedule"]["step"], r["schedule"][source]))
+        if curves:
+            label = "in-source held-out" if source == "heldout" else "second-source held-out"
+            paths[f"{label} loss on the schedule vs optimizer step (primary outcome)"
+                  if source == "heldout" else f"{label} loss on the schedule vs optimizer step"] = loss_curves_plot(
+                curves, pdir / f"schedule_{source}_steps.png", xlabel="optimizer step", ylabel=f"{label} loss",
+                smoothing=0.0, title=f"{label} loss (step 0 = base model): one line per seed")
     labels = [label for _, label in threshold_labels(th)]
     measures = [("seconds", "training seconds (excl. eval)"), ("steps", "optimizer steps"),
                 ("tokens", "training tokens")] if labels else []
@@ -234,7 +296,7 @@ def make_plots(report: StudyReport, out_dir: str | os.PathLike, *, embeddings: n
             for arm, e in report.arms.items():
                 ms = e["thresholds"][label].get(measure) or {}
                 values[label][arm] = (ms["mean"] if ms.get("mean") is not None else float("nan"),
-                                      ms.get("std") or 0.0)
+                                      ms.get("std") or 0.0, ms.get("n", 0), ms.get("of", 0))
         paths[f"{measure} to threshold (Figure 11)"] = threshold_bars_plot(
             values, pdir / f"time_to_threshold_{measure}.png", ylabel=unit,
             title=f"{measure} to threshold (mean ± std over seeds)")

@@ -139,8 +139,11 @@ class Study:
         n_train = len(self.train_idx)
         self.seed_pos = seed_pools(n_train, cfg.seeds, cfg.pool_size)  # positions into the training pool
         self.k = resolve_k(cfg.k, cfg.pool_size or n_train)
-        key = stable_hash([self.pool_digest, self.heldout_idx.tolist(), cfg.embedder, cfg.text_columns, self.k,
-                           cfg.metric, cfg.pool_size, cfg.length_bins, cfg.length_measure], FINGERPRINT_LENGTH)
+        key_parts = [self.pool_digest, self.heldout_idx.tolist(), cfg.embedder, cfg.text_columns, self.k,
+                     cfg.metric, cfg.pool_size, cfg.length_bins, cfg.length_measure]
+        if cfg.length_matched_source != "seed_pool":  # the committed studies keep their keys
+            key_parts.append(cfg.length_matched_source)
+        key = stable_hash(key_parts, FINGERPRINT_LENGTH)
         arms_path = self.work / f"arms-{key}.json"
         stored = json.loads(arms_path.read_text()) if arms_path.exists() else {"indices": {}, "geometry": {}}
         self.arm_idx, self.geometry = {}, {}
@@ -155,12 +158,33 @@ class Study:
                 src = "full" if arm == "full" and not cfg.pool_size else name  # full does not depend on the seed
                 if src not in stored["indices"]:
                     t0 = time.perf_counter()
+                    if arm == "length_matched" and cfg.length_matched_source == "training_pool":
+                        from ..baselines import length_matched_subset
+
+                        # drawn from the whole training pool, uniform's rows excluded (shares none of them)
+                        uni_train = np.asarray(stored["indices"][f"uniform-seed{seed}"], dtype=np.int64)
+                        drawn = length_matched_subset(np.asarray(self.row_len[cfg.length_measure]), uni_train,
+                                                      bins=cfg.length_bins, seed=seed, exclude_target=True)
+                        stored["indices"][src] = drawn.tolist()
+                        stored["geometry"][src] = arm_geometry(self.x, drawn, metric=cfg.metric)
+                        atomic_write_json(arms_path, stored)
+                        logger.info("arm %s: %d rows from the training pool (%.1f s)", name, len(drawn),
+                                    time.perf_counter() - t0)
+                        if arm in cfg.arms:
+                            self.arm_idx[name] = drawn
+                            self.geometry[name] = stored["geometry"][src]
+                        continue
                     if arm == "length_matched":
                         from ..baselines import length_matched_subset
 
                         uni = np.searchsorted(pos, np.asarray(stored["indices"][f"uniform-seed{seed}"]))
                         local = length_matched_subset(self.row_len[cfg.length_measure][pos], uni,
                                                       bins=cfg.length_bins, seed=seed)
+                    elif arm == "longest":
+                        from ..baselines import longest_subset
+
+                        lens = self.row_len.get("response_chars", self.row_len["text_chars"])
+                        local = longest_subset(np.asarray(lens)[pos], self.k)
                     else:
                         local = build_arm_indices(xs, arm, self.k, seed, metric=cfg.metric,
                                                   method=cfg.selection_method)
@@ -290,11 +314,14 @@ class Study:
         give every arm's step-0 loss as a token-weighted mean over its rows, the quantity its training loss
         starts from; relative thresholds are fractions of it. Cached in WORK_DIR/base_eval-seed<s>.json.
         """
-        from ..evaluation import format_pairs, heldout_loss, load_model
+        from ..evaluation import format_pairs, load_model, row_losses
 
         sft, _, uargs = self._recipe(self.work / "tmp", seed, self.heldout_file)
         base = self.base_model_path(seed)
         pos = self.seed_pos[seed]
+        drawn_outside = [idx for name, idx in getattr(self, "arm_idx", {}).items() if name.endswith(f"-seed{seed}")]
+        if drawn_outside:  # arms drawn from the whole training pool (length_matched) need their rows scored too
+            pos = np.union1d(pos, np.concatenate(drawn_outside)).astype(np.int64)
         fp = stable_hash({"base": str(base), "rows": pos.tolist(), "pool": self.pool_digest,
                           "heldout": self.heldout_idx.tolist(), "max_length": sft.max_length,
                           "prompt_format": uargs.prompt_format,
@@ -308,16 +335,9 @@ class Study:
         t0, c0 = time.perf_counter(), time.process_time()
         model, tok = load_model(base, device=self.cfg.device)
         pairs = format_pairs(self.train_pool.select(pos.tolist()), uargs.prompt_format)
-        loss_sum, tokens = [], []
-        for pair in pairs:
-            try:
-                r = heldout_loss(model, tok, [pair], max_length=sft.max_length, batch_size=1)
-            except UniformError:  # the response was truncated away: the row adds no token to the loss
-                loss_sum.append(0.0)
-                tokens.append(0)
-                continue
-            loss_sum.append(r.loss * r.tokens)
-            tokens.append(r.tokens)
+        # batched, one summed loss and token count per row (a row truncated away adds 0 tokens)
+        loss_sum, tokens, _ = row_losses(model, tok, pairs, max_length=sft.max_length,
+                                         batch_size=self.cfg.eval_batch_size, progress=self.cfg.progress)
         rec = {"fingerprint": fp, "seed": seed, "rows": pos.tolist(), "loss_sum": loss_sum, "tokens": tokens,
                "heldout": self._score(model, tok, self.heldout_ds, sft.max_length, uargs.prompt_format),
                "second_heldout": None if self.second_ds is None else
@@ -351,6 +371,7 @@ class Study:
             "periodic_eval": cfg.periodic_eval, "second": [cfg.second_heldout, cfg.second_heldout_size],
             "pool_loss": cfg.eval_pool_loss,
             "eval": None if cfg.skip_lm_eval else [cfg.eval_tasks, cfg.eval_limit, cfg.eval_data_dir],
+            **({"schedule_steps": cfg.schedule_steps} if cfg.schedule_steps else {}),
         }
 
     def run_fingerprint(self, arm: str, seed: int) -> str:
@@ -399,8 +420,14 @@ class Study:
         t0, c0 = time.perf_counter(), time.process_time()
         if self.train is None:
             raise UniformError("Study(cfg, train=...) needs the fine-tune to run, e.g. recipes/sft.py's main")
-        info = self.train(sft, model_args, uargs)  # recipes/sft.py's main
+        schedule = self._schedule_callback(sft, uargs)
+        if schedule is None:
+            info = self.train(sft, model_args, uargs)  # recipes/sft.py's main
+        else:
+            info = self.train(sft, model_args, uargs, callbacks=[schedule])
         curves = curves_from_run(run_dir)
+        if schedule is not None:
+            curves["schedule"] = self._schedule_curves(curves, schedule.points, base)
         t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
         gc.collect()
         t1, c1 = time.perf_counter(), time.process_time()
@@ -447,6 +474,7 @@ class Study:
                 "eval_seconds_during_training": curves["eval_seconds"],
             },
             "curves": {k: curves[k] for k in LOSS_KINDS},
+            "schedule": curves.get("schedule"),
             "start": {"train_loss": start, "heldout_loss": base["heldout"]["loss"],
                       "second_heldout_loss": (base.get("second_heldout") or {}).get("loss"),
                       "pool_loss": base["pool_loss"]},
@@ -461,6 +489,46 @@ class Study:
         }
         atomic_write_json(self.record_path(arm, seed), rec)
         return rec
+
+    # -- the held-out schedule ---------------------------------------------------------------------------
+    def _schedule_callback(self, sft: Any, uargs: Any) -> Any:
+        """The held-out schedule of one run (``cfg.schedule_steps``), or ``None``."""
+        if not self.cfg.schedule_steps:
+            return None
+        from ..evaluation import format_pairs
+        from .schedule import HeldoutScheduleCallback
+
+        sets = {"heldout": format_pairs(self.heldout_ds, uargs.prompt_format)}
+        if self.second_ds is not None:
+            sets["second_heldout"] = format_pairs(self.second_ds, uargs.prompt_format)
+        return HeldoutScheduleCallback(sets, every=self.cfg.schedule_steps, max_length=sft.max_length,
+                                       batch_size=self.cfg.eval_batch_size)
+
+    @staticmethod
+    def _schedule_curves(curves: dict[str, Any], points: list[dict[str, Any]], base: dict[str, Any]) -> dict[str, Any]:
+        """The scheduled held-out curves (step 0 = the base model) with the training clock at each point,
+        and the training curve's clocks with the scheduled evaluations taken out."""
+        from .schedule import exclude_eval_time
+
+        train = curves["train"]
+        train["seconds"] = exclude_eval_time(train["step"], train["seconds"], points)
+        train["cpu_seconds"] = exclude_eval_time(train["step"], train["cpu_seconds"], points, "eval_cpu_seconds")
+        by_step = {int(s): i for i, s in enumerate(train["step"])}
+        out: dict[str, Any] = {"step": [0], "tokens": [0.0], "seconds": [0.0], "cpu_seconds": [0.0],
+                               "eval_seconds": [0.0], "eval_cpu_seconds": [0.0]}
+        names = [n for n in ("heldout", "second_heldout") if base.get(n)]
+        for name in names:
+            out[name] = [float(base[name]["loss"])]
+        for p in points:
+            i = by_step.get(int(p["step"]))
+            out["step"].append(int(p["step"]))
+            for key in ("tokens", "seconds", "cpu_seconds"):
+                out[key].append(None if i is None else train[key][i])
+            out["eval_seconds"].append(float(p["eval_seconds"]))
+            out["eval_cpu_seconds"].append(float(p["eval_cpu_seconds"]))
+            for name in names:
+                out[name].append((p.get(name) or {}).get("loss"))
+        return out
 
     # -- lengths -----------------------------------------------------------------------------------------
     def lengths_report(self) -> dict[str, Any]:

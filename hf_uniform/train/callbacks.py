@@ -140,7 +140,8 @@ def moving_average(curve: Any, window: int = DEFAULT_WINDOW, key: str = "loss") 
 
 
 def first_crossings(curve: Any, thresholds: Iterable[float], window: int = DEFAULT_WINDOW,
-                    key: str = "loss") -> dict[str, dict[str, dict[str, Any] | None]]:
+                    key: str = "loss", *, full_window: bool = False,
+                    min_updates: int = 0) -> dict[str, dict[str, dict[str, Any] | None]]:
     """First entry of ``curve`` reaching each threshold, on the moving average and on the raw value.
 
     Args:
@@ -149,6 +150,11 @@ def first_crossings(curve: Any, thresholds: Iterable[float], window: int = DEFAU
         thresholds: values to reach; reaching means ``value <= threshold`` (:func:`reaches`).
         window: moving-average window in steps (see :func:`moving_average`); ``1`` = raw.
         key: the entry key holding the value.
+        full_window: count a crossing only where the window holds ``window`` logged steps (no partial window
+            at the start of training).
+        min_updates: count a crossing only where every loss in the window was computed after at least this
+            many optimizer updates (the loss logged at step ``s`` is computed with the weights after ``s - 1``
+            updates, so ``min_updates=1`` excludes step 1: the untrained model's first batch).
 
     Returns:
         ``{threshold_key(t): {"smoothed": record or None, "raw": record or None}}``; a record is a copy of
@@ -172,6 +178,10 @@ def first_crossings(curve: Any, thresholds: Iterable[float], window: int = DEFAU
     for i in range(len(entries)):
         if not any(rec["smoothed"] is None or rec["raw"] is None for rec in out.values()):
             break
+        first_in_window = steps[i] - window + 1
+        if max(first_in_window, 1) - 1 < min_updates or (full_window and sum(
+                1 for j in range(i + 1) if steps[j] >= first_in_window) < window):
+            continue
         smooth = _window_mean(steps, values, i, window)
         for tk, t in pending.items():
             for kind, v, w in (("smoothed", smooth, window), ("raw", values[i], 1)):

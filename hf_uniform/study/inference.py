@@ -1,0 +1,292 @@
+"""The study's statistics: paired tests across seeds, power and the minimum detectable effect, the verdicts.
+
+The unit of replication is the seed (its own pool draw, start row, random rows and data order), so every
+comparison ``uniform - other`` is a paired test over seeds:
+
+* :func:`paired_t_test`: two-sided one-sample t-test of the per-seed differences (scipy's ``ttest_1samp``),
+  with the power to detect a given effect (noncentral t) and the minimum detectable effect at the target
+  power for this number of seeds and the observed spread;
+* :func:`primary_outcome`: the declared primary outcome of one run (the in-source held-out loss at
+  ``primary_step``, read from the held-out schedule) and the paper's claimed effect translated into it;
+* :func:`decide`: the declared verdict rule;
+* :func:`inference`: every comparison's primary test, secondary tests, verdicts and the power block of
+  ``report.json``; :func:`arm_overlap`: pairwise row overlap of the arms per seed.
+
+Example:
+    >>> r = paired_t_test([-0.02, -0.03, -0.025], claimed_effect=0.01)
+    >>> round(r["p_value"], 4), decide(r)
+    (0.0131, 'yes')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import MissingExtraError
+
+VERDICT_RULE = ("per comparison, a two-sided paired t-test over seeds of uniform - other on the primary outcome "
+                "(lower = uniform better): 'yes' when p < alpha and uniform is lower; 'no' when p < alpha and "
+                "uniform is higher, or when p >= alpha although the design's minimum detectable effect (at the "
+                "target power, from the observed paired SD) is below the paper's claimed effect; otherwise "
+                "'inconclusive' (the design cannot tell the claimed effect from none)")
+
+
+def _stats() -> Any:
+    try:
+        from scipy import stats
+    except ImportError as err:  # pragma: no cover - scipy comes with the [eval] extra
+        raise MissingExtraError("the study's statistics need scipy; pip install 'hf-uniform[eval]'") from err
+    return stats
+
+
+def power_paired(effect: float, sd: float, n: int, alpha: float = 0.05) -> float | None:
+    """Power of a two-sided paired t-test with ``n`` pairs to detect a true mean difference ``effect``.
+
+    ``None`` when it is undefined (fewer than 2 pairs or no spread).
+
+    Example:
+        >>> round(power_paired(1.0, 1.0, 10), 3)
+        0.803
+    """
+    if n < 2 or not sd or not math.isfinite(sd) or sd <= 0:
+        return None
+    st = _stats()
+    df = n - 1
+    crit = float(st.t.ppf(1 - alpha / 2, df))
+    nc = abs(effect) / sd * math.sqrt(n)
+    upper, lower = float(st.nct.sf(crit, df, nc)), float(st.nct.cdf(-crit, df, nc))
+    # far in the tail scipy's noncentral t can return nan: the probabilities are then 1 and 0
+    upper = upper if math.isfinite(upper) else (1.0 if nc > crit else 0.0)
+    lower = lower if math.isfinite(lower) else 0.0
+    return min(1.0, upper + lower)
+
+
+def minimum_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """The smallest true mean difference a two-sided paired t-test with ``n`` pairs detects with ``power``.
+
+    Example:
+        >>> round(minimum_detectable_effect(1.0, 10), 3)
+        0.996
+    """
+    if n < 2 or not sd or not math.isfinite(sd) or sd <= 0:
+        return None
+    _stats()
+    from scipy.optimize import brentq
+
+    hi = sd
+    while power_paired(hi, sd, n, alpha) < power:
+        hi *= 2
+    return float(brentq(lambda d: power_paired(d, sd, n, alpha) - power, 0.0, hi, xtol=1e-12 * sd))
+
+
+def paired_t_test(diffs: Sequence[float | None], *, claimed_effect: float | None = None, alpha: float = 0.05,
+                  power: float = 0.8) -> dict[str, Any]:
+    """Two-sided paired t-test of per-seed differences (``None`` = a seed without a value, left out).
+
+    Returns ``n``, ``mean``, ``sd``, ``t``, ``df``, ``p_value``, ``alpha``, the ``claimed_effect`` (the size the
+    paper claims, in the same unit, as a magnitude), ``power_at_claimed_effect`` and the
+    ``minimum_detectable_effect`` at ``power``.
+
+    Example:
+        >>> r = paired_t_test([1.0, 2.0, 3.0])
+        >>> r["mean"], round(r["t"], 4), round(r["p_value"], 4)
+        (2.0, 3.4641, 0.0742)
+    """
+    vals = [float(v) for v in diffs if v is not None and math.isfinite(float(v))]
+    n = len(vals)
+    out: dict[str, Any] = {"n": n, "values": [None if v is None else float(v) for v in diffs], "alpha": alpha,
+                           "mean": float(np.mean(vals)) if vals else None,
+                           "sd": float(np.std(vals, ddof=1)) if n > 1 else None,
+                           "t": None, "df": n - 1 if n > 1 else None, "p_value": None,
+                           "claimed_effect": None if claimed_effect is None else abs(float(claimed_effect)),
+                           "power_at_claimed_effect": None, "minimum_detectable_effect": None,
+                           "target_power": power}
+    if n < 2:
+        return out
+    sd = out["sd"]
+    if sd == 0:
+        out["t"] = math.copysign(math.inf, out["mean"]) if out["mean"] else 0.0
+        out["p_value"] = 0.0 if out["mean"] else 1.0
+        return out
+    st = _stats()
+    res = st.ttest_1samp(vals, 0.0)
+    out["t"], out["p_value"] = float(res.statistic), float(res.pvalue)
+    out["minimum_detectable_effect"] = minimum_detectable_effect(sd, n, alpha, power)
+    if claimed_effect is not None:
+        out["power_at_claimed_effect"] = power_paired(claimed_effect, sd, n, alpha)
+    return out
+
+
+def decide(test: Mapping[str, Any]) -> str:
+    """The declared verdict of one comparison (see :data:`VERDICT_RULE`).
+
+    Example:
+        >>> decide({"p_value": 0.2, "mean": -0.1, "alpha": 0.05, "minimum_detectable_effect": 0.5,
+        ...         "claimed_effect": 0.2})
+        'inconclusive'
+        >>> decide({"p_value": 0.2, "mean": -0.1, "alpha": 0.05, "minimum_detectable_effect": 0.1,
+        ...         "claimed_effect": 0.2})
+        'no'
+    """
+    p, mean = test.get("p_value"), test.get("mean")
+    if p is None or mean is None:
+        return "inconclusive"
+    if p < test.get("alpha", 0.05):
+        return "yes" if mean < 0 else "no"
+    mde, claim = test.get("minimum_detectable_effect"), test.get("claimed_effect")
+    if mde is not None and claim is not None and mde < claim:
+        return "no"
+    return "inconclusive"
+
+
+def value_at_step(steps: Sequence[float], values: Sequence[float | None], step: float) -> float | None:
+    """``values`` at ``step``, linearly interpolated between the two nearest scheduled points (``None`` outside).
+
+    Example:
+        >>> round(value_at_step([0, 8, 16], [2.0, 1.8, 1.6], 12), 6)
+        1.7
+    """
+    pts = [(float(s), float(v)) for s, v in zip(steps, values, strict=True) if v is not None]
+    if not pts or step < pts[0][0] or step > pts[-1][0]:
+        return None
+    xs, ys = zip(*pts, strict=True)
+    return float(np.interp(step, xs, ys))
+
+
+def primary_outcome(run: Mapping[str, Any], step: int, source: str = "heldout") -> float | None:
+    """The declared primary outcome of one run: the ``source`` held-out loss at ``step`` of its schedule.
+
+    Example:
+        >>> primary_outcome({"schedule": {"step": [0, 8, 16], "heldout": [2.0, 1.9, 1.8]}}, 16)
+        1.8
+    """
+    sched = run.get("schedule") or {}
+    if not sched.get("step") or source not in sched:
+        return None
+    return value_at_step(sched["step"], sched[source], step)
+
+
+def claimed_effect(runs: Sequence[Mapping[str, Any]], step: int, speedup: float,
+                   source: str = "heldout") -> float | None:
+    """The paper's claim in loss units: how much lower the comparator's held-out loss is at ``step x speedup``
+    than at ``step`` (mean over its runs), i.e. what a ``speedup``-times faster arm shows at ``step``.
+
+    Example:
+        >>> run = {"schedule": {"step": [0, 8, 16, 24, 32], "heldout": [2.0, 1.9, 1.8, 1.7, 1.6]}}
+        >>> round(claimed_effect([run], 16, 1.5), 6)
+        0.1
+    """
+    gaps = []
+    for r in runs:
+        a, b = primary_outcome(r, step, source), primary_outcome(r, step * speedup, source)
+        if a is not None and b is not None:
+            gaps.append(a - b)
+    return float(np.mean(gaps)) if gaps else None
+
+
+def arm_overlap(arm_rows: Mapping[str, np.ndarray], seeds: Sequence[int]) -> dict[str, dict[str, int]]:
+    """Rows two arms of the same seed share: ``{"seed<s>": {"a&b": count}}`` for every arm pair.
+
+    Example:
+        >>> arm_overlap({"uniform-seed0": np.array([1, 2, 3]), "random-seed0": np.array([3, 4, 5])}, [0])
+        {'seed0': {'random&uniform': 1}}
+    """
+    out: dict[str, dict[str, int]] = {}
+    for s in seeds:
+        names = sorted(n.rsplit("-seed", 1)[0] for n in arm_rows if n.endswith(f"-seed{s}"))
+        cell = {}
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                cell[f"{a}&{b}"] = int(np.intersect1d(arm_rows[f"{a}-seed{s}"], arm_rows[f"{b}-seed{s}"]).size)
+        out[f"seed{s}"] = cell
+    return out
+
+
+def _diffs(runs: Sequence[Mapping[str, Any]], other: str, value: Any) -> tuple[list[int], list[float | None]]:
+    by = {(r["arm"], r["seed"]): r for r in runs}
+    seeds = sorted(s for (a, s) in by if a == "uniform" and (other, s) in by)
+    out: list[float | None] = []
+    for s in seeds:
+        u, o = value(by[("uniform", s)]), value(by[(other, s)])
+        out.append(None if u is None or o is None else float(u) - float(o))
+    return seeds, out
+
+
+def _log_ratio(a: Any, b: Any) -> float | None:
+    return None if not a or not b else math.log(float(a) / float(b))
+
+
+def inference(runs: Sequence[Mapping[str, Any]], *, comparators: Sequence[str], primary_step: int,
+              last_step: int | None, speedup: float, alpha: float = 0.05, power: float = 0.8,
+              heldout_labels: Sequence[str] = (), train_labels: Sequence[str] = ()) -> dict[str, Any]:
+    """Primary and secondary tests of every comparison ``uniform - other`` and the verdicts.
+
+    Every run needs its ``schedule`` (held-out curves) and, for the step secondaries, its ``crossings``.
+    Step outcomes are tested as log step ratios (the paper's speed-up is a ratio; its claimed effect is
+    ``log(speedup)``); seeds where either arm never crossed are censored (left out, and counted).
+
+    Returns ``{"verdicts": {other: {...}}, "tests": {other: {name: test}}, "power": {other: {...}},
+    "rule": VERDICT_RULE}``.
+
+    Example:
+        >>> mk = lambda arm, s, v: {"arm": arm, "seed": s, "schedule": {"step": [0, 8, 16, 24, 32],
+        ...     "heldout": [2.0, 1.9, v, v - 0.1, v - 0.2]}, "crossings": {}}
+        >>> runs = [mk("uniform", 0, 1.7), mk("random", 0, 1.8), mk("uniform", 1, 1.69), mk("random", 1, 1.8),
+        ...         mk("uniform", 2, 1.71), mk("random", 2, 1.79)]
+        >>> out = inference(runs, comparators=["random"], primary_step=16, last_step=32, speedup=1.5)
+        >>> out["verdicts"]["random"]["verdict"], out["verdicts"]["random"]["seeds"]
+        ('yes', [0, 1, 2])
+    """
+    verdicts: dict[str, Any] = {}
+    tests: dict[str, Any] = {}
+    powers: dict[str, Any] = {}
+    for other in comparators:
+        if not any(r["arm"] == other for r in runs):
+            continue
+        cmp_runs = [r for r in runs if r["arm"] == other]
+        claim = claimed_effect(cmp_runs, primary_step, speedup)
+        seeds, d = _diffs(runs, other, lambda r: primary_outcome(r, primary_step))
+        if not seeds:
+            continue
+        prim = paired_t_test(d, claimed_effect=claim, alpha=alpha, power=power)
+        prim.update({"outcome": f"in-source held-out loss at step {primary_step} (uniform - {other})",
+                     "unit": "nats/token", "seeds": seeds, "primary": True})
+        verdict = decide(prim)
+        verdicts[other] = {"verdict": verdict, "p_value": prim["p_value"], "mean_difference": prim["mean"],
+                           "sd": prim["sd"], "n_seeds": prim["n"], "seeds": seeds, "claimed_effect": claim,
+                           "minimum_detectable_effect": prim["minimum_detectable_effect"],
+                           "power_at_claimed_effect": prim["power_at_claimed_effect"],
+                           "outcome": prim["outcome"]}
+        powers[other] = {k: prim[k] for k in ("n", "sd", "minimum_detectable_effect", "claimed_effect",
+                                              "power_at_claimed_effect", "target_power", "alpha")}
+        sec: dict[str, Any] = {"primary": prim}
+        if last_step:
+            for source, what in (("heldout", "in-source held-out"), ("second_heldout", "second-source held-out")):
+                for step in sorted({primary_step, last_step}):
+                    if source == "heldout" and step == primary_step:
+                        continue
+                    _, dd = _diffs(runs, other, lambda r, s=step, src=source: primary_outcome(r, s, src))
+                    c = claimed_effect(cmp_runs, step, speedup, source) if step * speedup <= last_step else None
+                    t = paired_t_test(dd, claimed_effect=c, alpha=alpha, power=power)
+                    t.update({"outcome": f"{what} loss at step {step}", "unit": "nats/token", "primary": False})
+                    sec[f"{source}_loss_at_step{step}"] = t
+        for label in [*heldout_labels, *train_labels]:
+            _, dd = _diffs(runs, other, lambda r, lab=label: (r.get("crossings") or {}).get(lab) and
+                           (r["crossings"][lab] or {}).get("step"))
+            by = {(r["arm"], r["seed"]): r for r in runs}
+            ratios = []
+            for s in seeds:
+                cu = ((by[("uniform", s)].get("crossings") or {}).get(label) or {}).get("step")
+                co = ((by[(other, s)].get("crossings") or {}).get(label) or {}).get("step")
+                ratios.append(_log_ratio(cu, co))
+            t = paired_t_test(ratios, claimed_effect=math.log(speedup), alpha=alpha, power=power)
+            t.update({"outcome": f"log(steps to {label}: uniform / {other})", "unit": "log ratio",
+                      "primary": False, "censored_seeds": sum(1 for v in ratios if v is None),
+                      "step_differences": dd})
+            sec[f"steps_to:{label}"] = t
+        tests[other] = sec
+    return {"verdicts": verdicts, "tests": tests, "power": powers, "rule": VERDICT_RULE}
