@@ -77,8 +77,9 @@ def follow_umask(path: str | os.PathLike, mode: int = 0o666) -> None:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    The temporary file (named by :func:`temp_affixes`) is removed on any error (Ctrl-C included); the final
-    file follows the umask. ``path`` is resolved first (:func:`resolve_path`).
+    The temporary file (named by :func:`temp_affixes`) is removed on any error (Ctrl-C included), and so are
+    the parent folders this call created; the final file follows the umask. ``path`` is resolved first
+    (:func:`resolve_path`).
 
     Example:
         >>> import tempfile; d = Path(tempfile.mkdtemp())
@@ -88,18 +89,42 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         'hi'
     """
     path = resolve_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_parents(path)
     fd, name = tempfile.mkstemp(dir=path.parent, **temp_affixes(path))
     os.close(fd)
     tmp = Path(name)
+    done = False
     try:
         yield tmp
         if tmp.exists():
             follow_umask(tmp)
         os.replace(tmp, path)
+        done = True
     finally:
         if tmp.exists():
             tmp.unlink()
+        if not done:
+            _remove_created(created)
+
+
+def _make_parents(path: Path) -> list[Path]:
+    """Create ``path``'s missing parent folders; return those this call created (outermost first)."""
+    missing = []
+    parent = path.parent
+    while not parent.exists() and parent.parent != parent:
+        missing.append(parent)
+        parent = parent.parent
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
+
+
+def _remove_created(created: list[Path]) -> None:
+    """Remove the folders :func:`_make_parents` created, innermost first, where they are still empty."""
+    for folder in reversed(created):
+        try:
+            folder.rmdir()  # only an empty folder: rmdir cannot remove anything else
+        except OSError:
+            break
 
 
 def _is_empty_dir(path: Path) -> bool:
@@ -112,8 +137,8 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Pa
 
     ``path`` is resolved first (:func:`resolve_path`). It must be new or an empty folder; a folder holding
     files is replaced only with ``replace=True`` (for a folder the caller itself wrote), and never removed
-    otherwise, even when it appears while the block runs. The temporary folder is removed on any error, so
-    ``path`` is either untouched or the complete new folder.
+    otherwise, even when it appears while the block runs. The temporary folder (and any parent folder this
+    call created) is removed on any error, so ``path`` is either untouched or the complete new folder.
 
     Raises:
         UniformError: ``path`` is a file, or a non-empty folder without ``replace=True``.
@@ -136,8 +161,9 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Pa
             raise UniformError(f"{path} is not empty; pass a new or empty folder (nothing in it was changed)")
 
     check()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_parents(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, **temp_affixes(path.name)))
+    done = False
     try:
         follow_umask(tmp, 0o777)  # mkdtemp makes it private; the folder gets a plain mkdir's permissions
         yield tmp
@@ -148,9 +174,12 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Pa
             else:
                 path.rmdir()  # empty (checked): rmdir cannot remove anything else
         os.replace(tmp, path)
+        done = True
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        if not done:
+            _remove_created(created)
 
 
 def remove_stale_tmp(folder: str | os.PathLike, names: Sequence[str] | None = None, *,

@@ -101,6 +101,27 @@ def test_atomic_dir_never_removes_a_folder_holding_files_it_did_not_write(tmp_pa
     assert [p.name for p in target.iterdir()] == ["new.txt"]
 
 
+def test_a_failed_write_leaves_no_folder_it_created(tmp_path, monkeypatch, capsys):
+    from hf_uniform.io import atomic_path
+
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "a" / "b" / "f.txt") as tmp:
+        tmp.write_text("partial")
+        raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()  # an existing parent is never removed, only the ones this write created
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "kept" / "new" / "f.txt"):
+        raise RuntimeError("killed")
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list((tmp_path / "kept").iterdir()) == []
+    monkeypatch.chdir(tmp_path)
+    assert _select(tmp_path, "out") == 0
+    (tmp_path / "bad.md").write_text("---\n{{ card_data }}\n---\n{{ nope }}")
+    code = main(["push", "out", "--repo-id", "alice/x", "--dry-run", "--to", "new/deep/dir", "--template", "bad.md",
+                 "-q"])
+    assert code == 2
+    _one_line_error(capsys, "'nope' is undefined")
+    assert not (tmp_path / "new").exists()
+
+
 def test_select_to_a_dotdot_path_does_not_replace_a_finished_selection(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert _select(tmp_path, "Y", "--baselines") == 0
