@@ -44,16 +44,28 @@ def cpu_has_fast_bf16() -> bool:
     return False
 
 
-def default_filter_dtype() -> torch.dtype:
-    """bfloat16 on CPUs with native bf16 dot products, float32 elsewhere (``HF_UNIFORM_FILTER_DTYPE`` overrides).
+#: the bfloat16 filter is used from these sizes on (CPUs with native bf16 dot products only): measured by
+#: ``benchmarks/filter_bench.py`` on an AMX CPU (results/filter_bench.json; RESULTS.md section 0b) -- below
+#: them the float32 filter was as fast or faster (d = 128: bf16 1.35-1.42x slower at k = 300, equal at k = 5000)
+BF16_MIN_DIMS = 192
+BF16_MIN_CENTRES = 1000
+
+
+def default_filter_dtype(d: int | None = None, k: int | None = None) -> torch.dtype:
+    """The lazy engine's GEMM filter by a measured cost model: bfloat16 on CPUs with native bf16 dot products
+    (AVX512-BF16 / AMX) for ``d >= BF16_MIN_DIMS`` dimensions and ``k >= BF16_MIN_CENTRES`` centres, where it
+    was measured faster; float32 elsewhere (and when ``d``/``k`` are not given). ``HF_UNIFORM_FILTER_DTYPE``
+    (``float32`` or ``bfloat16``) overrides. The selection does not depend on it.
 
     Example:
-        >>> default_filter_dtype() in (torch.float32, torch.bfloat16)
-        True
+        >>> default_filter_dtype(128, 300)
+        torch.float32
     """
     env = os.environ.get("HF_UNIFORM_FILTER_DTYPE")
     if env:
         return {"float32": torch.float32, "bfloat16": torch.bfloat16}[env]
+    if d is None or k is None or d < BF16_MIN_DIMS or k < BF16_MIN_CENTRES:
+        return torch.float32
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
 
 
@@ -85,16 +97,22 @@ def gemm_threads(n: int | None = None) -> Iterator[int]:
 
 #: bytes per row of the lazy engine's per-row state (m, ep, pos_of, dormant runs) with its transient copies
 STATE_BYTES_PER_ROW = 80
+#: memory oneDNN keeps for the bfloat16 GEMM kernels of the lazy engine's padded shapes (6 shapes, ~0.7 MB
+#: each, measured on an AMX CPU; every new shape would add as much, hence the padding)
+GEMM_KERNEL_BYTES = 6 * 800_000
 
 
 def memory_plan(n: int, d: int, k: int, budget: int, filter_dtype: torch.dtype | None = None) -> dict[str, Any]:
     """Split ``budget`` bytes for a lazy run over ``n`` rows of ``d`` dims with ``k`` centres.
 
-    In memory when the prepared float32 rows, the filter copy and the state fit with room for the working
-    set; otherwise streamed, with the per-row state, centres and GEMM buffer counted first and the rest
+    In memory when the prepared float32 rows, the state and one GEMM chunk's buffers (the bfloat16 filter
+    rounds each chunk when it is gathered: no copy of all rows) fit with room for the working set; otherwise
+    streamed, with the per-row state, centres, GEMM buffers and (bfloat16) oneDNN's kernels counted first and the rest
     shared by the active rows, wake batches and row reads (``max_active``, ``chunk_rows``, ``read_rows``).
-    Raises a one-line :class:`~hf_uniform.errors.UniformError` naming the smallest workable budget when the
-    budget cannot hold the mandatory per-row state.
+    A budget too small for the bfloat16 filter's extras (its GEMM kernels and padded buffers) gets a float32
+    plan (``"filter_dtype"`` in the result; the selection is the same). Raises a one-line
+    :class:`~hf_uniform.errors.UniformError` naming the smallest workable budget when the budget cannot hold
+    the mandatory per-row state.
 
     Example:
         >>> memory_plan(100_000, 128, 300, 16 * 10**6, torch.float32)["stream"]
@@ -106,24 +124,33 @@ def memory_plan(n: int, d: int, k: int, budget: int, filter_dtype: torch.dtype |
     """
     from ..errors import UniformError
 
-    fdt = filter_dtype or default_filter_dtype()
-    fb = 2 if fdt == torch.bfloat16 else 4
-    filt = d * fb if fdt == torch.bfloat16 else 0  # float32 filter: the rows themselves
+    fdt = filter_dtype or default_filter_dtype(d, k)
+    bf16 = fdt == torch.bfloat16
+    fb = 2 if bf16 else 4
+    filt = d * fb if bf16 else 0  # streamed active rows: their bf16 copy (float32 filter: the rows themselves)
     state = STATE_BYTES_PER_ROW * n
-    centres = (k + 1) * d * (4 + fb) + 40 * (k + 2)
-    in_memory = n * (d * 4 + filt + STATE_BYTES_PER_ROW + 24) + centres + 8 * 2**20
+    centres = (k + 1) * d * 4 + (k + 1 + (512 if bf16 else 0)) * d * fb + 40 * (k + 2)
+    kernels = GEMM_KERNEL_BYTES if bf16 else 0  # oneDNN's kernels for the padded bf16 GEMM shapes
+    # in memory: prepared rows, squared norms (+ residual norms, bf16), per-row state; one GEMM chunk gathered
+    # (float32, + its bf16 rounding) and one GEMM output (2048 x 512 at most)
+    chunk = 2048 * (d * 4 + d * fb * bf16 + 512 * fb)
+    in_memory = n * (d * 4 + STATE_BYTES_PER_ROW + 8 + 8 * bf16) + centres + chunk + kernels + 8 * 2**20
     if in_memory <= budget:
         return {"stream": False}
     row = d * 4 + filt + 48  # an active row: float32 copy, filter copy, bounds and bookkeeping
-    fixed = state + centres
-    smallest = fixed + 64 * 512 * fb + 8 * 64 * row  # a 64-row GEMM chunk and working set
+    fixed = state + centres + kernels
+    per_chunk_row = 512 * fb + d * fb * bf16  # GEMM output row, padded bf16 row
+    smallest = fixed + 64 * per_chunk_row + 8 * 64 * row  # a 64-row GEMM chunk and working set
+    if budget < smallest and bf16:  # the bf16 extras do not fit: the float32 filter (same selection) may
+        plan = memory_plan(n, d, k, budget, torch.float32)
+        return {**plan, "filter_dtype": torch.float32}
     if budget < smallest:
         raise UniformError(f"max_memory={budget / 1e6:.1f}MB is below what the lazy engine needs for {n} rows of {d} "
                            f"dims (per-row state {STATE_BYTES_PER_ROW} B/row, centres, buffers): at least "
                            f"{smallest / 1e6:.1f}MB; raise max_memory or pass fewer rows")
     work = budget - fixed
-    chunk_rows = int(min(2048, max(64, work // 8 // (512 * fb))))
-    work -= chunk_rows * 512 * fb
+    chunk_rows = int(min(2048, max(64, work // 8 // per_chunk_row)))
+    work -= chunk_rows * per_chunk_row
     max_active = int(max(64, work // (8 * row)))
     return {"stream": True, "max_active": max_active, "chunk_rows": chunk_rows,
             "read_rows": int(max(64, max_active // 4))}

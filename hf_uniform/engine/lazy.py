@@ -69,6 +69,19 @@ from .store import unit_rows
 
 logger = logging.getLogger(__name__)
 
+#: bfloat16 GEMM shapes: rows and centres are padded up to one of these (oneDNN JIT-compiles and keeps a
+#: kernel of ~0.7 MB for every shape it sees; measured in benchmarks/memory_bench.py)
+GEMM_ROWS = (128, 512, 2048)
+GEMM_COLS = (64, 512)
+
+
+def _bucket(n: int, sizes: tuple[int, ...]) -> int:
+    for s in sizes:
+        if n <= s:
+            return s
+    return n
+
+
 #: GEMMs with fewer multiply-adds than this run on one thread (an OpenMP barrier costs more than they do)
 _MT_WORK = 1 << 24
 _UNIT_ROUNDOFF = {torch.float32: 2.0 ** -24, torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
@@ -107,9 +120,10 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         self.block = max(1, int(block or 512))
         self.cols = max(self.block, 512)  # centres per GEMM (independent of the flush cadence)
         self.chunk_rows = max(1, int(chunk_rows or 2048))
-        self.fdt = filter_dtype or default_filter_dtype()
+        self.fdt = filter_dtype or default_filter_dtype(self.d, capacity)
         if max_memory is not None and not source.in_memory:
             plan = memory_plan(self.n, self.d, capacity, int(max_memory), self.fdt)
+            self.fdt = plan.get("filter_dtype", self.fdt)
             if plan["stream"]:
                 max_active = plan["max_active"] if max_active is None else min(max_active, plan["max_active"])
                 self.chunk_rows = min(self.chunk_rows, plan["chunk_rows"])
@@ -127,6 +141,8 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         self._live = np.empty(0, np.int64)
         self._Sbuf = torch.empty(self.chunk_rows * self.cols, dtype=self.fdt)  # GEMM output, reused
         self._Gbuf: np.ndarray | None = None  # in-memory rows gathered for one GEMM chunk, reused
+        self._Pbuf: torch.Tensor | None = None  # bf16: one GEMM chunk rounded / padded to a row bucket
+        self._row_buckets = tuple(sorted({min(b, self.chunk_rows) for b in GEMM_ROWS} | {self.chunk_rows}))
         self.base_cap = max(8 * self.block, 4096) if max_active is None else max(1, min(max_active, 8 * self.block))
         self.wake_cap = self.base_cap
         d = self.d
@@ -142,7 +158,7 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         self.ep = np.zeros(self.n, dtype=np.int32)  # int32: per-row state is what max_memory must hold
         self.pos_of = np.full(self.n, -1, dtype=np.int32)
         self.C = np.zeros((cap + 1, d), dtype=np.float32)
-        self.Cf = torch.zeros((cap + 1, d), dtype=self.fdt)
+        self.Cf = torch.zeros((cap + 1 + (GEMM_COLS[-1] if self.fdt == torch.bfloat16 else 0), d), dtype=self.fdt)
         self.cres = np.zeros(cap + 2, dtype=np.float64)
         self.cn2 = np.zeros(cap + 1, dtype=np.float64)  # squared norms of the centres (float64)
         self.sel_idx = np.full(cap + 1, -1, dtype=np.int64)
@@ -175,13 +191,16 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         X = self.src.x
         self.Xn2 = np.empty(self.n, dtype=np.float64)
         K.sq_norms64(X, self.Xn2)
-        if self.fdt == torch.bfloat16:
-            self.X16 = np.empty(X.shape, dtype=np.int16)
+        if self.fdt == torch.bfloat16:  # residual norms only: each GEMM chunk is rounded when it is gathered
             self.Xres = np.empty(self.n, dtype=np.float64)
-            K.to_bf16(X, self.X16.view(np.uint16), self.Xres, self._xu, self._xf)
+            step = max(1, (1 << 20) // max(1, self.d))
+            bits = np.empty((min(step, self.n), self.d), dtype=np.uint16)
+            for a in range(0, self.n, step):
+                b = min(self.n, a + step)
+                K.to_bf16(X[a:b], bits[:b - a], self.Xres[a:b], self._xu, self._xf)
             self.Xres = self.Xres * (1.0 + 1e-12) + 1e-37
         else:
-            self.X16, self.Xres = None, np.zeros(self.n, dtype=np.float64)
+            self.Xres = np.zeros(self.n, dtype=np.float64)
 
     def _rowset(self, ids: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray,
                                                                                  torch.Tensor | None,
@@ -234,16 +253,26 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         """Bring ``v`` of rows ``rows[rid]`` up to date against centres ``C[c0:c1]`` (q: centres already folded)."""
         p = c1 - c0
         r = rid.shape[0]
-        S = self._Sbuf[:r * p].view(r, p)
+        rb, pb = r, p
+        if self.fdt == torch.bfloat16:  # a few GEMM shapes only: oneDNN keeps ~0.7 MB per shape it has seen
+            rb, pb = _bucket(r, self._row_buckets), _bucket(p, GEMM_COLS)
+            if rows_f.shape[0] != rb:
+                if self._Pbuf is None:
+                    self._Pbuf = torch.zeros((self.chunk_rows, self.d), dtype=self.fdt)
+                self._Pbuf[:r] = rows_f
+                rows_f = self._Pbuf[:rb]
+        S = self._Sbuf[:rb * pb].view(rb, pb)
         nt = torch.get_num_threads()
-        small = nt > 1 and r * p * self.d < _MT_WORK
+        small = nt > 1 and rb * pb * self.d < _MT_WORK
         if small:
             torch.set_num_threads(1)
         try:
-            torch.mm(rows_f, self.Cf[c0:c1].T, out=S)
+            torch.mm(rows_f, self.Cf[c0:c0 + pb].T, out=S)
         finally:
             if small:
                 torch.set_num_threads(nt)
+        if (rb, pb) != (r, p):
+            S = S[:r, :p]
         self.stats["gemm_pairs"] += rid.shape[0] * p
         if self.fdt == torch.bfloat16:
             keys = skip_keys(v, res, float(self.cres[c0:c1].max()), self.nrm, self.gam, self.err_out, rn2, self.d) \
@@ -257,13 +286,18 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
 
     def _gather(self, rid: np.ndarray) -> torch.Tensor:
         """The filter copy of in-memory rows ``rid`` (at most ``chunk_rows``), in a reused buffer."""
-        src = self.X16 if self.X16 is not None else self.src.x
         if self._Gbuf is None:
-            self._Gbuf = np.empty((self.chunk_rows, self.d), dtype=src.dtype)
-        out = self._Gbuf[:rid.shape[0]]
-        np.take(src, rid, axis=0, out=out)
+            self._Gbuf = np.empty((self.chunk_rows, self.d), dtype=np.float32)
+        r = rid.shape[0]
+        out = self._Gbuf[:r]
+        np.take(self.src.x, rid, axis=0, out=out)
         f = torch.from_numpy(out)
-        return f.view(torch.bfloat16) if self.X16 is not None else f
+        if self.fdt != torch.bfloat16:
+            return f
+        if self._Pbuf is None:  # rounded to bfloat16 here (round to nearest even, as to_bf16), padded to a bucket
+            self._Pbuf = torch.zeros((self.chunk_rows, self.d), dtype=self.fdt)
+        self._Pbuf[:r].copy_(f)
+        return self._Pbuf[:_bucket(r, self._row_buckets)]
 
     def _refresh(self, rows: np.ndarray, rid: np.ndarray, rows_f: torch.Tensor | None, res: np.ndarray,
                  rn2: np.ndarray, v: np.ndarray, c0: int, c1: int, q: np.ndarray | None = None) -> None:

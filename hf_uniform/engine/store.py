@@ -255,7 +255,8 @@ def check_chunk(x: np.ndarray, metric: str, offset: int) -> None:
 
 
 class InMemorySource:
-    """All prepared rows held in one float32 array.
+    """All prepared rows held in one float32 array (the input itself when it is a C-contiguous float32 array:
+    the prepared rows are the rows as given, so nothing is copied; the engines only read it).
 
     Example:
         >>> InMemorySource(np.eye(3), "euclidean").n
@@ -268,6 +269,9 @@ class InMemorySource:
         n_all, d = shape_of(x)
         hi = n_all if hi is None else hi
         self.n, self.d, self.metric = hi - lo, d, metric
+        if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2 and x[lo:hi].flags.c_contiguous:
+            self.x = x[lo:hi]  # the prepared rows are the float32 rows as given: no copy
+            return
         self.x = np.empty((self.n, d), dtype=np.float32)
         for a in range(0, self.n, chunk_rows):
             b = min(self.n, a + chunk_rows)

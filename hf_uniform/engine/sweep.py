@@ -160,8 +160,9 @@ def pass_engine(embeddings: Any, stream: Any, *, metric: str, k: int, device: to
             absmax = max(absmax, float(np.abs(x).max(initial=0.0)))
     if metric == "euclidean" and dtype == torch.float16:  # float16 saturates to inf beyond 65504: refuse first
         if stream is None:
-            absmax = max(float(np.abs(fetch(np.arange(a, min(n_local, a + (1 << 16))))).max(initial=0.0))
-                         for a in range(0, n_local, 1 << 16))
+            step = max(1, (1 << 20) // max(1, d))
+            absmax = max(float(np.abs(fetch(np.arange(a, min(n_local, a + step)))).max(initial=0.0))
+                         for a in range(0, n_local, step))
         check_storage(dtype, metric, absmax)
     rows = None if stream is not None else shard_rows(embeddings, metric, device, dtype, lo, hi,
                                                       unit=cos and not raw_filter)
@@ -186,9 +187,10 @@ def pass_engine(embeddings: Any, stream: Any, *, metric: str, k: int, device: to
 def _sumsq64(rows: torch.Tensor) -> torch.Tensor:
     """float64 squared norms of the rows, blockwise (bounded temporaries)."""
     out = torch.empty(rows.shape[0], dtype=torch.float64, device=rows.device)
-    for a in range(0, rows.shape[0], 1 << 16):
-        blk = rows[a:a + (1 << 16)].double()
-        out[a:a + (1 << 16)] = (blk * blk).sum(dim=1)
+    step = max(1, (1 << 19) // max(1, rows.shape[1]))  # 4 MB float64 temporaries
+    for a in range(0, rows.shape[0], step):
+        blk = rows[a:a + step].double()
+        out[a:a + step] = (blk * blk).sum(dim=1)
     return out
 
 

@@ -146,3 +146,66 @@ def test_streamed_run_keeps_its_numpy_peak_within_the_budget(tmp_path):
     assert peak <= 1.1 * budget, peak  # the issue's goal: the engine's own peak within ~10 % of the budget
     ref = maxmin_select(x.astype(np.float32), 300, start=0)
     assert eng.selected()[0].tolist() == ref.indices.tolist()
+
+
+def test_filter_dtype_cost_model(monkeypatch):
+    from hf_uniform.engine import _lazy_support as S
+
+    monkeypatch.delenv("HF_UNIFORM_FILTER_DTYPE", raising=False)
+    monkeypatch.setattr(S, "cpu_has_fast_bf16", lambda: True)
+    assert S.default_filter_dtype(128, 300) == torch.float32  # measured slower there (RESULTS.md 0b)
+    assert S.default_filter_dtype(128, 50_000) == torch.float32
+    assert S.default_filter_dtype(384, 300) == torch.float32
+    assert S.default_filter_dtype(384, 1000) == torch.bfloat16
+    assert S.default_filter_dtype() == torch.float32
+    monkeypatch.setattr(S, "cpu_has_fast_bf16", lambda: False)
+    assert S.default_filter_dtype(768, 10**5) == torch.float32  # AVX2: never
+    monkeypatch.setenv("HF_UNIFORM_FILTER_DTYPE", "bfloat16")
+    assert S.default_filter_dtype(8, 1) == torch.bfloat16
+    eng = LazyEngine(InMemorySource(np.eye(4, dtype=np.float32), "cosine"), 2, "cosine")
+    assert eng.fdt == torch.bfloat16
+
+
+@pytest.mark.parametrize("budget", [5 * 10**6, 16 * 10**6, 64 * 10**6])
+def test_bf16_budget_split_counts_the_padded_gemm_buffers_and_kernels(budget):
+    from hf_uniform.engine._lazy_support import GEMM_KERNEL_BYTES
+
+    n, d, k = 50_000, 128, 400
+    plan = memory_plan(n, d, k, budget, torch.bfloat16)
+    if plan.get("filter_dtype") == torch.float32:  # too small for the bf16 extras: the float32 plan
+        assert budget < STATE_BYTES_PER_ROW * n + GEMM_KERNEL_BYTES + 64 * (1024 + 2 * d)
+        assert plan == {**memory_plan(n, d, k, budget, torch.float32), "filter_dtype": torch.float32}
+        return
+    if not plan["stream"]:
+        assert n * (d * 4 + STATE_BYTES_PER_ROW) + 2048 * (d * 6 + 1024) + GEMM_KERNEL_BYTES < budget
+        return
+    state = STATE_BYTES_PER_ROW * n + (k + 1) * d * 4 + (k + 513) * d * 2
+    gemm = plan["chunk_rows"] * (512 * 2 + d * 2)  # bf16 output and the padded bf16 rows
+    active = plan["max_active"] * (d * 4 + d * 2 + 48)  # float32 row and its bf16 copy
+    assert state + GEMM_KERNEL_BYTES + gemm + 8 * active <= budget
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_bf16_gemms_use_a_few_padded_shapes(streamed, monkeypatch):
+    # oneDNN keeps ~0.7 MB per bf16 GEMM shape it has seen (issue 21: 16MB budgets peaked at 78 MB): the
+    # engine pads rows and centres to a few sizes, and the selection stays the float32 filter's
+    shapes = set()
+    mm = torch.mm
+
+    def spy(a, b, out=None):
+        if a.dtype == torch.bfloat16:
+            shapes.add((a.shape[0], b.shape[1]))
+        return mm(a, b, out=out)
+
+    rng = np.random.default_rng(4)
+    x = (rng.normal(size=(60, 48))[rng.integers(60, size=6000)] + 0.4 * rng.normal(size=(6000, 48))).astype(np.float32)
+    src = StreamSource(x, "cosine", chunk_rows=700) if streamed else InMemorySource(x, "cosine")
+    monkeypatch.setattr(torch, "mm", spy)
+    eng = LazyEngine(src, 1500, "cosine", filter_dtype=torch.bfloat16, block=96,
+                     max_memory=8 * 10**6 if streamed else None)
+    eng.add(eng.vector(0), 0, float("inf"))
+    eng.run(1500)
+    monkeypatch.setattr(torch, "mm", mm)
+    assert eng.fdt == torch.bfloat16 and (eng.max_active is not None) == streamed
+    assert 0 < len(shapes) <= 6, shapes
+    assert eng.selected()[0].tolist() == maxmin_select(x, 1500, start=0, method="plain").indices.tolist()
