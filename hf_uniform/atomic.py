@@ -43,6 +43,15 @@ def resolve_path(path: str | os.PathLike) -> Path:
     return Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
 
 
+def _resolve_parent(path: str | os.PathLike) -> Path:
+    """``path`` with its folder resolved but not its last component: a link there is replaced, never written
+    through (a ``subset.jsonl`` that links elsewhere does not get the elsewhere file overwritten)."""
+    p = Path(os.path.expanduser(os.fspath(path)))
+    if p.name in ("", ".", ".."):
+        return resolve_path(p)
+    return resolve_path(p.parent) / p.name
+
+
 def temp_affixes(final: str | os.PathLike) -> dict[str, str]:
     """``prefix=``/``suffix=`` for ``tempfile.mkstemp``/``mkdtemp``: the one temporary-name pattern of ours.
 
@@ -78,8 +87,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     The temporary file (named by :func:`temp_affixes`) is removed on any error (Ctrl-C included), and so are
-    the parent folders this call created; the final file follows the umask. ``path`` is resolved first
-    (:func:`resolve_path`).
+    the parent folders this call created; the final file follows the umask. ``path``'s folder is resolved
+    first (:func:`resolve_path`); a link at ``path`` itself is replaced by the file, never written through.
 
     Example:
         >>> import tempfile; d = Path(tempfile.mkdtemp())
@@ -88,7 +97,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         >>> (d / "a.txt").read_text()
         'hi'
     """
-    path = resolve_path(path)
+    path = _resolve_parent(path)
     created = _make_parents(path)
     fd, name = tempfile.mkstemp(dir=path.parent, **temp_affixes(path))
     os.close(fd)
@@ -152,9 +161,11 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Pa
     """
     import shutil
 
-    path = resolve_path(path)
+    path = _resolve_parent(path)
 
     def check() -> None:
+        if path.is_symlink():
+            raise UniformError(f"{path} is a link; pass a new or empty folder itself, not a link to one")
         if path.exists() and not path.is_dir():
             raise UniformError(f"{path} exists and is not a folder; pass a new or empty folder")
         if path.exists() and not replace and not _is_empty_dir(path):

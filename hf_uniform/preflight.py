@@ -17,7 +17,7 @@ logger = logging.getLogger("hf_uniform")
 
 HELDOUT_FILE = "heldout.jsonl"
 # Every file `select` may write (besides selection.json); --overwrite and the clean-up of an unfinished run
-# remove exactly these (plus whatever an earlier selection.json lists under "files").
+# remove exactly these, nothing else (not what an earlier selection.json lists under "files").
 OUTPUT_STEMS = ("subset", "random", "mixed", "heldout", "length_matched")
 OUTPUT_SUFFIXES = (".jsonl", ".parquet", ".csv")
 OUTPUT_EXTRA = ("coverage.png", "uniformity.png")
@@ -111,18 +111,11 @@ def check_output_folder(out: str | os.PathLike, inputs: Sequence[str] = ()) -> P
 
 
 def _our_files(out: Path) -> list[Path]:
-    """Files of an earlier (finished or unfinished) selection in ``out``."""
-    import json
-
+    """Files of an earlier (finished or unfinished) selection in ``out``: only the names ``select`` writes
+    (``OUTPUT_STEMS`` x ``OUTPUT_SUFFIXES``, ``OUTPUT_EXTRA``). A name an earlier ``selection.json`` lists
+    beyond these is never removed: the record may be hand-made or pulled from the Hub, and the file the user's."""
     names = {f"{stem}{suffix}" for stem in OUTPUT_STEMS for suffix in OUTPUT_SUFFIXES} | set(OUTPUT_EXTRA)
-    record = out / SELECTION_FILE
-    if record.is_file():
-        try:
-            files = json.loads(record.read_text(encoding="utf-8")).get("files") or {}
-            names |= {str(v) for v in files.values() if isinstance(v, str) and "/" not in v and v}
-        except (OSError, ValueError, AttributeError):
-            pass
-    return [out / name for name in sorted(names) if (out / name).is_file()]
+    return [out / name for name in sorted(names) if (out / name).is_file() or (out / name).is_symlink()]
 
 
 def check_previous_selection(out: Path, overwrite: bool) -> list[Path]:

@@ -15,6 +15,11 @@ import pytest
 from hf_uniform.cli import main
 from hf_uniform.errors import UniformError
 
+# huggingface_hub gives its loggers a stderr handler the first time one is used: let that be now (the session's
+# stderr), not inside a test whose captured stderr is closed afterwards (later tests would log to it)
+huggingface_hub_logging = pytest.importorskip("huggingface_hub.utils.logging")
+huggingface_hub_logging.get_logger("huggingface_hub")
+
 
 def _pool(path: Path, n: int = 12, **extra_rows) -> Path:
     """n rows with instruction/output text and a stored 2-d vector column ``emb``."""
@@ -132,6 +137,20 @@ def test_select_to_a_dotdot_path_does_not_replace_a_finished_selection(tmp_path,
     # with --overwrite it is replaced as a whole: the old baselines do not linger beside the new subset
     assert _select(tmp_path, "nothere/../Y", "--overwrite") == 0
     assert sorted(p.name for p in (tmp_path / "Y").iterdir()) == ["selection.json", "subset.jsonl"]
+
+
+def test_overwrite_removes_only_files_select_writes_and_never_writes_through_a_link(tmp_path):
+    out = tmp_path / "o"
+    assert _select(tmp_path, out) == 0
+    (out / "notes.txt").write_text("mine")
+    _rewrite(out, files={"subset": "subset.jsonl", "notes": "notes.txt"})  # a record naming the user's file
+    outside = tmp_path / "elsewhere.jsonl"
+    outside.write_text("precious\n")
+    (out / "subset.jsonl").unlink()
+    (out / "subset.jsonl").symlink_to(outside)
+    assert _select(tmp_path, out, "--overwrite") == 0
+    assert (out / "notes.txt").read_text() == "mine" and outside.read_text() == "precious\n"
+    assert not (out / "subset.jsonl").is_symlink() and len((out / "subset.jsonl").read_text().splitlines()) == 4
 
 
 def test_checkpoint_path_that_is_a_file_is_refused_before_embedding(tmp_path, capsys):
