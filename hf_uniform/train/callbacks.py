@@ -221,7 +221,7 @@ class TimeToThresholdCallback(TrainerCallback, ExportableState):
 
     The clocks start at ``on_train_begin`` (after model loading, data preparation and DeepSpeed set-up),
     so they measure training alone (evaluations during training included; their wall time is summed in
-    ``eval_seconds``). Each log event with ``metric`` in it adds a curve entry (see the module docstring);
+    ``eval_seconds``; checkpoint saves are kept off both clocks and summed in ``save_seconds``). Each log event with ``metric`` in it adds a curve entry (see the module docstring);
     the first time the moving average over ``window`` steps is ``<=`` a threshold, the entry is stored in
     ``reached`` and logged as ``time_to_threshold/<t>``, ``steps_to_threshold/<t>``,
     ``cpu_seconds_to_threshold/<t>`` and ``tokens_to_threshold/<t>`` through the trainer's loggers; raw
@@ -297,6 +297,10 @@ class TimeToThresholdCallback(TrainerCallback, ExportableState):
         self.elapsed_offset = 0.0  # wall seconds trained before this session (restored on resume)
         self.cpu_offset = 0.0  # CPU seconds trained before this session
         self.eval_seconds = 0.0
+        self.save_seconds = 0.0  # wall seconds of checkpoint saves, kept out of the clock (all sessions)
+        self.save_cpu_seconds = 0.0
+        self._save_session = (0.0, 0.0)  # (wall, CPU) of this session's saves, subtracted from the clocks
+        self._mark: tuple[float, float] | None = None
         self.reached: dict[str, dict[str, Any] | None] = {threshold_key(t): None for t in self.thresholds}
         self.reached_raw: dict[str, dict[str, Any] | None] = {threshold_key(t): None for t in self.thresholds}
         self.curve: list[dict[str, Any]] = []
@@ -341,7 +345,8 @@ class TimeToThresholdCallback(TrainerCallback, ExportableState):
             "args": {"thresholds": list(self.thresholds), "metric": self.metric, "window": self.window,
                      "stop_after_last": self.stop_after_last, "filename": self.filename},
             "attributes": {"elapsed_offset": self.elapsed(), "cpu_offset": self.cpu_elapsed(),
-                           "eval_seconds": self.eval_seconds, "reached": dict(self.reached),
+                           "eval_seconds": self.eval_seconds, "save_seconds": self.save_seconds,
+                           "save_cpu_seconds": self.save_cpu_seconds, "reached": dict(self.reached),
                            "reached_raw": dict(self.reached_raw), "curve": [dict(e) for e in self.curve],
                            "sessions": self.sessions},
         }
@@ -351,6 +356,8 @@ class TimeToThresholdCallback(TrainerCallback, ExportableState):
         self.elapsed_offset = float(attrs.get("elapsed_offset", 0.0))
         self.cpu_offset = float(attrs.get("cpu_offset", 0.0))
         self.eval_seconds = float(attrs.get("eval_seconds", 0.0))
+        self.save_seconds = float(attrs.get("save_seconds", 0.0))
+        self.save_cpu_seconds = float(attrs.get("save_cpu_seconds", 0.0))
         self.sessions = int(attrs.get("sessions", 0))
         curve = attrs.get("curve") or []
         if isinstance(curve, Mapping):  # columns, as an older version saved them: entries with "loss"
@@ -375,7 +382,7 @@ class TimeToThresholdCallback(TrainerCallback, ExportableState):
         """
         if self._t0 is None:
             return self.elapsed_offset
-        return self.elapsed_offset + (self._clock() - self._t0)
+        return self.elapsed_offset + (self._clock() - self._t0) - self._save_session[0]
 
     def cpu_elapsed(self) -> float:
         """CPU seconds of the training process so far (``time.process_time``), across resumes.
@@ -386,7 +393,7 @@ class TimeToThresholdCallback(TrainerCallback, ExportableState):
         """
         if self._c0 is None:
             return self.cpu_offset
-        return self.cpu_offset + (self._cpu_clock() - self._c0)
+        return self.cpu_offset + (self._cpu_clock() - self._c0) - self._save_session[1]
 
     # ---- events --------------------------------------------------------------------------------------
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
@@ -419,6 +426,16 @@ class TimeToThresholdCallback(TrainerCallback, ExportableState):
         self.sessions += 1
         self._t0 = self._clock()
         self._c0 = self._cpu_clock()
+        self._save_session = (0.0, 0.0)
+        self._mark = (self._t0, self._c0)
+
+    def _set_mark(self) -> None:
+        self._mark = (self._clock(), self._cpu_clock())
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
+        """Mark the end of the step: a checkpoint saved after it is timed from here (and kept off the clock)."""
+        self._set_mark()
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
@@ -426,6 +443,7 @@ class TimeToThresholdCallback(TrainerCallback, ExportableState):
         for k, v in (metrics or {}).items():
             if k.endswith("_runtime") and isinstance(v, (int, float)):
                 self.eval_seconds += float(v)
+        self._set_mark()
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -480,7 +498,14 @@ class TimeToThresholdCallback(TrainerCallback, ExportableState):
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                 **kwargs: Any) -> None:
-        """Rewrite the JSON beside the checkpoint (the state itself is in ``trainer_state.json``)."""
+        """Keep the save's time off the clocks; rewrite the JSON beside the checkpoint (the state itself is in
+        ``trainer_state.json``)."""
+        if self._mark is not None and self._t0 is not None:
+            dw, dc = self._clock() - self._mark[0], self._cpu_clock() - self._mark[1]
+            self._save_session = (self._save_session[0] + dw, self._save_session[1] + dc)
+            self.save_seconds += dw
+            self.save_cpu_seconds += dc
+        self._set_mark()
         if state.is_world_process_zero:
             self.write(args.output_dir, state)
 
@@ -522,11 +547,14 @@ class TimeToThresholdCallback(TrainerCallback, ExportableState):
             "train_cpu_seconds": self.cpu_elapsed(),
             "train_tokens": tokens,
             "eval_seconds": self.eval_seconds,
+            "save_seconds": self.save_seconds,
+            "save_cpu_seconds": self.save_cpu_seconds,
             "cpu_count": os.cpu_count(),
             "global_step": int(state.global_step) if state is not None else (
                 self.curve[-1]["step"] if self.curve else 0),
             "sessions": self.sessions,
-            "clocks": {"seconds": "time.perf_counter: wall seconds of training, evaluations included",
+            "clocks": {"seconds": "time.perf_counter: wall seconds of training, evaluations included, checkpoint "
+                                  "saves excluded (save_seconds)",
                        "cpu_seconds": "time.process_time: CPU seconds of all threads of the main training process",
                        "tokens": "num_input_tokens_seen: non-padding training tokens, all processes"},
             "curve": [dict(e) for e in self.curve],

@@ -242,3 +242,31 @@ def test_powered_design_end_to_end(shared_data, tmp_path):
     assert md.splitlines()[2] == "## Verdicts (declared primary outcome)"
     assert "Against random: **" in md and "p (two-sided)" in md
     assert any("primary outcome" in k for k in report["plots"])
+
+
+@pytest.mark.slow
+def test_gpu_study_script_tiny_cpu_mode(shared_data, tmp_path):
+    """benchmarks/gpu_study.sh in its tiny CPU mode (what CI can run): a report with verdicts per comparison."""
+    import os
+    import subprocess
+
+    data = shared_data("instruct/alpaca_9k.jsonl").parents[1]
+    env = dict(os.environ, HF_UNIFORM_GPU_STUDY_TINY="1", HF_UNIFORM_SHARED_DATA=str(data), OMP_NUM_THREADS="2",
+               PYTHON=os.environ.get("PYTHON", __import__("sys").executable))
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_study.sh"), str(tmp_path / "out")], cwd=ROOT,
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert set(report["verdicts"]) == {"random", "length_matched", "longest"}
+    for v in report["verdicts"].values():
+        assert v["verdict"] in ("yes", "no", "inconclusive") and v["n_seeds"] == 2
+    assert report["config"]["pool_size"] == 8 and report["pool"]["k"] == 4
+    assert (tmp_path / "out" / "report.md").read_text(encoding="utf-8").startswith("# ")
+    assert json.loads((tmp_path / "out" / "machine.json").read_text())["cuda"] in (True, False)
+    # without CUDA the full mode refuses in one line
+    full = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_study.sh"), str(tmp_path / "full")], cwd=ROOT,
+                          env={**env, "HF_UNIFORM_GPU_STUDY_TINY": "0"}, capture_output=True, text=True)
+    import torch
+
+    if not torch.cuda.is_available():
+        assert full.returncode == 2 and full.stderr.strip().endswith("set HF_UNIFORM_GPU_STUDY_TINY=1")
