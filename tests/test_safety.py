@@ -573,3 +573,23 @@ def test_resume_refuses_a_checkpoint_of_data_changed_anywhere(tmp_path):
         maxmin_select(changed, 20, seed=0, checkpoint_dir=ck, checkpoint_every=5, resume=True, method="plain")
     again = maxmin_select(x, 20, seed=0, checkpoint_dir=ck, checkpoint_every=5, resume=True, method="plain")
     assert again.info["resumed_from_step"] == 20
+
+
+@pytest.mark.slow
+def test_torchrun_refused_input_writes_nothing_and_every_rank_exits_2(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    pool = _pool(tmp_path / "pool.jsonl", n=40, r7={"instruction": "", "output": ""})
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    out = tmp_path / "o"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                          "127.0.0.1", "--master_port", port, "-m", "hf_uniform.cli", "select", str(pool), "-k", "5",
+                          "-o", str(out), "--heldout", "3", "--seed", "0", "-q", "--no-plot"],
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert run.returncode != 0
+    assert run.stderr.count("hf-uniform: error: 1 of 40 rows have empty text") == 2, run.stderr[-2000:]
+    assert not out.exists()
