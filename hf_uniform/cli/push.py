@@ -83,7 +83,7 @@ def push_command(args: argparse.Namespace) -> int:
                   source_dataset=getattr(args, "source_dataset", None),
                   pretty_name=getattr(args, "pretty_name", None), template=getattr(args, "template", None))
     if args.dry_run:
-        result = push_subset(out, args.repo_id, dry_run_to=resolve_path(args.to), **kwargs)
+        result = push_subset(out, args.repo_id, dry_run_to=args.to, **kwargs)  # resolved there, before its check
         print(f"dry run: wrote {len(result.files)} files to {result.folder}:")
         for name in result.files:
             print(f"  {name}")

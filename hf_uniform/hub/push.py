@@ -159,7 +159,8 @@ def _check_target(folder: str | os.PathLike) -> Path:
     if path.exists() and not path.is_dir():
         raise UniformError(f"dry-run folder {folder} is a file; pass a new or empty folder to --to")
     if path.exists() and any(path.iterdir()):
-        raise UniformError(f"dry-run folder {folder} is not empty ({path}); pass a new or empty folder to --to")
+        where = "" if str(path) == os.fspath(folder) else f" (that is {path})"
+        raise UniformError(f"dry-run folder {folder} is not empty{where}; pass a new or empty folder to --to")
     return path
 
 
@@ -349,7 +350,7 @@ def push_subset(
     if dry_run_to is not None:
         files = stage_subset(subset, repo_id, dry_run_to, **kwargs)
         logger.info("dry run: wrote the %d files of %s to %s", len(files), repo_id, dry_run_to)
-        return PushResult(repo_id, "dataset", files, folder=Path(dry_run_to))
+        return PushResult(repo_id, "dataset", files, folder=resolve_path(dry_run_to))
     with tempfile.TemporaryDirectory(prefix="hf-uniform-push-") as tmp:
         folder = Path(tmp) / "repo"
         files = stage_subset(subset, repo_id, folder, **kwargs)
