@@ -543,10 +543,13 @@ def choose_thresholds(cfg: StudyConfig, runs: Sequence[Mapping[str, Any]]) -> di
         else:
             # the evaluation before the first step only shows the untrained model: leave it out, or the loose
             # threshold falls in the first, trivial drop that every arm makes before the next evaluation
-            thresholds[kind] = auto_thresholds([
-                [v for st, v in zip(r["curves"][kind]["step"], _curve_for_threshold(r["curves"][kind], kind,
-                                                                                      cfg.smoothing), strict=True)
-                 if st > 0] for r in runs])
+            try:
+                thresholds[kind] = auto_thresholds([
+                    [v for st, v in zip(r["curves"][kind]["step"], _curve_for_threshold(r["curves"][kind], kind,
+                                                                                          cfg.smoothing), strict=True)
+                     if st > 0] for r in runs])
+            except UniformError:  # no curve to choose from (e.g. no held-out evaluation): the report still gets written
+                thresholds[kind] = []
     source = "given" if all(given.values()) else ("automatic" if not any(given.values()) else "partly automatic")
     rule = ("Automatic thresholds: the tight one is the worst run's lowest loss (so every run reaches it), the "
             "loose one lies halfway between it and the lowest loss at the first logged point after step 0. ")

@@ -226,6 +226,7 @@ class Study:
         else:
             argv += ["--eval_strategy", "no"]
         sft, model, uargs = parse_sft_args(argv)
+        sft.disable_tqdm = not cfg.progress  # the training bar follows the study's --progress (not a setting)
         uargs.dataset_name = str(data_file)
         uargs.eval_dataset_name = str(self.heldout_file) if cfg.periodic_eval else None
         uargs.eval_size = 0.0

@@ -140,29 +140,8 @@ def test_row_losses_batched_equal_one_row_at_a_time(tiny_llama):
 
 
 # -------------------------------------------------------------------------------------- the study, small
-RECIPE = """\
-prompt_format: alpaca
-tiny_model: true
-tiny_vocab_size: 300
-tiny_hidden_size: 16
-tiny_layers: 1
-num_train_epochs: 3
-per_device_train_batch_size: 2
-learning_rate: 2.0e-2
-lr_scheduler_type: constant
-max_grad_norm: 0.0
-max_length: 256
-logging_steps: 1
-save_strategy: "no"
-report_to: none
-use_cpu: true
-bf16: false
-fp16: false
-gradient_checkpointing: false
-dataset_num_proc: 1
-dataloader_num_workers: 0
-disable_tqdm: true
-"""
+# the tiny study recipe shipped for benchmarks/gpu_study.sh (a tiny random LLaMA, 3 epochs, batch 2)
+RECIPE = ROOT / "recipes" / "configs" / "compare_tiny_study_recipe.yaml"
 
 
 @pytest.mark.slow
@@ -177,9 +156,7 @@ def test_powered_design_end_to_end(shared_data, tmp_path):
     pool = tmp_path / "pool.jsonl"
     pool.write_text("".join(line for _, line in zip(range(150), src.open(encoding="utf-8"), strict=False)),
                     encoding="utf-8")
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE)
-    cfg = StudyConfig(pool=str(pool), recipe=str(recipe), k=4, pool_size=8, heldout_size=10, seeds=[0, 1, 2],
+    cfg = StudyConfig(pool=str(pool), recipe=str(RECIPE), k=4, pool_size=8, heldout_size=10, seeds=[0, 1, 2],
                       arms=["uniform", "random", "length_matched", "longest"], length_matched_source="training_pool",
                       length_bins=3, relative_thresholds=[0.95], heldout_relative_thresholds=[0.99], window=2,
                       full_window=True, min_updates=1, schedule_steps=2, primary_outcome="heldout_loss_at_step",
