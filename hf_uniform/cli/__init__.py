@@ -29,7 +29,16 @@ from ..preflight import (
     check_previous_selection,
     text_pool,
 )
-from .args import _heldout_value, _int_list, _k_value, _nonneg_int, _Parser, _pos_int
+from .args import (
+    _heldout_value,
+    _int_list,
+    _k_value,
+    _nonneg_int,
+    _Parser,
+    _pos_int,
+    _quotas_value,
+    _radius_value,
+)
 from .select import select_command
 from .stats import stats_command
 
@@ -92,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
                      help="storage precision of the embeddings in the engine")
     sel.add_argument("--max-memory", help="stream embeddings in chunks above this size, e.g. 4GB")
+    sel.add_argument("--radius", type=_radius_value, metavar="R",
+                     help="stop once every row is within R of a chosen row (coverage target); -k is then a cap")
+    sel.add_argument("--tie-break", choices=("lowest", "random"), default="lowest",
+                     help="exact ties go to the lowest row (default) or to a --seed-ed random row")
+    sel.add_argument("--group-by", metavar="COLUMN",
+                     help="per-group quotas over this column's values: a row of a full group is never picked "
+                          "(default quotas: proportional to the group sizes)")
+    sel.add_argument("--quotas", type=_quotas_value, metavar="LABEL=ROWS,...",
+                     help="rows per --group-by value, e.g. en=300,de=100 (values left out get 0)")
     sel.add_argument("--checkpoint", help="save the selection state in this folder so --resume can continue")
     sel.add_argument("--checkpoint-every", type=_pos_int("--checkpoint-every"), default=1000,
                      help="steps between checkpoints")

@@ -66,6 +66,30 @@ def _int_list(text: str) -> list[int]:
     return rows
 
 
+def _radius_value(text: str) -> float:
+    """--radius: a finite distance >= 0."""
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--radius must be a distance, got {text!r}") from err
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"--radius must be a finite distance >= 0, got {text!r}")
+    return value
+
+
+def _quotas_value(text: str) -> dict[str, int]:
+    """--quotas: ``label=rows`` pairs, comma-separated (``en=300,de=100``)."""
+    out: dict[str, int] = {}
+    for part in (p for p in text.split(",") if p.strip()):
+        label, sep, rows = part.rpartition("=")
+        if not sep or not label.strip() or not rows.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"--quotas takes label=rows pairs such as en=300,de=100, got {text!r}")
+        out[label.strip()] = int(rows)
+    if not out:
+        raise argparse.ArgumentTypeError("--quotas lists no group; pass e.g. en=300,de=100")
+    return out
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (``hf-uniform select: error: ...; see --help``), exit status 2."""
 

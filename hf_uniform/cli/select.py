@@ -21,7 +21,8 @@ def selection_options(args: argparse.Namespace) -> dict:
     """
     names = ("input", "k", "output", "split", "embedder", "embedding_column", "text_columns", "template", "drop_empty",
              "metric", "drop_zero_vectors", "device", "seed", "start", "format", "heldout", "baselines", "method",
-             "dtype", "max_memory", "checkpoint", "checkpoint_every", "resume", "overwrite", "ray", "ray_shards")
+             "dtype", "max_memory", "checkpoint", "checkpoint_every", "resume", "overwrite", "ray", "ray_shards",
+             "radius", "tie_break", "group_by", "quotas")
     opts = {name: getattr(args, name) for name in names}
     argv = getattr(args, "argv", None) or sys.argv[1:]
     return {**opts, "cache": not args.no_cache, "plot": not args.no_plot, "progress": not args.quiet,

@@ -121,3 +121,39 @@ def test_seeded_start_avoids_groups_with_no_quota():
     for seed in range(5):
         sel = maxmin_select(X, seed=seed, group_by=GROUPS, quotas={"code": 3})
         assert set(GROUPS[sel.indices].tolist()) == {"code"}
+
+
+def test_every_entry_point_takes_the_rules(tmp_path, capsys):
+    import json
+
+    from datasets import Dataset
+
+    from hf_uniform.cli import main
+    from hf_uniform.integration import filter_uniform
+
+    rows = [{"id": i, "lang": str(GROUPS[i]), "emb": X[i].tolist()} for i in range(len(X))]
+    ds = Dataset.from_list(rows)
+    quotas = {"en": 6, "de": 3, "fr": 2, "code": 1}
+    want = maxmin_select(X, start=[0], group_by=GROUPS, quotas=quotas, tie_break="random", seed=5)
+    sub = filter_uniform(ds, embedding_column="emb", group_by="lang", quotas=quotas, tie_break="random", seed=5,
+                         start=0, progress=False)
+    assert sub["id"][:] == want.indices.tolist()
+    want_r = maxmin_select(X, 340, start=[0], radius=0.2)
+    assert filter_uniform(ds, embedding_column="emb", radius=0.2, start=0, progress=False)["id"][:] == \
+        want_r.indices.tolist()
+    src = tmp_path / "pool.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["select", str(src), "-k", "12", "-o", str(tmp_path / "a"), "--embedding-column", "emb", "--start",
+                 "0", "--group-by", "lang", "--quotas", "en=6,de=3,fr=2,code=1", "--tie-break", "random", "--seed",
+                 "5", "--no-plot"]) == 0
+    rec = json.loads((tmp_path / "a" / "selection.json").read_text())
+    assert rec["indices"] == want.indices.tolist() and "--group-by lang" in rec["command"]
+    assert main(["select", str(src), "-k", "340", "-o", str(tmp_path / "b"), "--embedding-column", "emb",
+                 "--start", "0", "--radius", "0.2", "--no-plot"]) == 0
+    rec = json.loads((tmp_path / "b" / "selection.json").read_text())
+    assert rec["indices"] == want_r.indices.tolist() and rec["k"] == want_r.k < 340
+    for bad in (["--quotas", "en=x"], ["--radius", "-1"], ["--group-by", "nope"], ["--quotas", "en=1"]):
+        code = main(["select", str(src), "-k", "5", "-o", str(tmp_path / "c"), "--embedding-column", "emb",
+                     "--no-plot", *bad])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len([line for line in err if "error" in line]) == 1, (bad, err)
