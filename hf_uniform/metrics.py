@@ -96,19 +96,20 @@ def nearest_distances(
 
 
 def _rows64(x: Any, ids: torch.Tensor | None, metric: str, device: torch.device) -> torch.Tensor:
-    """float64 rows (all, or ``ids``) from the caller's array, unit-normalised for cosine."""
+    """float64 rows (all, or ``ids``) from the caller's array, as given (cosine is evaluated
+    normalisation-free, :func:`_exact_pairs`)."""
     if ids is not None:
         x = x[ids.cpu().numpy()] if isinstance(x, np.ndarray) else x[ids.to(x.device)]
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(device, torch.float64)
-    if metric == "cosine":
-        t = t / torch.linalg.vector_norm(t, dim=1, keepdim=True)
-    return t
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    return t.to(device, torch.float64)
 
 
 def _exact_pairs(q: torch.Tensor, p: torch.Tensor, metric: str) -> torch.Tensor:
-    """float64 distances of matched rows ``q[i]``, ``p[i]`` (same formulas as the reference backend)."""
+    """float64 distances of matched rows ``q[i]``, ``p[i]``: normalisation-free cosine
+    ``1 - <q, p> / sqrt(<q, q> <p, p>)`` (rows pointing the same way are at 0, as in the engines and
+    :mod:`hf_uniform.engine.reference`), euclidean ``|q - p|``."""
     if metric == "cosine":
-        return (1.0 - (q * p).sum(dim=1)).clamp_(min=0.0)
+        return (1.0 - (q * p).sum(dim=1) / torch.sqrt((q * q).sum(dim=1) * (p * p).sum(dim=1))).clamp_(min=0.0)
     return torch.linalg.vector_norm(q - p, dim=1)
 
 
@@ -117,7 +118,7 @@ def _filtered_nearest(queries: Any, points: Any, *, metric: str, exclude_self: b
     """Exact float64 nearest distances: float32 GEMM blocks filter, float64 re-check of every pair the
     filter's error bound cannot rule out.
 
-    Filter error: the float32 copies are the float64-prepared rows rounded (relative ``u`` each), and the
+    Filter error: the float32 copies are the float64-prepared rows (unit rows for cosine) rounded (relative ``u`` each), and the
     GEMM accumulates in float32 in any order, so ``|S - <q, p>| <= (2u + u^2 + gamma_d (1 + u)^2) |q| |p|``
     (``gamma_d = d u / (1 - d u)``). Cosine: rows are unit vectors, so the distance error is at most that
     constant ``e`` (plus the rounding of ``1 - S``); a pair can be the nearest only if its filter distance
@@ -131,7 +132,11 @@ def _filtered_nearest(queries: Any, points: Any, *, metric: str, exclude_self: b
     skip = None if exclude_cols is None else torch.as_tensor(np.asarray(exclude_cols, dtype=np.int64), device=device)
     q64 = _rows64(qa, None, metric, device)
     p64 = q64 if (exclude_self and pa is qa) else _rows64(pa, None, metric, device)
-    q32, p32 = q64.float(), p64.float()
+    if metric == "cosine":  # the filter works on unit rows (normalised in float64); the re-check on the rows
+        q32 = (q64 / torch.linalg.vector_norm(q64, dim=1, keepdim=True)).float()
+        p32 = q32 if p64 is q64 else (p64 / torch.linalg.vector_norm(p64, dim=1, keepdim=True)).float()
+    else:
+        q32, p32 = q64.float(), p64.float()
     d = q64.shape[1]
     gam = 1.05 * d * _U32 / (1.0 - d * _U32)
     unit = (2.0 * _U32 + _U32 ** 2 + gam * (1.0 + _U32) ** 2) * 1.01

@@ -31,3 +31,12 @@ def test_nearest_distances_match_scipy(backend, metric):
     assert got[5] == pytest.approx(0.0, abs=tol) and got[7] == pytest.approx(0.0, abs=tol)
     got_q = nearest_distances(q, x, metric=metric, backend=backend)
     np.testing.assert_allclose(got_q, _reference(q, x, metric, False), atol=tol)
+
+
+def test_filtered_cosine_is_normalisation_free_like_the_engine():
+    # rows pointing the same way are at distance exactly 0 (issue 21), as the engine's radius trace says
+    x = np.array([[1.0, 0.0], [1.0, 3.0], [3.0, 9.0], [-2.0, 1.0]], dtype=np.float32)
+    got = nearest_distances(x, x, metric="cosine", exclude_self=True)
+    assert got[1] == 0.0 and got[2] == 0.0
+    np.testing.assert_allclose(got, _reference(x.astype(np.float64), x.astype(np.float64), "cosine", True),
+                               atol=1e-12)

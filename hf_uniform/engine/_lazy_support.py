@@ -54,7 +54,8 @@ BF16_MIN_CENTRES = 1000
 def default_filter_dtype(d: int | None = None, k: int | None = None) -> torch.dtype:
     """The lazy engine's GEMM filter by a measured cost model: bfloat16 on CPUs with native bf16 dot products
     (AVX512-BF16 / AMX) for ``d >= BF16_MIN_DIMS`` dimensions and ``k >= BF16_MIN_CENTRES`` centres, where it
-    was measured faster; float32 elsewhere (and when ``d``/``k`` are not given). ``HF_UNIFORM_FILTER_DTYPE``
+    was measured faster in memory; float32 elsewhere (and when ``d``/``k`` are not given; streamed runs use
+    float32 by default, see :func:`memory_plan`). ``HF_UNIFORM_FILTER_DTYPE``
     (``float32`` or ``bfloat16``) overrides. The selection does not depend on it.
 
     Example:
@@ -109,8 +110,9 @@ def memory_plan(n: int, d: int, k: int, budget: int, filter_dtype: torch.dtype |
     rounds each chunk when it is gathered: no copy of all rows) fit with room for the working set; otherwise
     streamed, with the per-row state, centres, GEMM buffers and (bfloat16) oneDNN's kernels counted first and the rest
     shared by the active rows, wake batches and row reads (``max_active``, ``chunk_rows``, ``read_rows``).
-    A budget too small for the bfloat16 filter's extras (its GEMM kernels and padded buffers) gets a float32
-    plan (``"filter_dtype"`` in the result; the selection is the same). Raises a one-line
+    Streamed, the default filter is float32 (the bfloat16 one measured slower when rows are read and rounded
+    per flush: ``benchmarks/memory_bench.py``); a budget too small for an explicit bfloat16 filter's extras
+    (its GEMM kernels and padded buffers) gets a float32 plan (``"filter_dtype"`` in the result; the selection is the same). Raises a one-line
     :class:`~hf_uniform.errors.UniformError` naming the smallest workable budget when the budget cannot hold
     the mandatory per-row state.
 
@@ -137,6 +139,9 @@ def memory_plan(n: int, d: int, k: int, budget: int, filter_dtype: torch.dtype |
     in_memory = n * (d * 4 + STATE_BYTES_PER_ROW + 8 + 8 * bf16) + centres + chunk + kernels + 8 * 2**20
     if in_memory <= budget:
         return {"stream": False}
+    if bf16 and filter_dtype is None and not os.environ.get("HF_UNIFORM_FILTER_DTYPE"):
+        # streamed, the default filter is float32 (bf16 measured slower there); the variable is an explicit choice
+        return {**memory_plan(n, d, k, budget, torch.float32), "filter_dtype": torch.float32}
     row = d * 4 + filt + 48  # an active row: float32 copy, filter copy, bounds and bookkeeping
     fixed = state + centres + kernels
     per_chunk_row = 512 * fb + d * fb * bf16  # GEMM output row, padded bf16 row

@@ -122,7 +122,7 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         self.chunk_rows = max(1, int(chunk_rows or 2048))
         self.fdt = filter_dtype or default_filter_dtype(self.d, capacity)
         if max_memory is not None and not source.in_memory:
-            plan = memory_plan(self.n, self.d, capacity, int(max_memory), self.fdt)
+            plan = memory_plan(self.n, self.d, capacity, int(max_memory), filter_dtype)
             self.fdt = plan.get("filter_dtype", self.fdt)
             if plan["stream"]:
                 max_active = plan["max_active"] if max_active is None else min(max_active, plan["max_active"])

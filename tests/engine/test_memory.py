@@ -209,3 +209,15 @@ def test_bf16_gemms_use_a_few_padded_shapes(streamed, monkeypatch):
     assert eng.fdt == torch.bfloat16 and (eng.max_active is not None) == streamed
     assert 0 < len(shapes) <= 6, shapes
     assert eng.selected()[0].tolist() == maxmin_select(x, 1500, start=0, method="plain").indices.tolist()
+
+
+def test_streamed_runs_default_to_the_float32_filter(monkeypatch):
+    from hf_uniform.engine import _lazy_support as S
+
+    monkeypatch.delenv("HF_UNIFORM_FILTER_DTYPE", raising=False)
+    monkeypatch.setattr(S, "cpu_has_fast_bf16", lambda: True)
+    plan = S.memory_plan(100_000, 384, 2000, 32 * 10**6)
+    assert plan["stream"] and plan["filter_dtype"] == torch.float32
+    assert S.memory_plan(1000, 384, 2000, 10**9) == {"stream": False}  # in memory: the default (bf16) stays
+    monkeypatch.setenv("HF_UNIFORM_FILTER_DTYPE", "bfloat16")  # an explicit choice is kept when it fits
+    assert "filter_dtype" not in S.memory_plan(100_000, 384, 2000, 32 * 10**6)

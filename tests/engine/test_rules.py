@@ -157,3 +157,67 @@ def test_every_entry_point_takes_the_rules(tmp_path, capsys):
                      "--no-plot", *bad])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len([line for line in err if "error" in line]) == 1, (bad, err)
+
+
+def _rules_worker(rank: int, world: int, tmp: str) -> None:
+    import json
+    import os
+    from pathlib import Path
+
+    import torch.distributed as dist
+
+    os.environ["HF_UNIFORM_THREADS"] = "1"
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/init", rank=rank, world_size=world)
+    try:
+        out = {}
+        for method in ("lazy", "plain"):
+            for name, kw in RULE_CASES.items():
+                sel = maxmin_select(X, start=[2], method=method, distributed=True, **kw)
+                out[f"{method}/{name}"] = sel.indices.tolist()
+        (Path(tmp) / f"rank{rank}.json").write_text(json.dumps(out))
+    finally:
+        dist.destroy_process_group()
+
+
+RULE_CASES = {"radius": {"radius": 0.1}, "groups": {"k": 60, "group_by": GROUPS},
+              "random": {"k": 100, "tie_break": "random", "seed": 9},
+              "all": {"k": 80, "group_by": GROUPS, "radius": 0.05, "tie_break": "random", "seed": 1}}
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_apply_the_rules_like_one_process(tmp_path):
+    import json
+
+    import torch.multiprocessing as mp
+
+    mp.spawn(_rules_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for method in ("lazy", "plain"):
+        for name, kw in RULE_CASES.items():
+            one = maxmin_select(X, start=[2], method=method, **kw).indices.tolist()
+            assert ranks[0][f"{method}/{name}"] == ranks[1][f"{method}/{name}"] == one, (method, name)
+
+
+@pytest.mark.parametrize("method", ["lazy", "plain"])
+def test_an_interrupted_grouped_run_resumes_to_the_same_selection(method, tmp_path, monkeypatch):
+    from hf_uniform.engine import driver
+
+    kw = {"k": 70, "group_by": GROUPS, "tie_break": "random", "seed": 3, "start": [0], "method": method}
+    want = maxmin_select(X, **kw).indices.tolist()
+    count = driver._Quota.count
+
+    def crash(self, picked):
+        count(self, picked)
+        if int(self.taken.sum()) == 45:
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(driver._Quota, "count", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        maxmin_select(X, checkpoint_dir=str(tmp_path), checkpoint_every=10, **kw)
+    monkeypatch.setattr(driver._Quota, "count", count)
+    sel = maxmin_select(X, checkpoint_dir=str(tmp_path), checkpoint_every=10, resume=True, **kw)
+    assert sel.info["resumed_from_step"] == 40 and sel.indices.tolist() == want
+    other = maxmin_select(X, checkpoint_dir=str(tmp_path / "x"), **{**kw, "seed": 4})
+    assert other.indices.tolist() != want  # the seed of the tie-break is part of the run
+    with pytest.raises(UniformError):  # a checkpoint of other rules is not resumed
+        maxmin_select(X, checkpoint_dir=str(tmp_path), checkpoint_every=10, resume=True, radius=0.01, **kw)
