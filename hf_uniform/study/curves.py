@@ -9,13 +9,13 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UniformError
+from ..records import read_json_record
 
 
 def curves_from_run(run_dir: str | os.PathLike) -> dict[str, dict[str, list[float]]]:
@@ -36,10 +36,10 @@ def curves_from_run(run_dir: str | os.PathLike) -> dict[str, dict[str, list[floa
     for p in (ttt_path, state_path):
         if not p.exists():
             raise UniformError(f"{p} is missing: the training run in {run_dir} did not finish")
-    ttt = json.loads(ttt_path.read_text(encoding="utf-8"))
+    ttt = read_json_record(ttt_path, {"curve": (list, dict)}, what="time_to_threshold record")
     if ttt.get("metric") != "loss":
         raise UniformError(f"{ttt_path} tracks {ttt.get('metric')!r}, expected the training 'loss'")
-    history = json.loads(state_path.read_text(encoding="utf-8")).get("log_history", [])
+    history = read_json_record(state_path, what="trainer state").get("log_history", [])
     evals = [(int(h["step"]), float(h["eval_loss"]), float(h.get("eval_runtime", 0.0)))
              for h in history if "eval_loss" in h]
     c = ttt["curve"]

@@ -290,3 +290,35 @@ def inference(runs: Sequence[Mapping[str, Any]], *, comparators: Sequence[str], 
             sec[f"steps_to:{label}"] = t
         tests[other] = sec
     return {"verdicts": verdicts, "tests": tests, "power": powers, "rule": VERDICT_RULE}
+
+
+def fmt_value(v: Any, digits: int = 4, sign: bool = False) -> str:
+    """A number for the report (``–`` for none), e.g. ``fmt_value(-0.01, 3, sign=True) == '-0.010'``."""
+    if v is None or not math.isfinite(float(v)):
+        return "–"
+    return f"{float(v):+.{digits}f}" if sign else f"{float(v):.{digits}f}"
+
+
+def verdict_lines(verdicts: Mapping[str, Mapping[str, Any]], target_power: float = 0.8) -> list[str]:
+    """One plain sentence per comparison from the verdicts of :func:`inference`.
+
+    Example:
+        >>> v = {"random": {"verdict": "inconclusive", "p_value": 0.5, "mean_difference": -0.01, "sd": 0.02,
+        ...      "n_seeds": 3, "claimed_effect": 0.02, "minimum_detectable_effect": 0.07,
+        ...      "power_at_claimed_effect": 0.1, "outcome": "in-source held-out loss at step 16 (uniform - random)"}}
+        >>> verdict_lines(v)[0][:60]
+        'Against random: **inconclusive**. in-source held-out loss at'
+    """
+    _f = fmt_value
+    out = []
+    for other, v in (verdicts or {}).items():
+        words = {"yes": "uniform trains faster (lower held-out loss at the same step)",
+                 "no": "uniform does not train faster",
+                 "inconclusive": "this design cannot tell"}[v["verdict"]]
+        out.append(
+            f"Against {other}: **{v['verdict']}**. {v['outcome']}: {_f(v['mean_difference'], 4, True)} ± "
+            f"{_f(v['sd'])} nats/token over {v['n_seeds']} seeds, p = {_f(v['p_value'], 3)}. The paper's smallest "
+            f"claimed speed-up corresponds to a difference of {_f(v['claimed_effect'])} here; with this many seeds "
+            f"and this spread the design detects {_f(v['minimum_detectable_effect'])} with {target_power:.0%} power "
+            f"(power at the claimed effect: {_f(v['power_at_claimed_effect'], 2)}). In words: {words}.")
+    return out

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from ..io import atomic_write_json, atomic_write_text
 from .analysis import _fmt_num, _pm, mean_std, threshold_labels
+from .inference import fmt_value as _f
 from .report import StudyReport
 
 
@@ -160,36 +160,6 @@ def render_compute_table(report: StudyReport) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ sections
-
-
-def _f(v: Any, digits: int = 4, sign: bool = False) -> str:
-    if v is None or not math.isfinite(float(v)):
-        return "–"
-    return f"{float(v):+.{digits}f}" if sign else f"{float(v):.{digits}f}"
-
-
-def verdict_lines(report: StudyReport) -> list[str]:
-    """One plain sentence per comparison from ``report.verdicts`` (the declared primary outcome's tests).
-
-    Example:
-        >>> r = StudyReport(verdicts={"random": {"verdict": "inconclusive", "p_value": 0.5, "mean_difference": -0.01,
-        ...     "sd": 0.02, "n_seeds": 3, "claimed_effect": 0.02, "minimum_detectable_effect": 0.07,
-        ...     "power_at_claimed_effect": 0.1, "outcome": "in-source held-out loss at step 16 (uniform - random)"}})
-        >>> verdict_lines(r)[0][:60]
-        'Against random: **inconclusive**. in-source held-out loss at'
-    """
-    out = []
-    for other, v in (report.verdicts or {}).items():
-        words = {"yes": "uniform trains faster (lower held-out loss at the same step)",
-                 "no": "uniform does not train faster",
-                 "inconclusive": "this design cannot tell"}[v["verdict"]]
-        out.append(
-            f"Against {other}: **{v['verdict']}**. {v['outcome']}: {_f(v['mean_difference'], 4, True)} ± "
-            f"{_f(v['sd'])} nats/token over {v['n_seeds']} seeds, p = {_f(v['p_value'], 3)}. The paper's smallest "
-            f"claimed speed-up corresponds to a difference of {_f(v['claimed_effect'])} here; with this many seeds "
-            f"and this spread the design detects {_f(v['minimum_detectable_effect'])} with 80 % power (power at the "
-            f"claimed effect: {_f(v['power_at_claimed_effect'], 2)}). In words: {words}.")
-    return out
 
 
 def render_tests_table(report: StudyReport) -> str:

@@ -145,12 +145,14 @@ class StudyReport:
             >>> StudyReport.read("reports/smollm2_finetune").seeds  # doctest: +SKIP
             [0, 1, 2]
         """
-        import json
+        from ..records import read_json_record
 
         p = Path(path)
         p = p / "report.json" if p.is_dir() else p
         try:
-            return cls.from_dict(json.loads(p.read_text(encoding="utf-8")))
+            if not p.is_file():
+                raise FileNotFoundError(p)
+            return cls.from_dict(read_json_record(p, what="study report"))
         except FileNotFoundError as err:
             raise MissingFileError(f"{p} not found; run recipes/compare.py first") from err
 
@@ -207,8 +209,7 @@ def build_report(cfg: StudyConfig, study: Any, runs: list[dict[str, Any]], *,
 
 def _add_inference(report: StudyReport, cfg: StudyConfig, study: Any, runs: list[dict[str, Any]]) -> None:
     """The declared analysis: crossing rule, primary outcome, overlap, paired tests, power and verdicts."""
-    from .inference import VERDICT_RULE, arm_overlap, inference
-    from .markdown import verdict_lines
+    from .inference import VERDICT_RULE, arm_overlap, inference, verdict_lines
 
     report.crossing_rule = {"window": cfg.window, "full_window": bool(cfg.full_window),
                             "min_updates": int(cfg.min_updates), "applies_to": "training loss (secondary)",
@@ -232,7 +233,7 @@ def _add_inference(report: StudyReport, cfg: StudyConfig, study: Any, runs: list
                       "verdict_rule": VERDICT_RULE}
     report.overlap = arm_overlap(study.arm_rows, cfg.seeds)
     report.verdicts, report.tests, report.power = res["verdicts"], res["tests"], res["power"]
-    report.verdict_summary = verdict_lines(report)
+    report.verdict_summary = verdict_lines(report.verdicts, cfg.target_power)
 
 
 def make_plots(report: StudyReport, out_dir: str | os.PathLike, *, embeddings: np.ndarray | None = None,

@@ -40,6 +40,7 @@ from ..cache import stable_hash
 from ..errors import UniformError
 from ..heldout import split_heldout
 from ..io import atomic_dir, atomic_path, atomic_write_json, atomic_write_text
+from ..records import read_json_record
 from .arms import arm_geometry, build_arm_indices, resolve_k, seed_pools
 from .config import LOSS_KINDS, StudyConfig
 from .curves import curves_from_run
@@ -145,7 +146,8 @@ class Study:
             key_parts.append(cfg.length_matched_source)
         key = stable_hash(key_parts, FINGERPRINT_LENGTH)
         arms_path = self.work / f"arms-{key}.json"
-        stored = json.loads(arms_path.read_text()) if arms_path.exists() else {"indices": {}, "geometry": {}}
+        stored = (read_json_record(arms_path, {"indices": dict, "geometry": dict}, what="study arms cache")
+                  if arms_path.exists() else {"indices": {}, "geometry": {}})
         self.arm_idx, self.geometry = {}, {}
         for seed in cfg.seeds:
             pos = self.seed_pos[seed]
@@ -265,7 +267,7 @@ class Study:
         if (folder / "config.json").exists() and (folder / "tokenizer.json").exists():
             return folder
         model, tok = load_model_and_tokenizer(name, gguf_file=gguf_file, dtype="float32")
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, replace=True) as tmp:  # the study's own folder (a partial one is redone)
             model.save_pretrained(str(tmp))
             tok.save_pretrained(str(tmp))  # load_model_and_tokenizer repaired the GGUF tokenizer
         del model
@@ -293,7 +295,7 @@ class Study:
                                           "--output_dir", str(self.work / "tmp")])
         if uargs.tiny_model:
             spec = self.work / "base_model" / f"seed{self.cfg.seeds[0]}" / "tiny_llama.json"
-            extra = json.loads(spec.read_text()) if spec.exists() else {}
+            extra = read_json_record(spec, what="tiny model description") if spec.exists() else {}
             desc = (f"tiny LLaMA from scratch (hidden {uargs.tiny_hidden_size}, {uargs.tiny_layers} layers, BPE "
                     f"vocabulary {extra.get('actual_vocab_size', uargs.tiny_vocab_size)}, "
                     f"{extra.get('parameters', '?')} parameters), one initialisation per seed shared by all arms")
@@ -330,7 +332,7 @@ class Study:
                           "recipe": _recipe_content(self.cfg.recipe)}, FINGERPRINT_LENGTH)
         path = self.work / f"base_eval-seed{seed}.json"
         if path.exists():
-            rec = json.loads(path.read_text(encoding="utf-8"))
+            rec = read_json_record(path, what="base-model evaluation")
             if rec.get("fingerprint") == fp:
                 return rec
         t0, c0 = time.perf_counter(), time.process_time()
@@ -352,7 +354,7 @@ class Study:
 
     def base_eval_records(self) -> list[dict[str, Any]]:
         """Every ``base_eval-seed<s>.json`` in WORK_DIR (their seconds count in the study's cost)."""
-        return [json.loads(p.read_text()) for p in sorted(self.work.glob("base_eval-seed*.json"))]
+        return [read_json_record(p, what="base-model evaluation") for p in sorted(self.work.glob("base_eval-seed*.json"))]
 
     def start_loss(self, seed: int, rows_pos: np.ndarray) -> float:
         """Step-0 loss of a run: the base model's token-weighted loss over its training rows (positions)."""
@@ -392,7 +394,8 @@ class Study:
         record_path = self.record_path(arm, seed)
         if not record_path.exists():
             return self._train_and_evaluate(arm, seed)
-        rec = json.loads(record_path.read_text(encoding="utf-8"))
+        rec = read_json_record(record_path, {"arm": str, "seed": int, "curves": dict, "final": dict},
+                               what="study run record")
         if rec.get("fingerprint") != self.run_fingerprint(arm, seed):
             raise UniformError(f"{record_path} was produced with other settings (pool, arm rows, recipe or "
                                "eval); use a new --output_dir or delete that file to rerun it")

@@ -247,3 +247,16 @@ def test_gpu_study_script_tiny_cpu_mode(shared_data, tmp_path):
 
     if not torch.cuda.is_available():
         assert full.returncode == 2 and full.stderr.strip().endswith("set HF_UNIFORM_GPU_STUDY_TINY=1")
+
+
+def test_corrupted_study_records_give_one_line_errors(tmp_path):
+    from hf_uniform.study import StudyReport, curves_from_run
+
+    (tmp_path / "time_to_threshold.json").write_text('{"metric": "loss", "curve": [{"st', encoding="utf-8")
+    (tmp_path / "trainer_state.json").write_text('{"log_history": []}', encoding="utf-8")
+    with pytest.raises(UniformError, match="time_to_threshold.json is not valid JSON") as err:
+        curves_from_run(tmp_path)
+    assert "\n" not in str(err.value)
+    (tmp_path / "report.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(UniformError, match="report.json"):
+        StudyReport.read(tmp_path)
