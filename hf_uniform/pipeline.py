@@ -350,7 +350,7 @@ def check_memory(engine_kwargs: dict[str, Any], *, n: int, k: int, d: int, devic
         >>> check_memory({"max_memory": "1KB", "method": "lazy"}, n=100_000, k=10, d=1, device="cpu")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        hf_uniform.errors.UniformError: max_memory=0.0MB is below what the lazy engine needs for 100000 rows of 1 dims (per-row state 80 B/row, centres, buffers): at least ...MB; raise max_memory or pass fewer rows
+        hf_uniform.errors.UniformError: max_memory=0.0MB is below what the lazy engine needs for 100000 rows of 1 dims (per-row state 96 B/row, centres, buffers): at least ...MB; raise max_memory or pass fewer rows
     """
     budget = engine_kwargs.get("max_memory")
     if not budget:

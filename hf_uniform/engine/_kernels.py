@@ -380,6 +380,18 @@ def to_bf16(x, bits, res, scratch_u, scratch_f):
 
 
 @nb.njit(cache=True, nogil=True)
+def gather_bf16(x, rid, bits):
+    """``bits[j] = bf16(x[rid[j]])`` (round to nearest even, as :func:`to_bf16`): one GEMM chunk gathered and
+    rounded in one pass (``x`` C-contiguous float32, ``bits`` uint16)."""
+    xu = x.view(np.uint32)
+    for j in range(rid.shape[0]):
+        i = rid[j]
+        for c in range(x.shape[1]):
+            b = xu[i, c]
+            bits[j, c] = np.uint16((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+
+
+@nb.njit(cache=True, nogil=True)
 def refine_rows(rows, rid, ids, E, ep, C, cn2, t, metric, cnt):
     """``E[ids[j]]`` brought up to date over the centres ``C[ep[ids[j]]:t]`` (row ``rows[rid[j]]``)."""
     for j in range(ids.shape[0]):

@@ -286,18 +286,18 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
 
     def _gather(self, rid: np.ndarray) -> torch.Tensor:
         """The filter copy of in-memory rows ``rid`` (at most ``chunk_rows``), in a reused buffer."""
+        r = rid.shape[0]
+        if self.fdt == torch.bfloat16:  # gathered and rounded to bf16 in one pass, padded to a row bucket
+            if self._Pbuf is None:
+                self._Pbuf = torch.zeros((self.chunk_rows, self.d), dtype=self.fdt)
+                self._P16 = self._Pbuf.view(torch.int16).numpy().view(np.uint16)
+            K.gather_bf16(self.src.x, rid, self._P16[:r])
+            return self._Pbuf[:_bucket(r, self._row_buckets)]
         if self._Gbuf is None:
             self._Gbuf = np.empty((self.chunk_rows, self.d), dtype=np.float32)
-        r = rid.shape[0]
         out = self._Gbuf[:r]
         np.take(self.src.x, rid, axis=0, out=out)
-        f = torch.from_numpy(out)
-        if self.fdt != torch.bfloat16:
-            return f
-        if self._Pbuf is None:  # rounded to bfloat16 here (round to nearest even, as to_bf16), padded to a bucket
-            self._Pbuf = torch.zeros((self.chunk_rows, self.d), dtype=self.fdt)
-        self._Pbuf[:r].copy_(f)
-        return self._Pbuf[:_bucket(r, self._row_buckets)]
+        return torch.from_numpy(out)
 
     def _refresh(self, rows: np.ndarray, rid: np.ndarray, rows_f: torch.Tensor | None, res: np.ndarray,
                  rn2: np.ndarray, v: np.ndarray, c0: int, c1: int, q: np.ndarray | None = None) -> None:
