@@ -319,8 +319,10 @@ def loss_curves_plot(
     plt = _pyplot()
     if not curves:
         raise UniformError("no loss curves to plot")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for panel, (ax, smooth) in enumerate(zip(axes, (0.0, smoothing), strict=True)):
+    smooths = (0.0, smoothing) if (smoothing or window) else (0.0,)  # nothing to smooth: one raw panel
+    fig, axes = plt.subplots(1, len(smooths), figsize=(5.5 * len(smooths) + 0.5, 4), sharey=True, squeeze=False)
+    axes = axes[0]
+    for panel, (ax, smooth) in enumerate(zip(axes, smooths, strict=True)):
         for i, (arm, runs) in enumerate(curves.items()):
             color = ARM_COLORS.get(arm, f"C{i + 4}")
             for j, (x, y) in enumerate(runs):
@@ -342,7 +344,7 @@ def loss_curves_plot(
                                               else (f"smoothed (EMA {smooth:g})" if smooth else "raw")))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(ylabel)
-    axes[1].legend(loc="upper right")
+    axes[-1].legend(loc="upper right")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
