@@ -260,3 +260,12 @@ def test_corrupted_study_records_give_one_line_errors(tmp_path):
     (tmp_path / "report.json").write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(UniformError, match="report.json"):
         StudyReport.read(tmp_path)
+
+
+def test_thresholds_that_cannot_be_chosen_leave_the_report_writable():
+    from hf_uniform.study import StudyConfig
+    from hf_uniform.study.analysis import choose_thresholds
+
+    run = {"curves": {"train": {"step": [], "value": []}, "heldout": {"step": [], "value": []}}}
+    th = choose_thresholds(StudyConfig(), [run])  # nothing declared, nothing logged
+    assert th["train"] == [] and th["heldout"] == [] and th["source"] == "automatic"
