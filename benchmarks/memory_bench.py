@@ -4,7 +4,8 @@ Each case runs in a fresh subprocess: import, open the data (a float32 ``.npy`` 
 loaded into RAM for the in-memory cases), compile the kernels on a tiny warm-up run, then a sampler thread
 reads ``RssAnon`` (anonymous resident memory: the engine's arrays and copies, not the file pages a memmap
 maps in, which the kernel can drop) from ``/proc/self/status`` every 2 ms while ``maxmin_select`` runs.
-Reported: peak RssAnon minus RssAnon just before the call. ``ru_maxrss`` (which counts mapped file pages) is
+Reported: peak RssAnon minus RssAnon just before the call, in MiB (2^20 bytes; budgets are read as ``datasets``
+reads sizes: 16MB = 16e6 bytes = 15.3 MiB), the smallest of ``--repeats`` runs and their largest. ``ru_maxrss`` (which counts mapped file pages) is
 recorded too.
 
 The lazy engine runs with the default filter dtype of the CPU it is on (``--filters default``; recorded per
@@ -121,7 +122,7 @@ def main() -> None:
                 if filt != "default":
                     env["HF_UNIFORM_FILTER_DTYPE"] = filt
                 for budget in ["memory", *args.budgets.split(",")]:
-                    best = None
+                    best, peaks = None, []
                     for _ in range(args.repeats):
                         res = subprocess.run([sys.executable, "-c", CHILD, str(path), method, budget, str(args.k),
                                               str(ROOT)], capture_output=True, text=True, env=env)
@@ -131,13 +132,16 @@ def main() -> None:
                             break
                         r = {"method": method, "budget": budget, "filter": filt,
                              **json.loads(res.stdout.strip().splitlines()[-1])}
+                        peaks.append(r["peak_above_loaded_MB"])
                         if best is None or r["peak_above_loaded_MB"] < best["peak_above_loaded_MB"]:
                             best = r
+                    if peaks:
+                        best["peaks_MiB"], best["peak_max_MiB"] = peaks, max(peaks)
                     rows.append(best)
                     if "error" not in best:
                         print(f"{method:<6} {filt:<8} ({best['filter_dtype']:<8}) {budget:>7} peak above loaded "
-                              f"{best['peak_above_loaded_MB']:8.1f} MB  ({best['seconds']:.1f} s, "
-                              f"streamed={best['streamed']})", flush=True)
+                              f"{best['peak_above_loaded_MB']:8.1f} MiB (max of {len(peaks)}: {max(peaks):.1f})  "
+                              f"({best['seconds']:.1f} s, streamed={best['streamed']})", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"n": args.n, "d": args.d, "k": args.k, "data_MB": data_mb, "rows": rows,

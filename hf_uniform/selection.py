@@ -47,7 +47,8 @@ class Selection:
         min_distances: distance of each chosen row to the rows chosen before it, in selection order
             (``float64``; ``inf`` for the first row). This is the radius trace.
         coverage_radius: largest distance from any row of the pool to its nearest chosen row (the
-            k-center objective), ``0.0`` when every row is chosen.
+            k-center objective), ``0.0`` when every row is chosen; with ``group_by``, over the rows that could
+            still be picked (``nan`` once every group is full).
         metric: ``"cosine"`` or ``"euclidean"``.
         n: number of rows in the pool.
         info: engine details (method, device, dtype, world size, ...), for provenance.
