@@ -10,17 +10,17 @@ Improves Training Efficiency and More, with a Convergence Framework Beyond the N
 >>> len(ds.filter_uniform(k=2, progress=False))
 2
 
-Importing the package is cheap: the public names below are loaded on first use. ``import hf_uniform`` adds
-``Dataset.filter_uniform`` and ``DatasetDict.filter_uniform`` in one place,
-:func:`hf_uniform.dataset_methods.install` (at once if ``datasets`` is imported, else as soon as it is); no
-other class of another library is changed.
+``import hf_uniform`` imports ``datasets`` and adds ``Dataset.filter_uniform`` and
+``DatasetDict.filter_uniform`` (:func:`hf_uniform.dataset_methods.register_dataset_methods`, the one place a
+class of another library is changed); the other public names below (and torch) load on first use.
+``hf_uniform.embed`` is the function :func:`hf_uniform.integration.embed`; the embedder classes are in
+:mod:`hf_uniform.embedders`.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -28,8 +28,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "first_k": "baselines", "mixed_subset": "baselines", "random_subset": "baselines",
     "coreset_select": "coreset",
-    "Embedder": "embed", "Model2VecEmbedder": "embed_static", "SentenceTransformerEmbedder": "embed",
-    "Word2VecEmbedder": "embed", "resolve_embedder": "embed",
+    "Embedder": "embedders", "Model2VecEmbedder": "embed_static", "SentenceTransformerEmbedder": "embedders",
+    "Word2VecEmbedder": "embedders", "resolve_embedder": "embedders",
     "UniformError": "errors",
     "embed": "integration", "embedding_matrix": "integration", "filter_uniform": "integration",
     "register_dataset_methods": "dataset_methods",
@@ -56,23 +56,11 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-class _Package(types.ModuleType):
-    """The package module: keeps the public function ``hf_uniform.embed`` when the submodule of that name loads.
+from . import embedders as _embedders  # noqa: E402 - the embedder classes (numpy only)
+from .dataset_methods import register_dataset_methods as _register  # noqa: E402 - imports datasets
 
-    The import system binds every loaded submodule as an attribute of its package, which would replace the
-    lazily exported :func:`hf_uniform.integration.embed` with the module ``hf_uniform.embed``. Import the
-    submodule's names with ``from hf_uniform.embed import ...``.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "embed" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
-from .dataset_methods import install as _install  # noqa: E402 - the one place we patch datasets (documented there)
-
-_install()
+# ``from hf_uniform.embed import Word2VecEmbedder`` (the module's earlier name) still works, as ``os.path`` is
+# ``os``'s: the name is taken in ``sys.modules``, so no ``hf_uniform.embed`` submodule is ever loaded and
+# ``hf_uniform.embed`` stays the public function. New code imports from ``hf_uniform.embedders``.
+sys.modules.setdefault(f"{__name__}.embed", _embedders)
+_register(quiet=True)

@@ -5,14 +5,14 @@ Layout under the cache root (env ``HF_UNIFORM_CACHE``, else ``$XDG_CACHE_HOME/hf
 
     embeddings/<key>.npy    float32 (n, d) matrix, rows in dataset order
     embeddings/<key>.json   what the key was made of (fingerprint, text settings, embedder config)
-    m2v/<name>-<hash>/      static models distilled by :class:`~hf_uniform.embed.Model2VecEmbedder`
+    m2v/<name>-<hash>/      static models distilled by :class:`~hf_uniform.embedders.Model2VecEmbedder`
 
 The embedding key hashes the dataset fingerprint (``ds._fingerprint``: for files read by
 :func:`hf_uniform.io.load_input` / :func:`~hf_uniform.io.read_source` it is derived from a BLAKE2b hash of the
 file's bytes, computed while they are read, so an edit that keeps the size and modification time still
 changes the key; ``datasets`` updates it on every ``select``/``map``/``shuffle``), the row count, the
 resolved text layout (which columns, which template) and
-:meth:`Embedder.cache_identity() <hf_uniform.embed.Embedder.cache_identity>` (the embedder configuration,
+:meth:`Embedder.cache_identity() <hf_uniform.embedders.Embedder.cache_identity>` (the embedder configuration,
 text columns and template, library versions). Files are written atomically, so a crash never leaves a
 partial entry; a damaged entry is ignored (with a warning) and rewritten. The temporary file of a write that
 was killed (our one pattern, :data:`hf_uniform.io.TMP_PATTERN`) is removed by the next read or write once it
@@ -20,7 +20,7 @@ is an hour old (a younger one may belong to a run writing right now).
 
 >>> import tempfile, numpy as np
 >>> from datasets import Dataset
->>> from hf_uniform.embed import Word2VecEmbedder
+>>> from hf_uniform.embedders import Word2VecEmbedder
 >>> ds = Dataset.from_dict({"text": ["a b", "b c"]})
 >>> key = embedding_cache_key(ds, Word2VecEmbedder(vector_size=4))
 >>> d = tempfile.mkdtemp()
@@ -101,11 +101,11 @@ def embedding_key_parts(ds: Any, embedder: Any) -> dict[str, Any] | None:
     """What an embedding cache key is made of, or ``None`` when ``ds``/``embedder`` cannot be keyed.
 
     ``None`` means: the dataset has no fingerprint (not a ``datasets.Dataset``) or the embedder reports
-    :meth:`~hf_uniform.embed.Embedder.cache_identity` ``None`` (e.g. a model object passed in memory).
+    :meth:`~hf_uniform.embedders.Embedder.cache_identity` ``None`` (e.g. a model object passed in memory).
 
     Example:
         >>> from datasets import Dataset
-        >>> from hf_uniform.embed import Word2VecEmbedder
+        >>> from hf_uniform.embedders import Word2VecEmbedder
         >>> parts = embedding_key_parts(Dataset.from_dict({"text": ["a"]}), Word2VecEmbedder(template="{text}"))
         >>> parts["embedder"]["template"], parts["n_rows"]
         ('{text}', 1)
@@ -132,7 +132,7 @@ def embedding_cache_key(ds: Any, embedder: Any) -> str | None:
 
     Example:
         >>> from datasets import Dataset
-        >>> from hf_uniform.embed import Word2VecEmbedder
+        >>> from hf_uniform.embedders import Word2VecEmbedder
         >>> ds = Dataset.from_dict({"text": ["a"]})
         >>> embedding_cache_key(ds, Word2VecEmbedder()) != embedding_cache_key(ds, Word2VecEmbedder(seed=1))
         True

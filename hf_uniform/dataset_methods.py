@@ -1,11 +1,10 @@
 """The one place hf-uniform changes another library: ``Dataset.filter_uniform`` / ``DatasetDict.filter_uniform``.
 
-``import hf_uniform`` calls :func:`install` once. It adds the two methods (:func:`register_dataset_methods`)
-right away when ``datasets`` is already imported, and otherwise as soon as it is (an import hook, so
-``import hf_uniform`` stays fast and imports neither ``datasets`` nor ``torch``). Nothing else in the package
-patches a class of another library. An existing ``filter_uniform`` that is not ours is never overwritten
-(:func:`register_dataset_methods` raises ``ImportError``; the import hook leaves it in place). Without the
-methods, call :func:`hf_uniform.filter_uniform(ds, k) <hf_uniform.integration.filter_uniform>`.
+``import hf_uniform`` calls :func:`register_dataset_methods` once: it imports ``datasets`` and sets the two
+methods on its classes, plainly. Nothing else in the package patches a class of another library. An existing
+``filter_uniform`` that is not ours is never overwritten (``import hf_uniform`` logs a warning and leaves it;
+calling :func:`register_dataset_methods` yourself raises ``ImportError``). Without the methods, call
+:func:`hf_uniform.filter_uniform(ds, k) <hf_uniform.integration.filter_uniform>`.
 
 Example:
     >>> import hf_uniform
@@ -16,10 +15,12 @@ Example:
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
-import sys
+import logging
 from typing import Any
+
+from datasets import Dataset, DatasetDict
+
+logger = logging.getLogger(__name__)
 
 
 def _dataset_method(self: Any, k: int | float, **kwargs: Any) -> Any:
@@ -29,67 +30,28 @@ def _dataset_method(self: Any, k: int | float, **kwargs: Any) -> Any:
     return filter_uniform(self, k, **kwargs)
 
 
-def register_dataset_methods() -> None:
-    """Add ``Dataset.filter_uniform`` and ``DatasetDict.filter_uniform`` (:func:`install` calls it).
+def register_dataset_methods(quiet: bool = False) -> None:
+    """Add ``Dataset.filter_uniform`` and ``DatasetDict.filter_uniform`` (``import hf_uniform`` calls it);
+    calling it again changes nothing.
+
+    Args:
+        quiet: on a ``filter_uniform`` that is not ours, log a warning instead of raising.
 
     Raises:
         ImportError: a ``filter_uniform`` that is not ours is already there (it is left as it is).
 
     Example:
-        >>> register_dataset_methods()
-        >>> from datasets import Dataset
-        >>> hasattr(Dataset, "filter_uniform")
-        True
-    """
-    from datasets import Dataset, DatasetDict
-
-    for cls in (Dataset, DatasetDict):
-        existing = getattr(cls, "filter_uniform", None)
-        if existing is not None and existing is not _dataset_method:
-            raise ImportError(f"{cls.__name__}.filter_uniform already exists; hf_uniform will not overwrite it "
-                              "(call hf_uniform.filter_uniform(ds, k) instead)")
-        cls.filter_uniform = _dataset_method
-
-
-def _register_quietly() -> None:
-    try:
-        register_dataset_methods()
-    except ImportError:  # someone else's filter_uniform: leave theirs, as register refuses to overwrite
-        pass
-
-
-class _RegisterOnDatasetsImport(importlib.abc.MetaPathFinder):
-    """Adds the methods right after ``datasets`` is imported (keeps ``import hf_uniform`` fast)."""
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != "datasets":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
-            return spec
-        loader = spec.loader
-        exec_module = loader.exec_module
-
-        def exec_and_register(module: Any) -> None:
-            exec_module(module)
-            _register_quietly()
-
-        loader.exec_module = exec_and_register  # type: ignore[method-assign]
-        return spec
-
-
-def install() -> None:
-    """Add ``filter_uniform`` to ``datasets``' ``Dataset`` and ``DatasetDict``: now if ``datasets`` is
-    imported, else when it is. ``import hf_uniform`` calls this once; calling it again changes nothing.
-
-    Example:
-        >>> install(); install()
-        >>> from datasets import DatasetDict
+        >>> register_dataset_methods(); register_dataset_methods()
         >>> DatasetDict.filter_uniform is _dataset_method
         True
     """
-    if "datasets" in sys.modules:
-        _register_quietly()
-    elif not any(isinstance(f, _RegisterOnDatasetsImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _RegisterOnDatasetsImport())
+    for cls in (Dataset, DatasetDict):
+        existing = getattr(cls, "filter_uniform", None)
+        if existing is not None and existing is not _dataset_method:
+            message = (f"{cls.__name__}.filter_uniform already exists; hf_uniform will not overwrite it "
+                       "(call hf_uniform.filter_uniform(ds, k) instead)")
+            if quiet:
+                logger.warning("%s", message)
+                continue
+            raise ImportError(message)
+        cls.filter_uniform = _dataset_method

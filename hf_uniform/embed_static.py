@@ -2,7 +2,7 @@
 
 :class:`Model2VecEmbedder` is an :class:`~hf_uniform.embedder.Embedder` like the others (``ds.map(emb,
 batched=True)``); :func:`distill_static_model` distils and caches the static model offline. All three names
-are also importable from :mod:`hf_uniform.embed`.
+are also importable from :mod:`hf_uniform.embedders`.
 
 >>> distilled_model_path("sentence-transformers/all-MiniLM-L6-v2", 128, cache_dir="/c").name.startswith("all-MiniLM")
 True

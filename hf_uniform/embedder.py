@@ -1,7 +1,7 @@
 """The embedder base class: render a batch of rows, encode the texts, return ``{output_column: array}``.
 
-The concrete embedders live in :mod:`hf_uniform.embed` (Word2Vec, sentence-transformers) and
-:mod:`hf_uniform.embed_static` (model2vec); every name here is also importable from :mod:`hf_uniform.embed`.
+The concrete embedders live in :mod:`hf_uniform.embedders` (Word2Vec, sentence-transformers) and
+:mod:`hf_uniform.embed_static` (model2vec); every name here is also importable from :mod:`hf_uniform.embedders`.
 
 >>> tokenize("Hello, world")
 ['hello', 'world']
@@ -87,7 +87,7 @@ class Embedder:
         an embedder fitted on texts that are not a fingerprinted ``Dataset``).
 
         Example:
-            >>> from hf_uniform.embed import Word2VecEmbedder
+            >>> from hf_uniform.embedders import Word2VecEmbedder
             >>> Word2VecEmbedder(vector_size=8).cache_identity()["vector_size"]
             8
         """
@@ -116,7 +116,7 @@ class Embedder:
         """Fit on ``data`` only when :meth:`encode` is first needed (used after an embedding cache hit).
 
         Example:
-            >>> from hf_uniform.embed import Word2VecEmbedder
+            >>> from hf_uniform.embedders import Word2VecEmbedder
             >>> emb = Word2VecEmbedder(vector_size=4); emb.defer_fit(["a b", "b c"])
             >>> emb.encode(["a"]).shape
             (1, 4)
@@ -134,7 +134,7 @@ class Embedder:
 
         Example:
             >>> from datasets import Dataset
-            >>> from hf_uniform.embed import Word2VecEmbedder
+            >>> from hf_uniform.embedders import Word2VecEmbedder
             >>> emb = Word2VecEmbedder(vector_size=4).fit(["a b"])
             >>> emb.features(Dataset.from_dict({"text": ["a"]}))["embedding"]
             List(Value('float32'), length=4)

@@ -32,6 +32,10 @@ from .errors import UniformError, missing_extra
 
 logger = logging.getLogger(__name__)
 
+#: below this many texts, :meth:`Word2VecEmbedder.fit` warns: Word2Vec trained on so small a corpus gives
+#: nearly parallel vectors, so distances (and h, the subset's minimum pairwise distance) come out near 0
+SMALL_CORPUS_ROWS = 1000
+
 __all__ = ["Embedder", "Model2VecEmbedder", "SentenceTransformerEmbedder", "Word2VecEmbedder", "distill_static_model",
            "distilled_model_path", "resolve_embedder", "tokenize"]
 
@@ -89,6 +93,10 @@ class Word2VecEmbedder(Embedder):
                                "(--text-columns / --template)")
         logger.info("training Word2Vec (d=%d, %d epochs) on %d texts", self.vector_size, self.epochs,
                     len(sentences))
+        if len(sentences) < SMALL_CORPUS_ROWS:
+            logger.warning("Word2Vec trained on only %d texts (fewer than %d) gives nearly parallel vectors: "
+                           "distances and h come out near 0, so the selection says little; on a small pool use "
+                           "a pretrained embedder (st:MODEL or m2v:MODEL)", len(sentences), SMALL_CORPUS_ROWS)
 
         class _Bar(CallbackAny2Vec):
             def __init__(self, bar: Any):

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .embed import Embedder, resolve_embedder
+from .embedders import Embedder, resolve_embedder
 from .errors import UniformError
 from .selection import Selection, check_k, maxmin_select
 
@@ -86,7 +86,7 @@ def embed(ds: Any, embedder: str | Embedder | None = None, *, text_columns: Sequ
     Args:
         ds: a ``Dataset``.
         embedder: ``"w2v"``, ``"st:MODEL"``, ``"m2v:MODEL"``, ``"m2v-distill:ST_MODEL"`` or an
-            :class:`~hf_uniform.embed.Embedder`.
+            :class:`~hf_uniform.embedders.Embedder`.
         text_columns: columns whose text is embedded (when ``embedder`` is a spec).
         template: a ``str.format`` template over columns (when ``embedder`` is a spec).
         batch_size: rows per encode call.
@@ -313,7 +313,7 @@ def filter_uniform(
             :class:`~hf_uniform.text.TextRenderer`).
         template: a ``str.format`` template over columns, instead of ``text_columns``.
         embedding_column: use vectors already in the data instead of embedding.
-        embedder: ``"w2v"`` (default), ``"st:MODEL"`` or an :class:`~hf_uniform.embed.Embedder`.
+        embedder: ``"w2v"`` (default), ``"st:MODEL"`` or an :class:`~hf_uniform.embedders.Embedder`.
         metric: ``"cosine"`` (default) or ``"euclidean"``.
         seed: seed of the random start row.
         start: start row(s) instead of a random one (e.g. to extend an earlier selection).

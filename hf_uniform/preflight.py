@@ -151,7 +151,7 @@ def check_embedding_options(*, embedder: Any = "w2v", embedding_column: str | No
         ...
         hf_uniform.errors.UniformError: pass either --text-columns or --template, not both
     """
-    from .embed import resolve_embedder
+    from .embedders import resolve_embedder
 
     if embedding_column:
         given = [f for f, v in (("--text-columns", text_columns), ("--template", template),

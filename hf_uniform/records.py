@@ -335,7 +335,7 @@ class SelectionRecord:
 
 @dataclass
 class RunInfo:
-    """``run_info.json``, written by a fine-tuning run (``recipes/sft.py``): the regime,
+    """``run_info.json``, written by a fine-tuning run (``hf-uniform sft``): the regime,
     the optimizer chain, steps, losses, CPU seconds, tokens, time to each loss threshold, timings, the data's
     provenance, the arguments and the package versions. Every field is optional, so older files read too;
     keys not named here are kept in ``extra``.

@@ -1,86 +1,24 @@
 """Evaluate a checkpoint: lm-evaluation-harness (ARC-Challenge 25-shot, TruthfulQA MC1/MC2 0-shot) and
 held-out loss.
 
-Run from the repository root::
+The code is :mod:`hf_uniform.scripts.eval` (``hf-uniform eval`` runs the same). Run from the repository root::
 
     python recipes/eval.py --model out/run --output_dir out/run/eval
     python recipes/eval.py --model out/run --output_dir out/eval --data_dir ../shared/data/eval --limit 8 \\
         --heldout heldout.jsonl
     python recipes/eval.py --config my_eval.yaml --tasks arc_challenge:10,hellaswag:0 --device cuda
 
-The task YAMLs ship in ``hf_uniform/eval_tasks`` and read the Hub datasets; ``--data_dir`` points them at
-local files (the layout of ``../shared/data/eval``). Writes ``results.json`` and ``summary.md``. Every field
-of ``hf_uniform.evaluation.EvalArguments`` can be set in a YAML (``--config``) or on the command line (the
-command line wins); ``--help`` lists them. ``main`` below is the whole run: held-out loss → benchmarks →
-results; the components come from ``hf_uniform.evaluation`` (``evaluate_checkpoint`` runs the same steps
-in one call).
+Writes ``results.json`` and ``summary.md``. Every field of ``hf_uniform.evaluation.EvalArguments`` can be set
+in a YAML (``--config``) or on the command line (the command line wins); ``--help`` lists them.
+``main(args)`` is the whole run: held-out loss → benchmarks → results. Bad input exits with status 2 and one
+line ``eval: error: ...``.
 """
 
-from __future__ import annotations
-
-import logging
-import os
 import sys
-from typing import Any
 
-from hf_uniform.errors import UniformError
-from hf_uniform.evaluation import (
-    EvalArguments,
-    check_eval_args,
-    checkpoint_heldout_loss,
-    parse_eval_args,
-    run_lm_eval,
-    summary_table,
-    write_results,
-)
+from hf_uniform.scripts.eval import cli, main, make_parser
 
-logger = logging.getLogger("recipes.eval")
-
-
-def main(args: EvalArguments) -> dict[str, Any]:
-    """Evaluate ``args.model``; returns the record also written to ``OUTPUT_DIR/results.json``."""
-    check_eval_args(args)  # model found, data folder, task list, something to evaluate: before the slow parts
-    if args.num_threads:
-        import torch
-
-        torch.set_num_threads(args.num_threads)
-    out = args.results_dir()
-    limit = args.limit_value()
-    result: dict[str, Any] = {"model": str(args.model), "device": args.device, "dtype": args.dtype}
-
-    # Held-out loss: mean per-token cross-entropy on the response tokens, the prompt rendered as in training.
-    if args.heldout is not None:
-        result["heldout"] = checkpoint_heldout_loss(
-            args.model, args.heldout, device=args.device, dtype=args.dtype, max_length=args.heldout_max_length,
-            prompt_format=args.heldout_prompt_format,
-            limit=args.heldout_limit if args.heldout_limit is not None else limit,  # --limit bounds it too
-            progress=not args.no_progress)
-
-    # Benchmarks: lm-eval on the shipped task YAMLs (Hub datasets, or local files with --data_dir).
-    if not args.skip_lm_eval:
-        result["lm_eval"] = run_lm_eval(
-            args.model, args.tasks, work_dir=out, data_dir=args.data_dir, limit=limit,
-            batch_size=args.lm_eval_batch_size(), device=args.device, dtype=args.dtype)
-
-    # Results: results.json (everything, lm-eval's raw output included) and summary.md (one table).
-    path = write_results(out, result)
-    print(summary_table(result))
-    print(f"results: {path}")
-    return result
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """Parse, run ``main``; bad input exits with status 2 and a one-line message."""
-    logging.basicConfig(level=os.environ.get("HF_UNIFORM_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        main(parse_eval_args(argv))
-    except UniformError as err:
-        logger.error("%s", err)
-        print(f"eval: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
+__all__ = ["cli", "main", "make_parser"]
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(cli(prog="eval"))

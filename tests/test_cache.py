@@ -19,7 +19,7 @@ from hf_uniform.cache import (
     path_signature,
     save_embeddings,
 )
-from hf_uniform.embed import SentenceTransformerEmbedder
+from hf_uniform.embedders import SentenceTransformerEmbedder
 from hf_uniform.integration import embed
 from hf_uniform.io import load_input
 

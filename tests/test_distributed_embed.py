@@ -15,7 +15,7 @@ from datasets import Dataset
 
 from hf_uniform import Word2VecEmbedder, filter_uniform, maxmin_select
 from hf_uniform.distributed import DistContext, gather_rows, shard_dataset
-from hf_uniform.embed import Model2VecEmbedder
+from hf_uniform.embedders import Model2VecEmbedder
 from hf_uniform.integration import embed
 from hf_uniform.io import load_input
 
@@ -26,7 +26,7 @@ RANK_SCRIPT = textwrap.dedent('''
     from datasets import load_from_disk
     from hf_uniform import Word2VecEmbedder, filter_uniform, maxmin_select
     from hf_uniform.distributed import distributed_context, gather_rows
-    from hf_uniform.embed import Model2VecEmbedder
+    from hf_uniform.embedders import Model2VecEmbedder
     from hf_uniform.integration import embed
 
     class Counting(Word2VecEmbedder):

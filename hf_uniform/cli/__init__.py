@@ -4,6 +4,10 @@
 prints a uniformity report; ``hf-uniform push`` publishes a selection to the Hub. Every argument, the
 template and the output folder are checked before any data is read; bad input exits with status 2 and a
 one-line message, without a traceback; Ctrl-C exits with status 130.
+
+``hf-uniform sft|eval|compare [--config FILE.yaml] [--key value ...]`` run the scripts of
+:mod:`hf_uniform.scripts` in this process (their own parsers, imported only then, so ``hf-uniform --help``
+stays instant); under ``accelerate launch`` use ``recipes/sft.py`` or ``-m hf_uniform.scripts.sft``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from ..preflight import (
     check_previous_selection,
     text_pool,
 )
+from ..scripts import SCRIPTS
 from .args import (
     _heldout_value,
     _int_list,
@@ -41,6 +46,8 @@ from .args import (
 )
 from .select import select_command
 from .stats import stats_command
+
+SCRIPT_NAMES = tuple(SCRIPTS)
 
 __all__ = ["DEVICES_HELP", "HELDOUT_FILE", "MEANING", "OUTPUT_EXTRA", "OUTPUT_STEMS", "OUTPUT_SUFFIXES",
            "SELECTION_FILE", "build_parser", "check_device", "check_output_folder", "check_previous_selection",
@@ -74,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["select", "data.jsonl", "-k", "10", "-o", "out"]).k
         10
     """
-    parser = _Parser(prog="hf-uniform", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="hf-uniform", description="hf-uniform: uniform (greedy max-min) subsets of datasets, "
+                     "and the scripts that fine-tune and evaluate on them")
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"hf-uniform {__version__}")
@@ -134,7 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     from .push import add_push_parser
 
     add_push_parser(sub)
+    for name, text in SCRIPTS.items():  # parsed by the script itself (see _run_script)
+        sub.add_parser(name, help=f"{text} (--config FILE.yaml; see hf-uniform {name} --help)", add_help=False)
     return parser
+
+
+def _run_script(name: str, argv: list[str]) -> int:
+    """``hf-uniform NAME ...``: the script's own ``cli`` on the arguments after ``NAME`` (as TRL's ``trl sft``)."""
+    import importlib
+
+    return int(importlib.import_module(f"..scripts.{name}", __package__).cli(argv, prog=f"hf-uniform {name}"))
 
 
 
@@ -184,11 +201,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         2
     """
     parser = build_parser()
+    argv = list(argv) if argv is not None else sys.argv[1:]
     try:
-        args = parser.parse_args(argv)
+        args, rest = parser.parse_known_args(argv)
+        if args.command not in SCRIPT_NAMES and rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
     except SystemExit as err:  # --help, --version (0) or a bad argument (2, one line already printed)
         return int(err.code or 0)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    if args.command in SCRIPT_NAMES:
+        return _run_script(args.command, argv[argv.index(args.command) + 1:])
+    args.argv = argv
     restore_logging = _configure_output(getattr(args, "quiet", False))
     code = 0
     try:

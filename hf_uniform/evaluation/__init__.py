@@ -8,7 +8,8 @@
 * :mod:`~hf_uniform.evaluation.heldout`: :func:`heldout_loss`, mean per-token cross-entropy on the response
   tokens of a split (prompt tokens masked), the quantity the study's held-out thresholds are measured on.
 * :mod:`~hf_uniform.evaluation.checkpoint`: :func:`evaluate_checkpoint`, both in one call, writing
-  ``results.json`` and ``summary.md``; the arguments of ``recipes/eval.py`` (whose ``main`` shows the steps).
+  ``results.json`` and ``summary.md``; the arguments of ``hf-uniform eval``
+  (:func:`hf_uniform.scripts.eval.main` shows the steps).
 
 lm-eval, transformers and torch are imported lazily (extras ``[eval]`` and ``[train]``).
 

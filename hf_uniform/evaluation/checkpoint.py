@@ -1,8 +1,9 @@
-"""Evaluate a checkpoint in one call, the results files, and the arguments of ``recipes/eval.py``.
+"""Evaluate a checkpoint in one call, the results files, and the arguments of ``hf-uniform eval``.
 
 * :func:`evaluate_checkpoint`: held-out loss (:mod:`~hf_uniform.evaluation.heldout`) and lm-eval
   (:mod:`~hf_uniform.evaluation.lm_eval`) on a checkpoint; writes ``results.json`` and ``summary.md``
-  (:func:`write_results`, :func:`summary_table`). ``recipes/eval.py``'s ``main`` runs the same steps.
+  (:func:`write_results`, :func:`summary_table`). ``hf-uniform eval`` (:func:`hf_uniform.scripts.eval.main`) runs
+  the same steps.
 * :class:`EvalArguments`, :func:`parse_eval_args`, :func:`check_eval_args`: the recipe's arguments.
 
 >>> print(summary_table({"heldout": {"loss": 2.5, "tokens": 100, "examples": 4}}))
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..arguments import parse_config_args
+from ..arguments import parse_config_args, script_parser
 from ..errors import MissingFileError, UniformError
 from ..io import atomic_write_json, atomic_write_text
 from .heldout import checkpoint_heldout_loss
@@ -150,7 +151,8 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 @dataclass
 class EvalArguments:
-    """Arguments of ``recipes/eval.py`` (YAML via ``--config`` and/or the command line).
+    """Arguments of ``hf-uniform eval`` (:mod:`hf_uniform.scripts.eval`; YAML via ``--config`` and/or the
+    command line).
 
     Example:
         >>> EvalArguments(model="ckpt").tasks
@@ -208,8 +210,11 @@ class EvalArguments:
         return Path(self.output_dir) if self.output_dir else Path(self.model) / "eval"
 
 
-def parse_eval_args(argv: Sequence[str] | None = None) -> EvalArguments:
+def parse_eval_args(argv: Sequence[str] | None = None, parser: Any = None) -> EvalArguments:
     """Parse ``[--config FILE.yaml] [--key value ...]`` into :class:`EvalArguments` (the command line wins).
+
+    ``parser`` is a ``TrlParser`` over ``(EvalArguments,)`` (built here when not given; see
+    :func:`hf_uniform.scripts.eval.make_parser`).
 
     Raises:
         UniformError: an unknown or malformed argument, or no ``--model``.
@@ -218,14 +223,7 @@ def parse_eval_args(argv: Sequence[str] | None = None) -> EvalArguments:
         >>> parse_eval_args(["--model", "ckpt", "--limit", "8"]).limit
         8.0
     """
-    from transformers import HfArgumentParser
-
-    try:
-        from trl import TrlParser
-
-        parser: Any = TrlParser((EvalArguments,))
-    except ImportError:  # pragma: no cover - TRL is in the [train] extra; YAML configs then need it
-        parser = HfArgumentParser((EvalArguments,))
+    parser = parser if parser is not None else script_parser((EvalArguments,))
     (args,) = parse_config_args(parser, argv, "eval")
     if not args.model:
         raise UniformError("no model given; pass --model CHECKPOINT_FOLDER (or a Hub id)")

@@ -61,7 +61,8 @@ REGIMES = {
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 BASELINE_DESCRIPTIONS = {
     "random": "a uniformly random subset of the same pool, same size",
-    "mixed": "the paper's mixed baseline: half random rows, the other half added by greedy max-min; same size",
+    "mixed": ("the paper's mixed baseline: half random rows, the other half added by greedy min-min (each step adds "
+              "the row nearest to the rows already chosen); same size"),
 }
 
 
@@ -383,7 +384,7 @@ def render_model_card(
     if config.get("command"):
         commands.append(str(config["command"]))
     else:
-        commands.append("python recipes/sft.py ...  # with the settings above")
+        commands.append("hf-uniform sft ...  # with the settings above")
     if record:
         commands.insert(0, _reproduce(record)[0] + "  # the training subset")
     hidden = {"command", "regime"}

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from hf_uniform.embed import Embedder, resolve_embedder
+from hf_uniform.embedders import Embedder, resolve_embedder
 from hf_uniform.errors import UniformError
 
 from ._common import _ordered, _ray
@@ -54,7 +54,7 @@ def _shippable(emb: Embedder) -> Embedder:
     loaded by each actor itself (on its own GPU)."""
     import copy
 
-    from hf_uniform.embed import SentenceTransformerEmbedder
+    from hf_uniform.embedders import SentenceTransformerEmbedder
 
     if isinstance(emb, SentenceTransformerEmbedder) and not emb._in_memory:
         out = copy.copy(emb)
@@ -76,7 +76,7 @@ def embed_ray(ds: Any, embedder: str | Embedder | None = None, *, text_columns: 
     Args:
         ds: a ``ray.data.Dataset`` (see :func:`read_input`).
         embedder: ``"w2v"`` (default), ``"st:MODEL"``, ``"m2v:MODEL"``, ``"m2v-distill:ST_MODEL"`` or an
-            :class:`~hf_uniform.embed.Embedder` (fitted or not).
+            :class:`~hf_uniform.embedders.Embedder` (fitted or not).
         text_columns: columns whose text is embedded (when ``embedder`` is a spec).
         template: a ``str.format`` template over columns (when ``embedder`` is a spec).
         batch_size: rows per batch handed to an actor.

@@ -1,7 +1,7 @@
 """Training with uniform subsets: TRL SFT recipes, the paper's ℓ2-SGD regime and time-to-threshold.
 
-The components that ``recipes/sft.py`` puts together in its ``main`` (which builds the trainer and calls
-``train()`` itself) live here, so other code can reuse them:
+The components that ``hf-uniform sft`` (:func:`hf_uniform.scripts.sft.main`, which builds the trainer and
+calls ``train()`` itself) puts together live here, so other code can reuse them:
 
 * :func:`l2_loss` / :class:`L2Loss`: the paper's squared-error loss on logits (or probabilities), computed
   without a one-hot tensor; :class:`L2SGD`: the SGD optimizer of that regime.
@@ -19,7 +19,6 @@ The components that ``recipes/sft.py`` puts together in its ``main`` (which buil
   ``--optim l2_sgd``), ``ModelConfig`` and :class:`UniformSFTArguments`.
 * :func:`load_model_and_tokenizer`, :class:`UniformSFTTrainer` (``SFTTrainer`` with the ℓ2 loss in one
   forward pass), :func:`check_deepspeed_optimizer` (a DeepSpeed JSON must not replace L2SGD).
-* :mod:`hf_uniform.train.run`: the steps of ``recipes/sft.py``'s ``main`` that are more than one call.
 
 Names load lazily, so ``from hf_uniform.train import l2_loss`` needs only ``torch``:
 

@@ -1,7 +1,7 @@
 """The recipe's arguments: ``UniformSFTConfig`` (``SFTConfig`` that also takes ``optim: l2_sgd``),
 :class:`UniformSFTArguments` (data, selection, regime, time-to-threshold) and :func:`parse_sft_args`.
 
-``recipes/sft.py`` parses ``(UniformSFTConfig, ModelConfig, UniformSFTArguments)`` with TRL's
+``hf-uniform sft`` (:mod:`hf_uniform.scripts.sft`) parses ``(UniformSFTConfig, ModelConfig, UniformSFTArguments)`` with TRL's
 ``TrlParser``: the YAML of ``--config`` gives defaults, the command line wins.
 
 The paper's ℓ2-SGD regime is chosen like any optimizer, ``--optim l2_sgd`` (or ``optim: l2_sgd`` in the

@@ -430,7 +430,7 @@ def load_training_data(
 def _pool_embeddings(pool: Any, *, embedder: str | None, text_columns: Any, template: str | None,
                      embedding_column: str | None, progress: bool) -> tuple[Any, Any]:
     """The pool's vectors in the embedding a uniform selection would use, and that embedding's record."""
-    from ..embed import resolve_embedder
+    from ..embedders import resolve_embedder
     from ..integration import embed, embedding_matrix
 
     if embedding_column is not None:

@@ -1,7 +1,7 @@
 """SFT components: model and tokenizer loading (Hub, folder, GGUF), the trainer, and DeepSpeed checks.
 
-``recipes/sft.py`` runs them in order (its ``main`` is the whole run; the comparison study calls that
-``main`` for every arm).
+``hf-uniform sft`` runs them in order (:func:`hf_uniform.scripts.sft.main` is the whole run; the comparison
+study calls that ``main`` for every arm).
 
 * :func:`load_model_and_tokenizer`: a causal LM and a tokenizer ready for training (pad and EOS fixed;
   GGUF files dequantised, :func:`repair_gguf_tokenizer` for their byte-level BPE); :func:`resolve_model_source`

@@ -282,7 +282,7 @@ def test_stdout_on_a_full_disk_is_one_line_not_a_traceback(tmp_path):
 
 
 def test_stats_on_a_subset_reuses_the_cached_pool_and_never_refits(tmp_path, monkeypatch, capsys):
-    from hf_uniform.embed import Word2VecEmbedder
+    from hf_uniform.embedders import Word2VecEmbedder
 
     src = _small(tmp_path, n=10)
     out = tmp_path / "o"
@@ -298,16 +298,23 @@ def test_stats_on_a_subset_reuses_the_cached_pool_and_never_refits(tmp_path, mon
 
 
 @pytest.mark.slow
-def test_help_imports_neither_torch_nor_datasets():
-    """`hf-uniform --help` stays instant: building the parser loads no heavy library."""
+def test_help_imports_neither_torch_nor_the_training_stack():
+    """`hf-uniform --help` stays quick: building the parser loads no torch, transformers, TRL or gensim (only
+    ``datasets``, which ``import hf_uniform`` imports to add ``Dataset.filter_uniform``)."""
     code = ("import sys, hf_uniform.cli as c; c.build_parser().format_help(); "
-            "heavy = [m for m in ('torch', 'datasets', 'numpy', 'gensim', 'transformers') if m in sys.modules]; "
+            "heavy = [m for m in ('torch', 'gensim', 'transformers', 'trl', 'accelerate') if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     help_run = subprocess.run([sys.executable, "-m", "hf_uniform.cli", "select", "--help"], capture_output=True,
                               text=True, timeout=120)
     assert help_run.returncode == 0 and "--drop-empty" in help_run.stdout
+
+
+def test_top_level_help_lists_the_scripts_without_markup(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and all(f"    {name} " in out for name in ("sft", "eval", "compare"))
 
 
 def test_main_leaves_the_callers_logging_as_it_was(caplog):

@@ -1,4 +1,4 @@
-"""recipes/eval.py and hf_uniform.evaluation: lm-eval on the local ARC/TruthfulQA files, held-out loss."""
+"""hf-uniform eval (hf_uniform.scripts.eval, recipes/eval.py) and hf_uniform.evaluation: lm-eval on the local ARC/TruthfulQA files, held-out loss."""
 
 from __future__ import annotations
 
@@ -115,18 +115,19 @@ def test_heldout_loss_equals_masked_cross_entropy(tiny_model):
 
 
 @pytest.mark.slow
-def test_eval_recipe_end_to_end(tiny_model, shared_data, tmp_path):
+def test_eval_recipe_end_to_end(tiny_model, shared_data, tmp_path, capsys):
     data_dir = shared_data("eval")
     heldout = tmp_path / "heldout.jsonl"
     pool = shared_data("instruct/alpaca_9k.jsonl")
     heldout.write_text("".join(line for _, line in zip(range(12), pool.open(encoding="utf-8"), strict=False)))
     out = tmp_path / "eval"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "recipes" / "eval.py"), "--model", str(tiny_model), "--output_dir", str(out),
-         "--data_dir", str(data_dir), "--limit", "8", "--batch_size", "8", "--device", "cpu",
-         "--heldout", str(heldout), "--heldout_max_length", "256", "--num_threads", "2"],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    from hf_uniform.cli import main
+
+    code = main(["eval", "--model", str(tiny_model), "--output_dir", str(out), "--data_dir", str(data_dir),
+                 "--limit", "8", "--batch_size", "8", "--device", "cpu", "--heldout", str(heldout),
+                 "--heldout_max_length", "256", "--num_threads", "2"])
+    stdout = capsys.readouterr().out
+    assert code == 0
     result = json.loads((out / "results.json").read_text())
     scores = result["lm_eval"]["scores"]
     assert set(scores) == {"arc_challenge", "truthfulqa_mc1", "truthfulqa_mc2"}
@@ -144,24 +145,15 @@ def test_eval_recipe_end_to_end(tiny_model, shared_data, tmp_path):
     summary = (out / "summary.md").read_text()
     assert summary.startswith("| task | shots | metric | value | stderr | n |")
     assert "| arc_challenge | 25 | acc_norm |" in summary and "held-out split" in summary
-    assert "arc_challenge" in proc.stdout  # the table is printed too
-
-
-def load_recipe(name: str):
-    """recipes/NAME.py as a module (recipes/ is not a package), so its main() can run in this process."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    assert "arc_challenge" in stdout  # the table is printed too
 
 
 def test_eval_recipe_main_heldout_only_matches_heldout_loss(tiny_model, shared_data, tmp_path, capsys):
-    """recipes/eval.py's main in-process, held-out loss only: the number is heldout_loss on the same pairs."""
+    """hf_uniform.scripts.eval.main in-process, held-out loss only: the number is heldout_loss on the same pairs."""
     from datasets import Dataset
 
     from hf_uniform.evaluation import EvalArguments, format_pairs, heldout_loss, load_model
+    from hf_uniform.scripts import eval as eval_script
 
     rows = [json.loads(line) for _, line in zip(range(6), shared_data("instruct/alpaca_9k.jsonl").open(
         encoding="utf-8"), strict=False)]
@@ -169,7 +161,7 @@ def test_eval_recipe_main_heldout_only_matches_heldout_loss(tiny_model, shared_d
     heldout.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     args = EvalArguments(model=str(tiny_model), output_dir=str(tmp_path / "eval"), heldout=str(heldout),
                          skip_lm_eval=True, heldout_limit=4, heldout_max_length=128, no_progress=True)
-    result = load_recipe("eval").main(args)
+    result = eval_script.main(args)
     model, tok = load_model(tiny_model)
     ref = heldout_loss(model, tok, format_pairs(Dataset.from_list(rows[:4])), max_length=128)
     assert result["heldout"]["loss"] == pytest.approx(ref.loss, rel=1e-6)
@@ -177,7 +169,7 @@ def test_eval_recipe_main_heldout_only_matches_heldout_loss(tiny_model, shared_d
     assert json.loads((tmp_path / "eval" / "results.json").read_text()) == json.loads(json.dumps(result))
     assert "lm_eval" not in result and "held-out split" in capsys.readouterr().out
     with pytest.raises(UniformError, match="nothing to evaluate"):
-        load_recipe("eval").main(EvalArguments(model=str(tiny_model), skip_lm_eval=True))
+        eval_script.main(EvalArguments(model=str(tiny_model), skip_lm_eval=True))
 
 
 @pytest.mark.slow
@@ -240,12 +232,25 @@ def test_zero_shot_arc_needs_no_training_file(shared_data, tmp_path):
         prepare_tasks(parse_tasks("arc_challenge:25"), tmp_path / "w2", data_dir=tmp_path / "data")
 
 
-@pytest.mark.parametrize("recipe", ["sft.py", "eval.py", "compare.py"])
-@pytest.mark.slow
-def test_recipe_help_exits_0(recipe):
-    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / recipe), "--help"], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "usage:" in proc.stdout and "error" not in proc.stderr
-    if recipe == "compare.py":
-        assert "--no_progress hides" in proc.stdout and "show progress bars" not in proc.stdout
+@pytest.mark.parametrize("script", ["sft", "eval", "compare"])
+def test_script_help_exits_0_with_config_and_no_flags(script, capsys):
+    from hf_uniform.cli import main
+
+    assert main([script, "--help"]) == 0
+    captured = capsys.readouterr()
+    out = " ".join(captured.out.split())
+    assert out.startswith(f"usage: hf-uniform {script}") and "error" not in captured.err
+    assert "--config FILE.yaml YAML file whose keys set the defaults" in out
+    if script == "compare":
+        assert "--no_progress hides" in out and "show progress bars" not in out
+        assert "--no_progress, --no-progress set progress to false (the same as --progress false)" in out
+        assert out.count("progress bars are on by default") == 1  # --no_progress no longer repeats it
+
+
+def test_hf_uniform_eval_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    from hf_uniform.cli import main
+
+    assert main(["eval", "--model", str(tmp_path / "none")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and err[0].startswith("hf-uniform eval: error:") and "not found" in err[0]
+    assert main(["eval", "--limit", "8"]) == 2 and "no model given" in capsys.readouterr().err

@@ -147,6 +147,7 @@ def test_dry_run_folder_is_the_dataset_with_its_card(select_out, tmp_path, capsy
     assert "](uniformity.png)" in body and "[`selection.json`](selection.json)" in body
     assert record["command"] in body and "ds.filter_uniform(k=24, metric=\"cosine\", seed=0, text_columns=" in body
     assert "arXiv:2506.24120" in body and hub.PAPER_TITLE in body
+    assert "the other half added by greedy min-min" in body and "by greedy max-min; same size" not in body
 
     # load_dataset on the folder returns the subset, in greedy order; the baselines are configs
     ds = load_dataset(str(dry), split="train")

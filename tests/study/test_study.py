@@ -1,4 +1,5 @@
-"""recipes/compare.py and hf_uniform.study: the uniform / random / mixed / full study end to end."""
+"""hf-uniform compare (hf_uniform.scripts.compare, recipes/compare.py) and hf_uniform.study: the uniform / random /
+mixed / full study end to end."""
 
 from __future__ import annotations
 
@@ -285,6 +286,19 @@ def test_compare_bad_input_exits_2(tmp_path):
         f"compare: error: recipe {tmp_path / 'none.yaml'} not found; pass an SFT recipe YAML"]
 
 
+def test_hf_uniform_compare_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    from hf_uniform.cli import main
+    from hf_uniform.scripts.compare import parse_args
+
+    assert main(["compare", "--pool", "p.jsonl", "--recipe", str(tmp_path / "none.yaml")]) == 2
+    assert [line for line in capsys.readouterr().err.splitlines() if "error:" in line] == [
+        f"hf-uniform compare: error: recipe {tmp_path / 'none.yaml'} not found; pass an SFT recipe YAML"]
+    # the report's reproducing command names the entry point that ran, without --report_only
+    argv = ["--pool", "p.jsonl", "--report_only", "true", "--k", "5"]
+    assert parse_args(argv).command == "hf-uniform compare --pool p.jsonl --k 5"
+    assert parse_args(argv, command="python recipes/compare.py").command == "python recipes/compare.py --pool p.jsonl --k 5"
+
+
 # ------------------------------------------------------------------- the fine-tuning study design (tiny LLaMA)
 
 FT_RECIPE = """\
@@ -319,13 +333,10 @@ def _moving_average(values, steps, window):
 
 
 def _compare_recipe():
-    """recipes/compare.py as a module (its run() is the study's driver)."""
-    import importlib.util
+    """hf_uniform.scripts.compare: its main(cfg) is the study's driver."""
+    from hf_uniform.scripts import compare
 
-    spec = importlib.util.spec_from_file_location("compare_recipe", ROOT / "recipes" / "compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return compare
 
 
 @pytest.mark.slow
@@ -345,7 +356,7 @@ def test_finetune_study_design(shared_data, tmp_path):
                       second_heldout=str(shared_data("instruct/dolly_3k.jsonl")), second_heldout_size=6,
                       skip_lm_eval=True, output_dir=str(tmp_path / "study"), num_threads=2, progress=False,
                       eval_batch_size=4)
-    report = _compare_recipe().run(cfg).to_dict()
+    report = _compare_recipe().main(cfg).to_dict()
 
     for key in ("model", "epochs", "seeds", "arms", "thresholds", "paired_differences", "lengths"):
         assert key in report, key

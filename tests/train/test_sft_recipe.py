@@ -1,8 +1,8 @@
-"""recipes/sft.py: argument parsing, the shipped configs, and end-to-end runs under accelerate (CPU)."""
+"""hf-uniform sft (hf_uniform.scripts.sft, recipes/sft.py): argument parsing, the shipped configs, and end-to-end
+runs under accelerate (CPU)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import resource
@@ -19,8 +19,9 @@ pytest.importorskip("trl")
 from conftest import ROOT, shared_path  # noqa: E402
 
 from hf_uniform.errors import UniformError  # noqa: E402
+from hf_uniform.scripts import sft as sft_script  # noqa: E402
+from hf_uniform.scripts.sft import regime_loss, regime_optimizer  # noqa: E402
 from hf_uniform.train import L2SGD, parse_sft_args  # noqa: E402
-from hf_uniform.train.run import regime_loss, regime_optimizer  # noqa: E402
 from hf_uniform.train.sft import (  # noqa: E402
     check_deepspeed_optimizer,
     find_smollm2_gguf,
@@ -31,17 +32,9 @@ CONFIGS = ROOT / "recipes" / "configs"
 CPU = ["--use_cpu", "--bf16", "false", "--fp16", "false"]
 
 
-def load_recipe(name: str):
-    """recipes/NAME.py as a module (recipes/ is not a package), so its main() can run in this process."""
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def recipe_main(*args):
-    """recipes/sft.py's main, run in this process (what the comparison study calls for every arm)."""
-    return load_recipe("sft").main(*args)
+    """hf_uniform.scripts.sft.main, run in this process (what the comparison study calls for every arm)."""
+    return sft_script.main(*args)
 
 
 # ---- arguments ------------------------------------------------------------------------------------------
@@ -160,6 +153,40 @@ def test_sft_recipe_bad_input_exits_2_with_one_line(tmp_path):
     err = [line for line in proc.stderr.splitlines() if line.startswith("sft: error:")]
     assert len(err) == 1 and "no_such_file.jsonl" in err[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "run_info.json").exists()
+
+
+def test_hf_uniform_sft_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    from hf_uniform.cli import main
+
+    args = ["--output_dir", str(tmp_path), *CPU, "--dataset_name", str(tmp_path / "no_such_file.jsonl")]
+    assert main(["sft", *args]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and err[0].startswith("hf-uniform sft: error:") and "no_such_file.jsonl" in err[0]
+    assert sft_script.cli([*args, "--no_such_option", "1"], prog="sft") == 2
+    assert "sft: error: unknown recipe arguments ['--no_such_option', '1']" in capsys.readouterr().err
+    assert sft_script.cli(["--config", str(tmp_path / "none.yaml")]) == 2
+    assert "cannot read the recipe config" in capsys.readouterr().err
+    assert not (tmp_path / "run_info.json").exists()
+
+
+def test_help_shows_config_and_the_no_flags_own_text(capsys):
+    from hf_uniform.cli import main
+
+    assert main(["sft", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("usage: hf-uniform sft") and "--config FILE.yaml YAML file whose keys set the defaults" in out
+    assert "--no_save_final_model, --no-save-final-model set save_final_model to false" in out
+    assert "(default: False)" not in out.split("--no_save_final_model", 1)[1].split("--", 1)[0]
+
+
+def test_make_parser_takes_a_trl_subparsers():
+    from trl import TrlParser
+
+    sub = TrlParser(prog="tool").add_subparsers(dest="command")
+    parser = sft_script.make_parser(sub)
+    assert parser.prog == "tool sft" and "sft" in sub.choices
+    sft, model, uargs = parse_sft_args(["--output_dir", "o", *CPU, "--uniform_k", "3"], parser)
+    assert uargs.uniform_k == 3 and sft.output_dir == "o"
 
 
 def test_model_specs(tmp_path):
