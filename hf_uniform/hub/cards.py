@@ -329,7 +329,7 @@ def render_model_card(
         time_to_threshold: dict or path of the ``time_to_threshold.json`` that
             ``hf_uniform.train.TimeToThresholdCallback`` writes in ``output_dir``; the short form
             ``{"thresholds": {"0.65": {"step": 120, "seconds": 95.2}}}`` works too.
-        eval_results: dict or path of the ``results.json`` that ``recipes/eval.py`` writes (lm-eval scores
+        eval_results: dict or path of the ``results.json`` that ``hf-uniform eval`` writes (lm-eval scores
             and held-out loss); lm-eval's own output (``{"results": {task: {"acc,none": ...}}}``) works too.
         license: Hub licence id of the model.
         language: language code(s).

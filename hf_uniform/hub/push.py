@@ -437,7 +437,7 @@ def push_checkpoint(
             batch size, ..., and ``command`` (the training command line); pushed as ``training_config.json``.
         time_to_threshold: dict or ``time_to_threshold.json`` (default: the one ``TimeToThresholdCallback``
             wrote in ``output_dir``, when present); pushed too.
-        eval_results: dict or lm-eval ``results.json`` (from ``recipes/eval.py``); pushed as ``eval_results.json``.
+        eval_results: dict or lm-eval ``results.json`` (from ``hf-uniform eval``); pushed as ``eval_results.json``.
         license: Hub licence id of the model.
         language: language code(s).
         template: a card template instead of ``model_cards/model_card.md``.

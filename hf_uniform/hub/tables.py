@@ -240,7 +240,7 @@ class _Score:
 def _eval_scores(results: Any) -> tuple[list[_Score], Mapping[str, Any] | None, Any]:
     """(lm-eval scores, the held-out block or ``None``, the per-task example limit) of an evaluation record.
 
-    Reads the ``results.json`` of ``recipes/eval.py`` (``{"lm_eval": {"scores": {task: {"acc": ..,
+    Reads the ``results.json`` of ``hf-uniform eval`` (``{"lm_eval": {"scores": {task: {"acc": ..,
     "acc_stderr": ..}}, "n_shot", "n_samples", "limit"}, "heldout": {"loss", "tokens", "examples"}}``),
     lm-eval's own output (``{"results": {task: {"acc,none": ..}}, "n-shot": ..}``) and ``{task: {metric: value}}``.
 
@@ -252,7 +252,7 @@ def _eval_scores(results: Any) -> tuple[list[_Score], Mapping[str, Any] | None, 
     if not results:
         return [], None, None
     if not isinstance(results, Mapping):
-        raise UniformError("eval_results must be the results.json of recipes/eval.py or lm-eval "
+        raise UniformError("eval_results must be the results.json of hf-uniform eval (recipes/eval.py) or lm-eval "
                            '({"results": {task: {metric: value}}})')
     lm = results.get("lm_eval") if isinstance(results.get("lm_eval"), Mapping) else None
     if lm is not None:
