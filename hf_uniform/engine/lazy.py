@@ -64,6 +64,7 @@ from ._lazy_support import (  # noqa: F401 - public here
     default_filter_dtype,
     gemm_threads,
     memory_plan,
+    trim_heap,
 )
 from .store import unit_rows
 
@@ -125,6 +126,7 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
             plan = memory_plan(self.n, self.d, capacity, int(max_memory), filter_dtype)
             self.fdt = plan.get("filter_dtype", self.fdt)
             if plan["stream"]:
+                self._trim = True
                 max_active = plan["max_active"] if max_active is None else min(max_active, plan["max_active"])
                 self.chunk_rows = min(self.chunk_rows, plan["chunk_rows"])
                 source.chunk_rows = min(source.chunk_rows, plan["read_rows"])
@@ -136,6 +138,7 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         self.fallback = fallback or os.environ.get("HF_UNIFORM_LAZY_FALLBACK", "auto")
         if self.fallback not in ("auto", "never", "always"):
             raise ValueError(f"fallback must be auto, never or always, got {self.fallback!r}")
+        self._trim = getattr(self, "_trim", False)  # streamed with a budget: free pages back after each flush
         self.swept = False  # True once run() has switched to full sweeps
         self.stopped = False  # True once run() stopped at its radius
         self._live = np.empty(0, np.int64)
@@ -383,6 +386,8 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         self.runs = runs
         order = np.lexsort((ids, -self.m[ids]))
         self._set_active(ids[order], None if rows is None else rows[order])
+        if self._trim:
+            trim_heap()
 
     def _wake(self, wake: np.ndarray, tau: float, kept_ids: list, kept_rows: list | None, sleep: list,
               trim: int | None = None, hint: float | None = None) -> None:
