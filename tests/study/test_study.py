@@ -184,7 +184,7 @@ def test_committed_report_round_trip(name, tmp_path):
 
 
 @pytest.mark.slow
-def test_compare_end_to_end_and_resume(shared_data, tmp_path):
+def test_compare_end_to_end_and_resume(shared_data, tmp_path, capsys):
     src = shared_data("instruct/alpaca_9k.jsonl")
     pool = tmp_path / "pool200.jsonl"
     pool.write_text("".join(line for _, line in zip(range(200), src.open(encoding="utf-8"), strict=False)))
@@ -263,17 +263,22 @@ def test_compare_end_to_end_and_resume(shared_data, tmp_path):
         assert f"]({rel})" in md
 
     # resume: a rerun trains nothing and reads every run back
-    proc2 = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-    assert proc2.returncode == 0, proc2.stderr[-4000:]
-    assert proc2.stderr.count("finished earlier") == 8 and "training on" not in proc2.stderr
+    # (the reruns go through `hf-uniform compare` in this process: the same code as recipes/compare.py)
+    from hf_uniform.cli import main
+
+    capsys.readouterr()
+    code = main(["compare", *cmd[2:]])
+    err = capsys.readouterr().err
+    assert code == 0, err[-4000:]
+    assert err.count("finished earlier") == 8 and "training on" not in err
     report2 = json.loads((out / "report.json").read_text())
     assert report2["arms"]["uniform"]["final_heldout_loss"] == report["arms"]["uniform"]["final_heldout_loss"]
 
     # a rerun with other settings into the same folder is refused in one line
     bad = [*cmd, "--recipe_args", "--max_steps 5"]
-    proc3 = subprocess.run(bad, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
-    assert proc3.returncode == 2
-    assert any(line.startswith("compare: error:") and "other settings" in line for line in proc3.stderr.splitlines())
+    assert main(["compare", *bad[2:]]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and err[0].startswith("hf-uniform compare: error:") and "other settings" in err[0]
 
 
 @pytest.mark.slow
