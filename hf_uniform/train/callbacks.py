@@ -340,11 +340,19 @@ class TimeToThresholdCallback(TrainerCallback, ExportableState):
 
     # ---- ExportableState: saved into every checkpoint's trainer_state.json ---------------------------
     def state(self) -> dict[str, Any]:
-        """The callback's arguments and records, with the seconds trained so far (for checkpoints)."""
+        """The callback's arguments and records, with the seconds trained so far (for checkpoints).
+
+        The Trainer asks for this while it saves a checkpoint: the seconds recorded are those at the end of the
+        last step, so the save in progress is not counted in the checkpoint either.
+        """
+        elapsed, cpu = self.elapsed(), self.cpu_elapsed()
+        if self._mark is not None and self._t0 is not None and self._c0 is not None:
+            elapsed = self.elapsed_offset + (self._mark[0] - self._t0) - self._save_session[0]
+            cpu = self.cpu_offset + (self._mark[1] - self._c0) - self._save_session[1]
         return {
             "args": {"thresholds": list(self.thresholds), "metric": self.metric, "window": self.window,
                      "stop_after_last": self.stop_after_last, "filename": self.filename},
-            "attributes": {"elapsed_offset": self.elapsed(), "cpu_offset": self.cpu_elapsed(),
+            "attributes": {"elapsed_offset": elapsed, "cpu_offset": cpu,
                            "eval_seconds": self.eval_seconds, "save_seconds": self.save_seconds,
                            "save_cpu_seconds": self.save_cpu_seconds, "reached": dict(self.reached),
                            "reached_raw": dict(self.reached_raw), "curve": [dict(e) for e in self.curve],
@@ -462,6 +470,7 @@ class TimeToThresholdCallback(TrainerCallback, ExportableState):
         tokens = int(state.num_input_tokens_seen) if self._tokens_counted else None
         entry: dict[str, Any] = {"step": step, "seconds": self.elapsed(), "cpu_seconds": self.cpu_elapsed(),
                                  "tokens": tokens, "loss": value, "eval_seconds": self.eval_seconds}
+        self._set_mark()  # the clock as recorded here; a checkpoint saved next is timed from this point
         for k in EXTRA_KEYS:
             if isinstance(logs.get(k), (int, float)):
                 entry[k] = float(logs[k])

@@ -49,7 +49,7 @@ class FakeTrainer:
 
 def drive(cb, args, state, control, losses, start_step=1, key="loss", times=None, cpu=None, tokens=None,
           every=1):
-    """Log ``losses`` at steps start_step, start_step + every, ...; set the clocks and token count first."""
+    """End steps start_step, start_step + every, ... and log ``losses`` there; set the clocks and tokens first."""
     for i, loss in enumerate(losses):
         state.global_step = start_step + every * i
         if times is not None:
@@ -58,6 +58,7 @@ def drive(cb, args, state, control, losses, start_step=1, key="loss", times=None
             cb._cpu_clock.now = cpu[i]
         if tokens is not None:
             state.num_input_tokens_seen = tokens[i]
+        cb.on_step_end(args, state, control)  # the Trainer's order: step end, then log, then save
         cb.on_log(args, state, control, logs={key: loss, "learning_rate": 1e-3})
 
 
