@@ -87,9 +87,10 @@ def paired_t_test(diffs: Sequence[float | None], *, claimed_effect: float | None
                   power: float = 0.8) -> dict[str, Any]:
     """Two-sided paired t-test of per-seed differences (``None`` = a seed without a value, left out).
 
-    Returns ``n``, ``mean``, ``sd``, ``t``, ``df``, ``p_value``, ``alpha``, the ``claimed_effect`` (the size the
-    paper claims, in the same unit, as a magnitude), ``power_at_claimed_effect`` and the
-    ``minimum_detectable_effect`` at ``power``.
+    Returns ``n``, ``mean``, ``sd``, ``t``, ``df``, ``p_value``, ``alpha``, the two-sided ``1 - alpha``
+    confidence interval of the mean difference (``ci_low``, ``ci_high``: mean ± t(1 - alpha/2, n - 1) sd / √n),
+    the ``claimed_effect`` (the size the paper claims, in the same unit, as a magnitude),
+    ``power_at_claimed_effect`` and the ``minimum_detectable_effect`` at ``power``.
 
     Example:
         >>> r = paired_t_test([1.0, 2.0, 3.0])
@@ -104,17 +105,20 @@ def paired_t_test(diffs: Sequence[float | None], *, claimed_effect: float | None
                            "t": None, "df": n - 1 if n > 1 else None, "p_value": None,
                            "claimed_effect": None if claimed_effect is None else abs(float(claimed_effect)),
                            "power_at_claimed_effect": None, "minimum_detectable_effect": None,
-                           "target_power": power}
+                           "target_power": power, "ci_low": None, "ci_high": None}
     if n < 2:
         return out
     sd = out["sd"]
     if sd == 0:
         out["t"] = math.copysign(math.inf, out["mean"]) if out["mean"] else 0.0
         out["p_value"] = 0.0 if out["mean"] else 1.0
+        out["ci_low"] = out["ci_high"] = out["mean"]
         return out
     st = _stats()
     res = st.ttest_1samp(vals, 0.0)
     out["t"], out["p_value"] = float(res.statistic), float(res.pvalue)
+    half = float(st.t.ppf(1 - alpha / 2, n - 1)) * sd / math.sqrt(n)
+    out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
     out["minimum_detectable_effect"] = minimum_detectable_effect(sd, n, alpha, power)
     if claimed_effect is not None:
         out["power_at_claimed_effect"] = power_paired(claimed_effect, sd, n, alpha)
@@ -260,6 +264,10 @@ def inference(runs: Sequence[Mapping[str, Any]], *, comparators: Sequence[str], 
                            "sd": prim["sd"], "n_seeds": prim["n"], "seeds": seeds, "claimed_effect": claim,
                            "minimum_detectable_effect": prim["minimum_detectable_effect"],
                            "power_at_claimed_effect": prim["power_at_claimed_effect"],
+                           "ci_low": prim["ci_low"], "ci_high": prim["ci_high"], "ci_level": 1 - alpha,
+                           "alpha": alpha,
+                           "claim_outside_ci": (None if prim["ci_low"] is None or claim is None
+                                                else bool(-abs(claim) < prim["ci_low"])),
                            "outcome": prim["outcome"]}
         powers[other] = {k: prim[k] for k in ("n", "sd", "minimum_detectable_effect", "claimed_effect",
                                               "power_at_claimed_effect", "target_power", "alpha")}
@@ -299,6 +307,17 @@ def fmt_value(v: Any, digits: int = 4, sign: bool = False) -> str:
     return f"{float(v):+.{digits}f}" if sign else f"{float(v):.{digits}f}"
 
 
+def _ci_sentence(v: Mapping[str, Any]) -> str:
+    """A supplementary sentence: the confidence interval and where the claimed benefit lies against it."""
+    if v.get("ci_low") is None or v.get("claimed_effect") is None:
+        return ""
+    claim = -abs(v["claimed_effect"])
+    where = ("outside it (the data exclude a benefit that large)" if claim < v["ci_low"]
+             else "inside it (the data do not exclude it)")
+    return (f" {v.get('ci_level', 0.95):.0%} CI of the difference [{fmt_value(v['ci_low'], 4, True)}, "
+            f"{fmt_value(v['ci_high'], 4, True)}]; the claimed benefit ({fmt_value(claim, 4, True)}) lies {where}.")
+
+
 def verdict_lines(verdicts: Mapping[str, Mapping[str, Any]], target_power: float = 0.8) -> list[str]:
     """One plain sentence per comparison from the verdicts of :func:`inference`.
 
@@ -315,10 +334,14 @@ def verdict_lines(verdicts: Mapping[str, Mapping[str, Any]], target_power: float
         words = {"yes": "uniform trains faster (lower held-out loss at the same step)",
                  "no": "uniform does not train faster",
                  "inconclusive": "this design cannot tell"}[v["verdict"]]
+        p, mean = v.get("p_value"), v.get("mean_difference")
+        if v["verdict"] == "no" and p is not None and mean is not None and p < v.get("alpha", 0.05) and mean > 0:
+            words = f"uniform does not train faster; it is significantly slower than {other} (higher held-out loss)"
         out.append(
             f"Against {other}: **{v['verdict']}**. {v['outcome']}: {_f(v['mean_difference'], 4, True)} ± "
             f"{_f(v['sd'])} nats/token over {v['n_seeds']} seeds, p = {_f(v['p_value'], 3)}. The paper's smallest "
             f"claimed speed-up corresponds to a difference of {_f(v['claimed_effect'])} here; with this many seeds "
             f"and this spread the design detects {_f(v['minimum_detectable_effect'])} with {target_power:.0%} power "
-            f"(power at the claimed effect: {_f(v['power_at_claimed_effect'], 2)}). In words: {words}.")
+            f"(power at the claimed effect: {_f(v['power_at_claimed_effect'], 2)}).{_ci_sentence(v)} "
+            f"In words: {words}.")
     return out

@@ -163,7 +163,7 @@ def render_compute_table(report: StudyReport) -> str:
 
 
 def render_tests_table(report: StudyReport) -> str:
-    """Every paired test (primary first): outcome, mean ± sd of uniform - other, n, p, MDE, claimed effect.
+    """Every paired test (primary first): outcome, mean ± sd of uniform - other, its CI, n, p, MDE, claimed effect.
 
     Example:
         >>> render_tests_table(StudyReport())
@@ -174,13 +174,15 @@ def render_tests_table(report: StudyReport) -> str:
         for t in tests.values():
             n_cens = t.get("censored_seeds")
             rows.append([other, ("**primary** " if t.get("primary") else "") + t["outcome"],
-                         f"{_f(t['mean'], 4, True)} ± {_f(t['sd'])}", f"{t['n']}" + (f" ({n_cens} censored)"
-                                                                                      if n_cens else ""),
+                         f"{_f(t['mean'], 4, True)} ± {_f(t['sd'])}",
+                         f"[{_f(t.get('ci_low'), 4, True)}, {_f(t.get('ci_high'), 4, True)}]",
+                         f"{t['n']}" + (f" ({n_cens} censored)" if n_cens else ""),
                          _f(t["p_value"], 3), _f(t["minimum_detectable_effect"]), _f(t["claimed_effect"]),
                          _f(t["power_at_claimed_effect"], 2)])
     if not rows:
         return ""
-    return md_table(["vs", "outcome (uniform - other; negative = uniform lower / sooner)", "mean ± sd", "seeds",
+    return md_table(["vs", "outcome (uniform - other; negative = uniform lower / sooner)", "mean ± sd", "95 % CI",
+                     "seeds",
                      "p (two-sided)", "MDE (80 % power)", "claimed effect", "power at claim"], rows)
 
 

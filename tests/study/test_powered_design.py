@@ -27,6 +27,11 @@ def test_paired_t_test_matches_the_closed_form_for_two_degrees_of_freedom():
     assert r["t"] == pytest.approx(t, rel=1e-12)
     assert r["p_value"] == pytest.approx(1 - abs(t) / math.sqrt(2 + t * t), rel=1e-9)
     assert r["n"] == 3 and r["df"] == 2 and r["mean"] == pytest.approx(mean) and r["sd"] == pytest.approx(sd)
+    # 95 % CI: with 2 degrees of freedom F(t) = 1/2 + t / (2 sqrt(2 + t^2)), so t_0.975 = sqrt(2 * 0.95^2 / (1 - 0.95^2))
+    q = math.sqrt(2 * 0.95 ** 2 / (1 - 0.95 ** 2))
+    assert q == pytest.approx(4.302653, rel=1e-6)
+    assert r["ci_low"] == pytest.approx(mean - q * sd / math.sqrt(3), rel=1e-9)
+    assert r["ci_high"] == pytest.approx(mean + q * sd / math.sqrt(3), rel=1e-9)
     # seeds without a value are left out, not counted as zero
     assert paired_t_test([1.0, None, 3.0])["n"] == 2
 
