@@ -90,7 +90,7 @@ def walk(rows, rid, an, ids, am, v, q, C, cn2, c0, t, metric, R, cnt):
     """One greedy step's search over the active rows, lazily.
 
     ``rows[rid[j]]``/``ids[j]``/``am[j]`` are the active rows sorted by their bound ``am`` (exact as of
-    centre ``c0``), descending; ``an``/``cn2`` are the squared norms of the rows/centres. ``v[j]`` is row ``j``'s min-distance over the first ``c0 + q[j]`` centres (an upper bound of
+    centre ``c0``), descending; ``an[rid[j]]``/``cn2`` are the squared norms of the rows/centres. ``v[j]`` is row ``j``'s min-distance over the first ``c0 + q[j]`` centres (an upper bound of
     its true value); the pending centres are ``C[c0:t]``. Rows beyond the walked prefix ``R`` have
     ``v == am`` and ``q == 0``. A row is refreshed only while it can still beat the best exact value found,
     and the walk stops at the first row whose bound is below it. Ties go to the lowest id.
@@ -117,7 +117,7 @@ def walk(rows, rid, an, ids, am, v, q, C, cn2, c0, t, metric, R, cnt):
         qj = q[j]
         if qj < p:
             x = rows[rid[j]]
-            nx = an[j]
+            nx = an[rid[j]]
             while qj < p:
                 dd = dist(metric, x, C[c0 + qj], nx, cn2[c0 + qj])
                 cnt[1] += 1
@@ -166,7 +166,7 @@ def run_block(rows, rid, an, ids, am, v, q, C, cn2, c0, t, t_end, metric, R, tau
             break
         row = ids[bpos]
         C[t, :] = rows[rid[bpos], :]
-        cn2[t] = an[bpos]
+        cn2[t] = an[rid[bpos]]
         sel_idx[t] = row
         sel_rad[t] = best
         v[bpos] = -np.inf

@@ -251,9 +251,14 @@ class Dormancy:
         return max(tau, cut) if math.isfinite(cut) else tau  # +inf keys: not yet computed (start-up)
 
     def _make_run(self, ids: np.ndarray) -> list[Any]:
-        neg = -self.m[ids]
+        """A dormant run of ``ids`` (stored as ``self._idt``), sorted by key ``-m`` (in place where it can:
+        the transient is one key copy and the sort's index array)."""
+        neg = self.m[ids]
+        np.negative(neg, out=neg)
         so = np.argsort(neg)  # the order among equal keys does not matter: runs are only cut by key
-        return [ids[so], neg[so], 0]
+        neg = neg[so]
+        ids = ids[so].astype(self._idt, copy=False)
+        return [ids, neg, 0]
 
 
 class SweepFallback:
@@ -353,6 +358,6 @@ class CheckpointState:
         if t:
             self._prep_centres(0, t)
         self._set_active(np.empty(0, np.int64), np.empty((0, self.d), np.float32))
-        live = np.flatnonzero(self.m > -np.inf)
+        live = np.flatnonzero(self.m > -np.inf).astype(self._idt)
         self.runs = [self._make_run(live)]
         self.tau = math.inf

@@ -76,6 +76,21 @@ GEMM_ROWS = (128, 512, 2048)
 GEMM_COLS = (64, 512)
 
 
+def _round_up32(r: np.ndarray) -> np.ndarray:
+    """float64 values rounded up to float32 (each result >= its input)."""
+    r32 = r.astype(np.float32)
+    low = r32 < r
+    r32[low] = np.nextafter(r32[low], np.float32(np.inf))
+    return r32
+
+
+def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+    """Concatenate ``parts`` as ``dtype`` and empty the list (its pieces are freed before the caller goes on)."""
+    out = np.concatenate(parts, dtype=dtype, casting="same_kind") if parts else np.empty(0, dtype)
+    parts.clear()
+    return out
+
+
 def _bucket(n: int, sizes: tuple[int, ...]) -> int:
     for s in sizes:
         if n <= s:
@@ -144,6 +159,7 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         self._live = np.empty(0, np.int64)
         self._Sbuf = torch.empty(self.chunk_rows * self.cols, dtype=self.fdt)  # GEMM output, reused
         self._Gbuf: np.ndarray | None = None  # in-memory rows gathered for one GEMM chunk, reused
+        self._zres = np.zeros(self.chunk_rows)  # the residual norms of a float32 filter chunk (all zero)
         self._Pbuf: torch.Tensor | None = None  # bf16: one GEMM chunk rounded / padded to a row bucket
         self._row_buckets = tuple(sorted({min(b, self.chunk_rows) for b in GEMM_ROWS} | {self.chunk_rows}))
         self.base_cap = max(8 * self.block, 4096) if max_active is None else max(1, min(max_active, 8 * self.block))
@@ -171,7 +187,9 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         self.tau = math.inf  # +inf: nothing flushed yet
         # dormant rows: runs [ids, -keys] sorted by key (the row's m when it fell asleep) descending, plus a
         # read pointer; each row's own epoch is in ep.
-        self.runs: list[list[Any]] = [[np.arange(self.n, dtype=np.int64), np.full(self.n, -np.inf, np.float32), 0]]
+        # run ids are int32 (n < 2^31; 4 B/row less of the state that max_memory must hold), int64 when woken
+        self._idt = np.int32 if self.n < 2 ** 31 else np.int64
+        self.runs: list[list[Any]] = [[np.arange(self.n, dtype=self._idt), np.full(self.n, -np.inf, np.float32), 0]]
         self._su = np.zeros(self.cols + 1, dtype=np.uint32)
         self._sf = self._su.view(np.float32)
         self._xu = np.zeros(d, dtype=np.uint32)
@@ -194,23 +212,30 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         X = self.src.x
         self.Xn2 = np.empty(self.n, dtype=np.float64)
         K.sq_norms64(X, self.Xn2)
+        self.Xres: np.ndarray | None = None  # float32 filter: no residuals (zeros per row set, not per row)
         if self.fdt == torch.bfloat16:  # residual norms only: each GEMM chunk is rounded when it is gathered
-            self.Xres = np.empty(self.n, dtype=np.float64)
+            # kept as float32 rounded up (an upper bound still): 4 B/row instead of 8
+            self.Xres = np.empty(self.n, dtype=np.float32)
             step = max(1, (1 << 20) // max(1, self.d))
             bits = np.empty((min(step, self.n), self.d), dtype=np.uint16)
+            r64 = np.empty(min(step, self.n), dtype=np.float64)
             for a in range(0, self.n, step):
                 b = min(self.n, a + step)
-                K.to_bf16(X[a:b], bits[:b - a], self.Xres[a:b], self._xu, self._xf)
-            self.Xres = self.Xres * (1.0 + 1e-12) + 1e-37
-        else:
-            self.Xres = np.zeros(self.n, dtype=np.float64)
+                r = r64[:b - a]
+                K.to_bf16(X[a:b], bits[:b - a], r, self._xu, self._xf)
+                r *= 1.0 + 1e-12
+                r += 1e-37
+                self.Xres[a:b] = _round_up32(r)
 
     def _rowset(self, ids: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray,
                                                                                  torch.Tensor | None,
                                                                                  np.ndarray, np.ndarray]:
-        """``(rows array, row index into it, filter copy or None (in memory), residual norms, squared norms)``."""
+        """``(rows array, row index into it, filter copy or None (in memory), residual norms or None (all zero),
+        squared norms indexed like the rows array)``."""
         if self.src.in_memory:  # no filter copy: _refresh gathers each GEMM chunk's rows when it needs them
-            return self.src.x, ids, None, self.Xres[ids], self.Xn2[ids]
+            # res None: all zero; squared norms: the kernels read Xn2[rid] (no per-row-set copy)
+            res = None if self.Xres is None else self.Xres[ids].astype(np.float64)
+            return self.src.x, ids, None, res, self.Xn2
         if rows is None:
             rows = self.src.rows(ids)
         rows = np.ascontiguousarray(rows, dtype=np.float32)
@@ -302,13 +327,14 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         np.take(self.src.x, rid, axis=0, out=out)
         return torch.from_numpy(out)
 
-    def _refresh(self, rows: np.ndarray, rid: np.ndarray, rows_f: torch.Tensor | None, res: np.ndarray,
+    def _refresh(self, rows: np.ndarray, rid: np.ndarray, rows_f: torch.Tensor | None, res: np.ndarray | None,
                  rn2: np.ndarray, v: np.ndarray, c0: int, c1: int, q: np.ndarray | None = None) -> None:
         """Fold centres ``C[c0:c1]`` into ``v`` in GEMM chunks of at most ``cols`` centres and chunk_rows rows
         (``rows_f is None``: in-memory rows, gathered chunk by chunk)."""
         for a in range(0, rid.shape[0], self.chunk_rows):
             b = min(rid.shape[0], a + self.chunk_rows)
             fa = self._gather(rid[a:b]) if rows_f is None else rows_f[a:b]
+            rn2a = rn2[rid[a:b]]  # squared norms are indexed like the rows array
             qa = q[a:b] if q is not None else None
             for cs in range(c0, c1, self.cols):
                 ce = min(c1, cs + self.cols)
@@ -316,7 +342,8 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
                     qq = np.zeros(b - a, dtype=np.int64)
                 else:
                     qq = qa
-                self._update(rows, rid[a:b], fa, res[a:b], rn2[a:b], v[a:b], qq, cs, ce)
+                self._update(rows, rid[a:b], fa, self._zres[:b - a] if res is None else res[a:b], rn2a, v[a:b],
+                             qq, cs, ce)
 
     # ------------------------------------------------------------------ flush
     def flush(self, hint: float | None = None) -> None:
@@ -342,7 +369,14 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         kept_rows = None if self.src.in_memory else [self.rows_arr[self.rid[keep]]]
         if kept_rows is not None:  # streamed: the old active copy is no longer needed (memory)
             self.rows_arr = self.Af = None
-        sleep = [self.aid[live & ~keep]]
+        # memory: every list of row ids below is emptied as soon as it is concatenated, sleepers are held as
+        # int32, and runs that were read to the end are dropped before their rows are woken (the peak of an
+        # in-memory run is the per-row state plus one flush's transient, measured by benchmarks/memory_bench.py)
+        sleep = [self.aid[live & ~keep].astype(self._idt)]
+        del live, keep
+        # the old active set is read: free its arrays (up to ~40 B per active row) before the new one is built;
+        # aid stays until _set_active clears its positions
+        self.am = self.v = self.q = self.ares = self.an = self.rid = None
         woken = []
         for run in self.runs:
             ids, keys, ptr = run
@@ -350,19 +384,25 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
             if end > ptr:
                 woken.append(ids[ptr:end])
                 run[2] = end
-        runs = [r for r in self.runs if r[2] < r[0].size]
+        runs = self.runs = [r for r in self.runs if r[2] < r[0].size]
         if woken:
-            wake = np.concatenate(woken)
+            wake = _cat(woken, self._idt)
             wake = wake[self.m[wake] > -np.inf]
             if wake.size:
                 self._wake_cut = -math.inf
                 trim = None
-                if kept_rows is not None and self.max_active is not None:  # streamed: bound the transient too
+                if self.max_active is not None and kept_rows is not None:  # streamed: bound the transient too
                     trim = self.max_active if self.t >= 2 * self.block else \
                         min(self.max_active, max(self.wake_cap, self.base_cap))
+                elif kept_rows is None and self.t < 2 * self.block:
+                    # in memory, start-up: the cap below keeps the top max(wake_cap, base_cap) rows; trimming to
+                    # it while waking keeps the same rows (a cut over part of them is never above the final cut)
+                    # without holding every woken id at once
+                    trim = max(self.wake_cap, self.base_cap)
                 self._wake(wake, tau, kept_ids, kept_rows, sleep, trim, hint)
                 tau = max(tau, self._wake_cut)
-        ids = np.concatenate(kept_ids)
+            del wake
+        ids = _cat(kept_ids, np.int64)
         rows = None if kept_rows is None else (np.concatenate(kept_rows) if len(kept_rows) > 1 else kept_rows[0])
         cap = self.max_active
         if self.t < 2 * self.block:  # start-up: bounds were unknown before this flush, cap afterwards
@@ -374,15 +414,19 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
             if hint is not None and hint > -math.inf and rows is None:  # in memory: keep every row that could
                 cut = min(cut, hint)  # beat an early flush's best (streamed: the cap wins; tau below keeps it exact)
             hold = vals >= cut
+            del vals
             tau = max(tau, cut)
-            sleep.append(ids[~hold])
+            sleep.append(ids[~hold].astype(self._idt))
             ids, rows = ids[hold], (None if rows is None else rows[hold])
         self.tau = tau
-        sleepers = np.concatenate(sleep)
+        sleepers = _cat(sleep, self._idt)
         if sleepers.size:
             runs.append(self._make_run(sleepers))
+        del sleepers
         if len(runs) > 12:  # merge: keeps the per-flush scan short
-            runs = [self._make_run(np.concatenate([r[0][r[2]:] for r in runs]))]
+            parts = [r[0][r[2]:] for r in runs]
+            runs.clear()  # the old runs are freed once their unread parts are copied
+            runs = self.runs = [self._make_run(_cat(parts, self._idt))]
         self.runs = runs
         order = np.lexsort((ids, -self.m[ids]))
         self._set_active(ids[order], None if rows is None else rows[order])
@@ -400,9 +444,12 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         step = max(4 * self.chunk_rows, 16384)
         if self.max_active is not None:  # streamed: rows read per wake batch stay within the budget
             step = min(step, max(64, self.max_active // 2))
-        wake = wake[np.argsort(self.ep[wake], kind="stable")]
+        ew = self.ep[wake]
+        if ew.size and ew.min() != ew.max():  # (start-up: all rows at epoch 0, no sort, no index array)
+            wake = wake[np.argsort(ew, kind="stable")]
+        del ew
         for a in range(0, wake.size, step):
-            ids = wake[a:a + step]
+            ids = wake[a:a + step].astype(np.int64)
             e = self.ep[ids].copy()  # non-decreasing, and stays so: rows advance in prefix order
             v = self.m[ids].copy()
             rows, rid, rows_f, res, rn2 = self._rowset(ids)
@@ -416,8 +463,8 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
                     q = np.clip(e[:npart] - cs, 0, ce - cs).astype(np.int64)
                     q[~awake[:npart]] = ce - cs  # asleep again: skip
                     vq = v[:npart]
-                    self._refresh(rows, rid[:npart], None if rows_f is None else rows_f[:npart], res[:npart],
-                                  rn2[:npart], vq, cs, ce, q=q)
+                    self._refresh(rows, rid[:npart], None if rows_f is None else rows_f[:npart],
+                                  None if res is None else res[:npart], rn2, vq, cs, ce, q=q)
                     moved = awake[:npart]
                     e[:npart][moved] = ce
                     low = moved & (vq < tau)
@@ -426,8 +473,8 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
                         n_dead += int(low.sum())
                         if 2 * n_dead > int(awake.size):  # compact: drop sleepers from the GEMMs
                             self._settle(ids[~awake], v[~awake], e[~awake], sleep)
-                            ids, v, e, rid, res, rn2 = (ids[awake], v[awake], e[awake], rid[awake], res[awake],
-                                                        rn2[awake])
+                            ids, v, e, rid = ids[awake], v[awake], e[awake], rid[awake]
+                            res = None if res is None else res[awake]
                             if rows_f is not None:
                                 rows_f = rows_f[torch.from_numpy(awake)]
                             awake = np.ones(ids.size, dtype=bool)
@@ -443,24 +490,27 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
             kept_ids.append(ids[hold])
             if kept_rows is not None:
                 kept_rows.append(rows[rid[hold]])
-            sleep.append(ids[~hold])
+            sleep.append(ids[~hold].astype(self._idt))
             if trim is not None and sum(k.size for k in kept_ids) > 2 * trim:
                 self._trim_kept(trim, hint, kept_ids, kept_rows, sleep)
 
-    def _trim_kept(self, cap: int, hint: float | None, kept_ids: list, kept_rows: list, sleep: list) -> None:
+    def _trim_kept(self, cap: int, hint: float | None, kept_ids: list, kept_rows: list | None, sleep: list) -> None:
         """Streamed sources: keep only the ``cap`` largest exact values among the rows held so far (never
         one that could beat an early flush's ``hint``); the rest sleep, and the cut raises the dormancy
         threshold (recorded in ``_wake_cut``, applied by :meth:`flush`) so that they are woken again when
         the radius approaches them."""
-        ids = np.concatenate(kept_ids)
-        rows = np.concatenate(kept_rows)
+        ids = _cat(kept_ids, np.int64)
         vals = self.m[ids]
         kth = ids.size - cap
         cut = float(np.partition(vals, kth)[kth])
+        if kept_rows is None and hint is not None and hint > -math.inf:  # in memory: as the cap in flush()
+            cut = min(cut, hint)
         hold = vals >= cut
-        sleep.append(ids[~hold])
+        sleep.append(ids[~hold].astype(self._idt))
         kept_ids[:] = [ids[hold]]
-        kept_rows[:] = [rows[hold]]
+        if kept_rows is not None:
+            rows = np.concatenate(kept_rows)
+            kept_rows[:] = [rows[hold]]
         self._wake_cut = max(self._wake_cut, cut)
 
     def _settle(self, ids: np.ndarray, v: np.ndarray, e: np.ndarray, sleep: list) -> None:
@@ -468,7 +518,7 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         if ids.size:
             self.m[ids] = v
             self.ep[ids] = e
-            sleep.append(ids)
+            sleep.append(ids.astype(self._idt))
 
     # ------------------------------------------------------------------ steps
     def _ready(self) -> None:
