@@ -35,6 +35,10 @@ from .errors import UniformError
 logger = logging.getLogger(__name__)
 
 _NAME = "maxmin-state"
+#: checkpoint format. 1 (files without a ``format`` field): cosine distances of rows normalised in float32.
+#: 2: cosine is ``1 - a.b / sqrt(|a|^2 |b|^2)`` in float64 on the float32 rows as given (issue 21), so a
+#: format-1 cosine state holds other values and is refused on resume (euclidean did not change: accepted).
+FORMAT = 2
 
 
 def rows_hash(embeddings: Any, n: int, chunk_rows: int = 1 << 16) -> str:
@@ -149,7 +153,7 @@ class Checkpointer:
              extra: dict[str, Any] | None = None) -> Path:
         """Atomically write the state at ``step``; keep the two newest files."""
         path = self.dir / f"{_NAME}{self.suffix}.step{int(step)}.npz"
-        meta = json.dumps({"fingerprint": self.fp, "step": int(step), "extra": extra or {}})
+        meta = json.dumps({"format": FORMAT, "fingerprint": self.fp, "step": int(step), "extra": extra or {}})
         from .io import temp_affixes
 
         fd, tmp = tempfile.mkstemp(dir=self.dir, **temp_affixes(path.name))
@@ -184,7 +188,8 @@ class Checkpointer:
     def load(self, step: int | None = None) -> dict[str, Any] | None:
         """The newest checkpoint (or the one at ``step``) as a dict; ``None`` when there is none.
 
-        Raises :class:`UniformError` when it was written for a different run (fingerprint mismatch).
+        Raises :class:`UniformError` when it was written for a different run (fingerprint mismatch), by a newer
+        format, or (cosine) by format 1, whose distances were of float32-normalised rows (see :data:`FORMAT`).
         """
         files = self._files()
         if step is not None:
@@ -198,6 +203,15 @@ class Checkpointer:
                 logger.warning("ignoring unreadable checkpoint %s (%s)", p, err)
                 continue
             saved = meta["fingerprint"]
+            fmt = int(meta.get("format", 1))
+            if fmt > FORMAT:
+                raise UniformError(f"the checkpoint {p.name} in {self.dir} has format {fmt}, newer than this "
+                                   f"hf-uniform's {FORMAT}; upgrade hf-uniform, or rerun without --resume (resume=False)")
+            if fmt < 2 and saved.get("metric") == "cosine":
+                raise UniformError(f"the checkpoint {p.name} in {self.dir} was written by an older hf-uniform "
+                                   "(format 1: cosine of float32-normalised rows, not the exact cosine of format 2) "
+                                   "and cannot be resumed exactly; rerun without --resume (resume=False) or use a "
+                                   "new checkpoint_dir")
             if saved != self.fp:
                 diff = [f"{key}: {saved.get(key)!r} vs {self.fp.get(key)!r}"
                         for key in sorted(set(saved) | set(self.fp)) if saved.get(key) != self.fp.get(key)]

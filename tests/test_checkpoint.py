@@ -133,3 +133,61 @@ def test_time_based_checkpoints(tmp_path):
     sel = maxmin_select(x, 120, seed=0, method="plain", checkpoint_dir=ck, checkpoint_seconds=1e-9)
     assert saved_steps(ck)[-1] == 120 and len(saved_steps(ck)) == 2
     assert sel.k == 120
+
+
+def _as_format_1(path: Path) -> None:
+    """Rewrite a checkpoint as the old writer did: no ``format`` field in its metadata."""
+    import json
+
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {key: z[key] for key in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    assert meta.pop("format") == 2
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+@pytest.mark.parametrize("method", ["lazy", "plain"])
+def test_old_format_cosine_checkpoint_is_refused_with_the_fix(tmp_path, method):
+    x = data(tmp_path / "x.npy", n=600, d=8)
+    ck = tmp_path / "ck"
+    maxmin_select(x, 40, seed=1, method=method, checkpoint_dir=ck, checkpoint_every=10)
+    for p in ck.glob("*.npz"):
+        _as_format_1(p)
+    with pytest.raises(UniformError) as err:
+        maxmin_select(x, 40, seed=1, method=method, checkpoint_dir=ck, resume=True)
+    msg = str(err.value)
+    assert "\n" not in msg and "format 1" in msg and "rerun without --resume" in msg
+    # a fresh run in the same folder (resume=False) overwrites it and then resumes normally
+    fresh = maxmin_select(x, 40, seed=1, method=method, checkpoint_dir=ck, checkpoint_every=10)
+    again = maxmin_select(x, 40, seed=1, method=method, checkpoint_dir=ck, resume=True)
+    assert again.info["resumed_from_step"] == 40 and again.indices.tolist() == fresh.indices.tolist()
+
+
+def test_old_format_euclidean_checkpoint_resumes_and_newer_format_is_refused(tmp_path):
+    import json
+
+    x = data(tmp_path / "x.npy", n=600, d=8)
+    ck = tmp_path / "ck"
+    maxmin_select(x, 60, seed=2, metric="euclidean", checkpoint_dir=ck, checkpoint_every=20)
+    newest = max(ck.glob("*.npz"), key=lambda p: int(re.search(r"step(\d+)", p.name).group(1)))
+    newest.unlink()  # resume from a mid-run state
+    for p in ck.glob("*.npz"):
+        _as_format_1(p)
+    resumed = maxmin_select(x, 60, seed=2, metric="euclidean", checkpoint_dir=ck, resume=True)
+    assert resumed.info["resumed_from_step"] == 40
+    full = maxmin_select(x, 60, seed=2, metric="euclidean")
+    assert resumed.indices.tolist() == full.indices.tolist()
+    np.testing.assert_array_equal(resumed.min_distances, full.min_distances)
+    # a format from the future is refused too
+    p = max(ck.glob("*.npz"), key=lambda q: int(re.search(r"step(\d+)", q.name).group(1)))
+    with np.load(p, allow_pickle=False) as z:
+        arrays = {key: z[key] for key in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["format"] = 99
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(p, "wb") as fh:
+        np.savez(fh, **arrays)
+    with pytest.raises(UniformError, match="format 99, newer"):
+        maxmin_select(x, 60, seed=2, metric="euclidean", checkpoint_dir=ck, resume=True)
