@@ -10,8 +10,11 @@ Improves Training Efficiency and More, with a Convergence Framework Beyond the N
 >>> len(ds.filter_uniform(k=2, progress=False))
 2
 
-``import hf_uniform`` imports ``datasets`` and adds ``Dataset.filter_uniform`` and
-``DatasetDict.filter_uniform`` (:func:`hf_uniform.dataset_methods.register_dataset_methods`, the one place a
+``hf_uniform.select_uniform(ds, k)`` returns the :class:`Selection` (indices into ``ds``) and
+``ds.filter_uniform(k=k)`` the same rows as a ``Dataset``; every option is a field of :class:`SelectConfig`.
+
+``import hf_uniform`` imports ``datasets`` and adds ``filter_uniform`` and ``add_uniform_rank`` to ``Dataset``
+and ``DatasetDict`` (:func:`hf_uniform.dataset_methods.register_dataset_methods`, the one place a
 class of another library is changed); the other public names below (and torch) load on first use.
 ``hf_uniform.embed`` is the function :func:`hf_uniform.integration.embed`; the embedder classes are in
 :mod:`hf_uniform.embedders`.
@@ -32,6 +35,7 @@ _EXPORTS = {
     "Word2VecEmbedder": "embedders", "resolve_embedder": "embedders",
     "UniformError": "errors",
     "embed": "integration", "embedding_matrix": "integration", "filter_uniform": "integration",
+    "add_uniform_rank": "integration", "SelectConfig": "spine", "select_uniform": "spine",
     "register_dataset_methods": "dataset_methods",
     "coverage_radius": "metrics", "mean_nn_distance": "metrics", "min_pairwise_distance": "metrics",
     "uniformity_report": "metrics",

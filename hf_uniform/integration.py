@@ -17,7 +17,7 @@ import numpy as np
 
 from .embedders import Embedder, resolve_embedder
 from .errors import UniformError
-from .selection import Selection, check_k, maxmin_select
+from .selection import Selection, maxmin_select
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +43,7 @@ def embedding_matrix(ds: Any, column: str) -> np.ndarray:
         raise UniformError(f"embedding column {column!r} not found; available columns: {ds.column_names}")
     if len(ds) == 0:
         raise UniformError("the dataset is empty: there is nothing to select from")
-    if ds._indices is not None:
-        ds = ds.flatten_indices()
-    arr = ds.data.column(column).combine_chunks()
+    arr = ds.select_columns([column]).with_format("arrow")[:][column].combine_chunks()  # row order of ds
     if pa.types.is_fixed_size_list(arr.type):
         d = arr.type.list_size
     elif pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
@@ -210,136 +208,192 @@ def select_rows(
                      len(embeddings), info)
 
 
-def subset_from_selection(ds: Any, selection: Selection) -> Any:
-    """``ds.select(selection.indices)`` with ``uniform_rank`` and ``uniform_min_distance`` columns.
+def _config(k: Any, config: Any, options: dict[str, Any]) -> Any:
+    from .spine import SelectConfig
 
-    The first row's min-distance is undefined and stored as null.
+    return SelectConfig.from_options(config, **({"k": k} if k is not None else {}), **options)
 
-    Example:
-        >>> from datasets import Dataset
-        >>> ds = Dataset.from_dict({"e": [[1.0, 0.0], [0.0, 1.0]]})
-        >>> sel = maxmin_select(embedding_matrix(ds, "e"), 2, start=1)
-        >>> subset_from_selection(ds, sel)["uniform_rank"][:]
-        [0, 1]
-    """
+
+def _fingerprint(ds: Any, cfg: Any, what: str) -> str:
+    """Deterministic fingerprint of ``what`` applied to ``ds`` with ``cfg`` (datasets' own ``Hasher``)."""
+    from datasets.fingerprint import Hasher
+
+    parts = cfg.hash_parts()
+    emb = cfg.embedder
+    if not isinstance(emb, str):  # an instance: also what it was fitted on
+        parts["embedder_fitted_on"] = getattr(emb, "_fitted_on", None)
+    return Hasher.hash({"op": f"hf_uniform.{what}", "data": ds._fingerprint, "config": parts, "version": 1})
+
+
+def _quiet_bars(progress: bool) -> Any:
+    """A context in which datasets' progress bars are off unless ``progress``."""
+    from contextlib import contextmanager
+
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
-    was_enabled = is_progress_bar_enabled()
-    disable_progress_bar()  # add_column flattens the indices: a fast step that needs no bar
-    try:
-        out = ds.select(selection.indices.tolist())
-        for col in (RANK_COLUMN, DISTANCE_COLUMN):
-            if col in out.column_names:
-                out = out.remove_columns(col)
-        radii = [None if not np.isfinite(r) else float(r) for r in selection.min_distances]
-        out = out.add_column(RANK_COLUMN, list(range(selection.k)))
-        return out.add_column(DISTANCE_COLUMN, radii)
-    finally:
-        if was_enabled:
-            enable_progress_bar()
+    @contextmanager
+    def ctx() -> Any:
+        was = is_progress_bar_enabled()
+        if not progress:
+            disable_progress_bar()
+        try:
+            yield
+        finally:
+            if was and not progress:
+                enable_progress_bar()
+    return ctx()
 
 
-def check_start(start: Any) -> list[int] | None:
-    """Validate ``start=`` of the Python API: ``None``, a row index, or a sequence of distinct row indices.
+def _ranks(ds: Any, cfg: Any, *, full: bool, fingerprint: str, desc: str | None,
+           load_from_cache_file: bool | None) -> Any:
+    """A dataset of ``uniform_rank`` / ``uniform_min_distance`` for every row of ``ds`` (``-1`` / null for rows
+    not chosen), through ``ds.map`` with a deterministic fingerprint: datasets' cache holds it, and a cache hit
+    neither embeds nor selects (the selection runs inside the mapped function, once)."""
+    from datasets import Features, Value
 
-    Floats, booleans and strings are refused (``2.7``, ``True`` and ``"3"`` are not row indices).
+    from .spine import run_spine
 
-    Example:
-        >>> check_start(3), check_start([0, 5]), check_start(None)
-        ([3], [0, 5], None)
-        >>> check_start(2.7)
-        Traceback (most recent call last):
-        ...
-        hf_uniform.errors.UniformError: start must be a row index (an int) or a list of them, got 2.7
-    """
-    if start is None:
-        return None
-    items = [start] if not isinstance(start, (list, tuple, np.ndarray, range)) else list(start)
-    if isinstance(start, np.ndarray) and not np.issubdtype(start.dtype, np.integer):
-        items = [start]
-    out = []
-    for s in items:
-        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
-            raise UniformError(f"start must be a row index (an int) or a list of them, got {start!r}")
-        if s < 0:
-            raise UniformError(f"start rows must be 0 or more, got {int(s)}")
-        out.append(int(s))
-    if not out:
-        raise UniformError("start is empty; pass at least one row index or None for a seeded random start")
-    if len(set(out)) != len(out):
-        raise UniformError("start rows contain repeats; pass each row once")
-    return out
+    state: dict[str, Any] = {}
+
+    def compute() -> None:
+        # the whole order: the engine stops at coverage radius 0; the rows left follow in the greedy's tie order
+        extend = full and cfg.k is None and cfg.quotas is None and cfg.group_by is None and cfg.radius == 0.0
+        sel = run_spine(ds, cfg).selection
+        n = len(ds)
+        rank = np.full(n, -1, dtype=np.int64)
+        dist = np.full(n, np.nan)
+        rank[sel.indices] = np.arange(sel.k)
+        dist[sel.indices] = sel.min_distances
+        if extend and sel.k < n:
+            rest = np.setdiff1d(np.flatnonzero(rank < 0), np.asarray(sel.info.get("dropped_rows", []), dtype=np.int64))
+            if cfg.tie_break == "random":
+                from .engine.rules import tie_priority
+
+                rest = rest[np.argsort(tie_priority(n, cfg.seed)[rest], kind="stable")]
+            rank[rest] = np.arange(sel.k, sel.k + len(rest))
+            dist[rest] = 0.0
+        state.update(rank=rank, dist=dist, selection=sel)
+
+    def fn(_: Any, idx: list[int]) -> dict[str, list[Any]]:
+        if not state:
+            compute()
+        d = state["dist"][idx]
+        return {RANK_COLUMN: state["rank"][idx].tolist(),
+                DISTANCE_COLUMN: [None if not np.isfinite(v) else float(v) for v in d.tolist()]}
+
+    features = Features({RANK_COLUMN: Value("int64"), DISTANCE_COLUMN: Value("float64")})
+    with _quiet_bars(cfg.progress):
+        out = ds.map(fn, batched=True, batch_size=max(1000, len(ds)), with_indices=True,
+                     input_columns=[ds.column_names[0]], remove_columns=ds.column_names, features=features,
+                     new_fingerprint=fingerprint, desc=desc or "uniform rank",
+                     load_from_cache_file=load_from_cache_file)
+    return out, state.get("selection")
+
+
+def _without_rank_columns(ds: Any) -> Any:
+    old = [c for c in (RANK_COLUMN, DISTANCE_COLUMN) if c in ds.column_names]
+    return ds.remove_columns(old) if old else ds
+
+
+def _with_columns(base: Any, rank: np.ndarray, dist: list[Any], *, new_fingerprint: str, desc: str | None,
+                  load_from_cache_file: bool | None, progress: bool) -> Any:
+    """``base`` (rows unchanged) plus the two columns, through ``map`` (so ``new_fingerprint`` / ``desc`` /
+    ``load_from_cache_file`` behave as in datasets)."""
+    from datasets import Value
+
+    features = base.features.copy()
+    features[RANK_COLUMN] = Value("int64")
+    features[DISTANCE_COLUMN] = Value("float64")
+
+    def fn(_: Any, idx: list[int]) -> dict[str, list[Any]]:
+        return {RANK_COLUMN: [int(rank[i]) for i in idx], DISTANCE_COLUMN: [dist[i] for i in idx]}
+
+    with _quiet_bars(progress):
+        return base.map(fn, batched=True, with_indices=True, input_columns=[base.column_names[0]],
+                        features=features, new_fingerprint=new_fingerprint, desc=desc,
+                        load_from_cache_file=load_from_cache_file)
+
+
+def _splits_to_filter(ds: Any, splits: str | Sequence[str] | None) -> list[str]:
+    if splits is None:
+        if "train" in ds:
+            return ["train"]
+        if len(ds) == 1:
+            return list(ds)
+        raise UniformError(f"no 'train' split among {list(ds)}; pass splits=[...] to say which to filter")
+    chosen = [splits] if isinstance(splits, str) else list(splits)
+    unknown = [s for s in chosen if s not in ds]
+    if unknown or not chosen:
+        raise UniformError(f"splits {unknown or chosen} not in the DatasetDict; available splits: {list(ds)}")
+    return chosen
+
+
+def _per_split(fn: Any, ds: Any, cfg: Any, splits: Any, new_fingerprint: Any, **kwargs: Any) -> Any:
+    """Apply ``fn`` to the chosen splits of a ``DatasetDict`` with one embedder fitted once on all of them."""
+    from datasets import DatasetDict, concatenate_datasets
+
+    chosen = _splits_to_filter(ds, splits)
+    if cfg.group_by is not None and not isinstance(cfg.group_by, str):
+        raise UniformError("group_by on a DatasetDict must be a column name (one label list cannot fit every split)")
+    if new_fingerprint is not None and not isinstance(new_fingerprint, dict):
+        raise UniformError("new_fingerprint of a DatasetDict is a dict {split: fingerprint}, as in DatasetDict.map")
+    if cfg.embedding_column is None:
+        emb = cfg.embedder_instance()
+        if emb.needs_fit and not emb.fitted:  # one embedder for every filtered split: fitted once on all of them
+            cols = [emb.renderer.required_columns(ds[s].column_names) for s in chosen]
+            emb.progress = cfg.progress
+            emb.fit(concatenate_datasets([ds[s].select_columns(c) for s, c in zip(chosen, cols, strict=True)]))
+        cfg = cfg.replace(embedder=emb, text_columns=None, template=None)
+    fps = new_fingerprint or {}
+    return DatasetDict({name: fn(split, config=cfg, new_fingerprint=fps.get(name), **kwargs)
+                        if name in chosen else split for name, split in ds.items()})
 
 
 def filter_uniform(
     ds: Any,
-    k: int | float | None = None,
+    k: int | float | str | None = None,
     *,
-    text_columns: Sequence[str] | str | None = None,
-    template: str | None = None,
-    embedding_column: str | None = None,
-    embedder: str | Embedder | None = None,
-    metric: str = "cosine",
-    seed: int | None = 0,
-    start: int | Sequence[int] | None = None,
-    device: str | None = "cpu",
-    drop_zero_vectors: bool = False,
-    drop_empty: bool = False,
+    config: Any = None,
     splits: str | Sequence[str] | None = None,
-    return_selection: bool = False,
-    progress: bool = True,
-    cache: bool = True,
-    group_by: str | Sequence[Any] | None = None,
-    **engine_kwargs: Any,
+    new_fingerprint: str | dict[str, str] | None = None,
+    desc: str | None = None,
+    load_from_cache_file: bool | None = None,
+    **options: Any,
 ) -> Any:
-    """The max-min uniform subset of ``ds``, in greedy order, as a ``Dataset``.
+    """The max-min uniform subset of ``ds``, in greedy order, as a ``Dataset`` (always; the
+    :class:`~hf_uniform.selection.Selection` comes from :func:`hf_uniform.select_uniform`).
 
-    Embeds ``ds`` when no ``embedding_column`` is given (default: the paper's Word2Vec over the
-    instruction–input–output triple, or the detected layout, see :class:`~hf_uniform.text.TextRenderer`),
-    runs the exact greedy max-min selection, and returns ``ds.select(order)`` with ``uniform_rank``
-    (0 = first chosen) and ``uniform_min_distance`` (the radius at which each row was chosen); the rows are
-    otherwise unchanged.
+    The rows are :func:`hf_uniform.select_uniform`'s (``select_uniform(ds, k).indices``), unchanged, plus
+    ``uniform_rank`` (0 = first chosen) and ``uniform_min_distance`` (the radius at which each row was chosen;
+    null for the first). As ``Dataset.map``/``filter``: ``new_fingerprint`` names the result, ``desc`` labels the
+    progress bar, ``load_from_cache_file`` reuses datasets' cache file of an earlier identical call (the
+    fingerprint is a ``datasets.fingerprint.Hasher`` hash of the input's fingerprint and every option, so a
+    cache hit embeds and selects nothing; datasets held in memory have no cache files).
 
     A ``DatasetDict``: only the ``splits`` are filtered (default: ``"train"`` when present, else the only
-    split; with several splits and no ``"train"``, pass ``splits=``); the other splits are returned
-    unchanged, so a test split stays whole. One embedder is fitted once, on all filtered splits together, and
-    ``k`` applies to each filtered split.
+    split); the others are returned unchanged. One embedder is fitted once, on all filtered splits together,
+    and ``k`` applies to each filtered split; ``new_fingerprint`` is then ``{split: fingerprint}``.
 
     Args:
         ds: a ``Dataset`` or ``DatasetDict``.
-        k: number of rows (an int), or a fraction in (0, 1) (a float; it must give at least one row); may be
-            left out with ``radius=`` or ``quotas=``.
-        text_columns: columns whose text is embedded (default: detected, see
-            :class:`~hf_uniform.text.TextRenderer`).
-        template: a ``str.format`` template over columns, instead of ``text_columns``.
-        embedding_column: use vectors already in the data instead of embedding.
-        embedder: ``"w2v"`` (default), ``"st:MODEL"`` or an :class:`~hf_uniform.embedders.Embedder`.
-        metric: ``"cosine"`` (default) or ``"euclidean"``.
-        seed: seed of the random start row.
-        start: start row(s) instead of a random one (e.g. to extend an earlier selection).
-        device: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available).
-        drop_zero_vectors: ignore all-zero embeddings (undefined under cosine) instead of raising.
-        drop_empty: leave out rows whose rendered text is empty instead of raising.
-        splits: the splits of a ``DatasetDict`` to filter (see above).
-        return_selection: also return the :class:`~hf_uniform.selection.Selection` (h, coverage, trace;
-            indices refer to rows of ``ds``).
-        progress: show progress bars.
-        cache: reuse embeddings computed earlier for the same data, text and embedder.
-        group_by: a column name (or one label per row) of groups that get per-group quotas (``quotas=``;
-            default proportional to the group sizes): a row of a full group is never picked.
-        **engine_kwargs: passed to :func:`~hf_uniform.selection.maxmin_select` (``radius``, ``quotas``,
-            ``tie_break``, ``dtype``, ``method``, ``chunk_size``, ``max_memory``, ``checkpoint_dir``,
-            ``resume``, ...).
+        k: rows (an int) or a fraction in (0, 1) (a float); may be left out with ``radius=`` or ``quotas=``.
+        config: a :class:`~hf_uniform.spine.SelectConfig`; ``k`` and ``options`` override its fields.
+        splits: the splits of a ``DatasetDict`` to filter.
+        new_fingerprint: the fingerprint of the result (default: derived deterministically).
+        desc: the progress bar's label.
+        load_from_cache_file: reuse a cached result (datasets' default when ``None``).
+        **options: the fields of :class:`~hf_uniform.spine.SelectConfig` (``text_columns``, ``template``,
+            ``embedding_column``, ``embedder``, ``metric``, ``seed``, ``start``, ``device``, ``drop_empty``,
+            ``drop_zero_vectors``, ``radius``, ``group_by``, ``quotas``, ``max_memory``, ``checkpoint``, ...).
 
     Raises:
-        UniformError: bad ``k``/``start``, an unknown layout, empty texts, or unusable vectors.
+        UniformError: a bad option, an unknown layout, empty texts, or unusable vectors (one line).
 
     Example:
         >>> from datasets import Dataset
         >>> ds = Dataset.from_dict({"instruction": ["add 1 and 2", "name a colour", "add 2 and 2"],
         ...                         "output": ["3", "red", "4"]})
-        >>> sub = filter_uniform(ds, k=2, progress=False)
-        >>> sub.column_names
+        >>> filter_uniform(ds, k=2, progress=False).column_names
         ['instruction', 'output', 'uniform_rank', 'uniform_min_distance']
         >>> ds = Dataset.from_dict({"e": [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 2.0]],
         ...                         "lang": ["a", "a", "b", "b"]})
@@ -349,97 +403,74 @@ def filter_uniform(
         >>> len(filter_uniform(ds, embedding_column="e", radius=0.5, start=0, progress=False))
         2
     """
-    from datasets import DatasetDict, concatenate_datasets
+    from datasets import DatasetDict
+    from datasets.fingerprint import Hasher
 
-    starts = check_start(start)
+    cfg = _config(k, config, options)
     if isinstance(ds, DatasetDict):
-        if return_selection:
-            raise UniformError("return_selection=True needs a Dataset; call filter_uniform per split")
-        if splits is None:
-            if "train" in ds:
-                chosen = ["train"]
-            elif len(ds) == 1:
-                chosen = list(ds)
-            else:
-                raise UniformError(f"no 'train' split among {list(ds)}; pass splits=[...] to say which to filter")
-        else:
-            chosen = [splits] if isinstance(splits, str) else list(splits)
-        unknown = [s for s in chosen if s not in ds]
-        if unknown or not chosen:
-            raise UniformError(f"splits {unknown or chosen} not in the DatasetDict; available splits: {list(ds)}")
-        emb = None
-        if embedding_column is None:
-            emb = embedder if isinstance(embedder, Embedder) else resolve_embedder(
-                embedder, text_columns=text_columns, template=template)
-            if emb.needs_fit:  # one embedder for every filtered split: fitted once on all of them
-                cols = [emb.renderer.required_columns(ds[s].column_names) for s in chosen]
-                emb.progress = progress
-                emb.fit(concatenate_datasets([ds[s].select_columns(c) for s, c in zip(chosen, cols, strict=True)]))
-        if group_by is not None and not isinstance(group_by, str):
-            raise UniformError("group_by on a DatasetDict must be a column name (one label list cannot fit every split)")
-        return DatasetDict({
-            name: filter_uniform(split, k, embedding_column=embedding_column, embedder=emb, metric=metric,
-                                 seed=seed, start=starts, device=device, drop_zero_vectors=drop_zero_vectors,
-                                 drop_empty=drop_empty, progress=progress, cache=cache, group_by=group_by,
-                                 **engine_kwargs)
-            if name in chosen else split
-            for name, split in ds.items()
-        })
+        return _per_split(filter_uniform, ds, cfg, splits, new_fingerprint, desc=desc,
+                          load_from_cache_file=load_from_cache_file)
     if splits is not None:
         raise UniformError("splits= applies to a DatasetDict; this is a single Dataset")
-    n = len(ds)
-    if n == 0:
+    if len(ds) == 0:
         raise UniformError("the dataset is empty: there is nothing to select from")
-    rows = np.arange(n)
-    labels = None
-    if group_by is not None:
-        if isinstance(group_by, str):
-            if group_by not in ds.column_names:
-                raise UniformError(f"group_by column {group_by!r} is not in the dataset; columns: {ds.column_names}")
-            labels = np.asarray(ds[group_by], dtype=object)
-        else:
-            labels = np.asarray(list(group_by), dtype=object)
-        if len(labels) != n:
-            raise UniformError(f"group_by has {len(labels)} labels for {n} rows; pass one group label per row")
-    if k is not None:
-        check_k(k, n)
-    if embedding_column is not None:
-        x = embedding_matrix(ds, embedding_column)
-        source = {"embedding_column": embedding_column}
+    fp = _fingerprint(ds, cfg, "filter_uniform")
+    ranks, _ = _ranks(ds, cfg, full=False, fingerprint=fp, desc=desc, load_from_cache_file=load_from_cache_file)
+    rank = np.asarray(ranks[RANK_COLUMN], dtype=np.int64)
+    chosen = np.flatnonzero(rank >= 0)
+    order = chosen[np.argsort(rank[chosen], kind="stable")]
+    dist = ranks.select(order.tolist())[DISTANCE_COLUMN][:]
+    base = _without_rank_columns(ds).select(order.tolist())
+    return _with_columns(base, np.arange(len(order)), dist, new_fingerprint=new_fingerprint or Hasher.hash([fp, "rows"]),
+                         desc=desc, load_from_cache_file=load_from_cache_file, progress=cfg.progress)
+
+
+def add_uniform_rank(
+    ds: Any,
+    k: int | float | str | None = None,
+    *,
+    config: Any = None,
+    splits: str | Sequence[str] | None = None,
+    new_fingerprint: str | dict[str, str] | None = None,
+    desc: str | None = None,
+    load_from_cache_file: bool | None = None,
+    **options: Any,
+) -> Any:
+    """Every row of ``ds``, in its order, with its greedy rank and radius: ``uniform_rank`` (the step at which the
+    greedy max-min picks it, 0 first) and ``uniform_min_distance`` (its distance to the rows picked before it).
+
+    Without ``k`` (and ``radius``/``quotas``) the whole greedy order is computed (the engine stops at coverage
+    radius 0; the rows left are duplicates, taken in the greedy's tie order at distance 0), so any budget ``b``
+    is a filter: ``ds.add_uniform_rank().filter(lambda r: 0 <= r["uniform_rank"] < b)`` holds the rows of
+    ``ds.filter_uniform(k=b)``. Rows never picked (beyond ``k``, left out as empty text or zero vectors) have
+    rank ``-1`` and a null distance. Options, ``new_fingerprint``, ``desc``, ``load_from_cache_file`` and
+    ``splits`` are those of :func:`filter_uniform`.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> ds = Dataset.from_dict({"e": [[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]]})
+        >>> add_uniform_rank(ds, embedding_column="e", metric="euclidean", start=0, progress=False)["uniform_rank"][:]
+        [0, 2, 1]
+    """
+    from datasets import DatasetDict
+    from datasets.fingerprint import Hasher
+
+    if isinstance(ds, DatasetDict):
+        cfg = _config(k, config, {**options} if k is not None or config is not None else {"radius": 0.0, **options})
+        return _per_split(add_uniform_rank, ds, cfg, splits, new_fingerprint, desc=desc,
+                          load_from_cache_file=load_from_cache_file)
+    if splits is not None:
+        raise UniformError("splits= applies to a DatasetDict; this is a single Dataset")
+    if len(ds) == 0:
+        raise UniformError("the dataset is empty: there is nothing to select from")
+    if k is None and config is None and not {"radius", "quotas"} & set(options):
+        cfg = _config(None, None, {**options, "radius": 0.0})  # the whole order (radius 0 is the full run)
     else:
-        emb = embedder if isinstance(embedder, Embedder) else resolve_embedder(
-            embedder, text_columns=text_columns, template=template)
-        text = emb.renderer.describe(ds.column_names)
-        work = ds  # embedded as given (its fingerprint keys the cache); the renderer reads only its columns
-        empty = emb.renderer.empty_rows(ds.select_columns(text["columns"]))
-        if empty and not drop_empty:
-            raise UniformError(f"{len(empty)} of {n} rows have empty text in columns {text['columns']} (rows "
-                               f"{empty[:10]}); pass drop_empty=True to leave them out, or other text_columns")
-        if empty:
-            logger.warning("leaving out %d row(s) with empty text (rows %s)", len(empty), empty[:10])
-            rows = np.setdiff1d(rows, np.asarray(empty, dtype=np.int64))
-            if not len(rows):
-                raise UniformError("every row has empty text; check text_columns / template")
-            work = work.select(rows.tolist())
-        x = embed(work, emb, progress=progress, cache=cache)
-        source = {"embedder": emb.config(), "text": text, "dropped_empty_rows": empty}
-    kk = None if k is None else check_k(k, len(rows))
-    if labels is not None:
-        engine_kwargs["group_by"] = labels[rows]
-    pos = {int(r): i for i, r in enumerate(rows)}
-    if starts is not None:
-        if any(s >= n for s in starts):
-            raise UniformError(f"start rows {[s for s in starts if s >= n][:10]} are out of range for n={n}")
-        if any(s not in pos for s in starts):
-            raise UniformError("a start row has empty text and was left out; choose other start rows")
-        starts = [pos[s] for s in starts]
-    sel = select_rows(x, kk, metric=metric, drop_zero_vectors=drop_zero_vectors, seed=seed, start=starts,
-                      device=device, progress=progress, **engine_kwargs)
-    if len(rows) != n:  # positions among the kept rows -> rows of ds
-        info = {**sel.info, "dropped_rows": sorted(set(rows[sel.info.get("dropped_rows", [])].tolist()) |
-                                                   set(np.setdiff1d(np.arange(n), rows).tolist()))}
-        sel = Selection(rows[sel.indices], sel.min_distances, sel.coverage_radius, sel.metric, n, info)
-    sel.info.update(source)
-    logger.info("selected %d of %d rows: h=%.6g coverage=%.6g", sel.k, sel.n, sel.h, sel.coverage_radius)
-    subset = subset_from_selection(ds, sel)
-    return (subset, sel) if return_selection else subset
+        cfg = _config(k, config, options)
+    fp = _fingerprint(ds, cfg, "add_uniform_rank")
+    ranks, _ = _ranks(ds, cfg, full=True, fingerprint=fp, desc=desc, load_from_cache_file=load_from_cache_file)
+    rank = np.asarray(ranks[RANK_COLUMN], dtype=np.int64)
+    dist = ranks[DISTANCE_COLUMN][:]
+    return _with_columns(_without_rank_columns(ds), rank, dist,
+                         new_fingerprint=new_fingerprint or Hasher.hash([fp, "rows"]), desc=desc,
+                         load_from_cache_file=load_from_cache_file, progress=cfg.progress)

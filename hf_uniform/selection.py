@@ -123,7 +123,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         >>> resolve_device("cpu").type
         'cpu'
     """
-    if device is None or device == "auto":
+    from .spine import check_device  # the one device rule
+
+    device = check_device(device)
+    if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
@@ -148,13 +151,11 @@ def check_embeddings(
         ...
         hf_uniform.errors.UniformError: 2 zero vector(s) under the cosine metric at rows [0, 1]; drop them with drop_zero_vectors=True (CLI: --drop-zero-vectors) or use metric='euclidean'
     """
-    from .engine.store import check_chunk, slice_rows
+    from .engine.store import check_chunk, shape_of, slice_rows
 
     if metric not in METRICS:
         raise UniformError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    shape = tuple(embeddings.shape)
-    if len(shape) != 2:
-        raise UniformError(f"embeddings must be a 2-D array (rows, dims), got shape {shape}")
+    shape = shape_of(embeddings)  # arrays, tensors and Arrow fixed-size-list columns (no ``.shape`` there)
     if shape[0] == 0:
         raise UniformError("the dataset is empty: there is nothing to select from")
     if shape[1] == 0:
@@ -237,19 +238,14 @@ def check_k(k: int | float, n: int | None = None) -> int | float:
 
 
 def _start_rows(n: int, k: int, start: int | Sequence[int] | None, seed: int | None) -> list[int]:
+    from .spine import check_seed, check_start  # the one start / seed rule
+
     if start is None:
-        return [int(np.random.default_rng(seed).integers(n))]
-    items = [start] if isinstance(start, (int, np.integer, str, float, np.floating)) else list(start)
-    if any(isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)) for s in items):
-        raise UniformError(f"start must be a row index (an int) or a list of them, got {start!r}")
-    starts = [int(s) for s in items]
-    if not starts:
-        raise UniformError("start is empty; pass at least one row index or None for a seeded random start")
-    bad = [s for s in starts if not 0 <= s < n]
+        return [int(np.random.default_rng(check_seed(seed)).integers(n))]
+    starts = list(check_start(start))
+    bad = [s for s in starts if s >= n]
     if bad:
         raise UniformError(f"start rows {bad[:10]} are out of range for n={n}")
-    if len(set(starts)) != len(starts):
-        raise UniformError("start rows contain repeats; pass each row once")
     if len(starts) > k:
         raise UniformError(f"{len(starts)} start rows exceed k={k}; raise k or pass fewer start rows")
     return starts
@@ -574,7 +570,9 @@ def uniform_rank(
         >>> uniform_rank(np.eye(3, dtype=np.float32), start=[2]).tolist()
         [1, 2, 0]
     """
-    n = int(embeddings.shape[0])
+    from .engine.store import shape_of
+
+    n = shape_of(embeddings)[0]
     full = k is None and kwargs.get("radius") is None and kwargs.get("group_by") is None
     sel = maxmin_select(embeddings, n if k is None else k, **({"radius": 0.0} if full else {}), **kwargs)
     rank = np.full(n, -1, dtype=np.int64)
