@@ -288,8 +288,12 @@ def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceDat
             than ``"train"`` is refused for it.
 
     Raises:
-        UniformError: a missing, unreadable, malformed or empty input (one line naming file and line), or a
-            ``split`` other than ``"train"`` for a file.
+        UniformError: a missing, unreadable, malformed or empty input (one line naming file and line), a
+            ``split`` other than ``"train"`` for a file, or a Hub id while offline (``HF_HUB_OFFLINE=1`` or no
+            connection; raised within seconds, naming the fix).
+
+    The name ``"sample"`` (:data:`hf_uniform.data.SAMPLE_NAME`) reads the demo dataset shipped with the
+    package (:func:`hf_uniform.data.sample_path`) unless a local path of that name exists.
 
     Example:
         >>> import tempfile; p = Path(tempfile.mkdtemp()) / "a.json"
@@ -297,6 +301,9 @@ def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceDat
         >>> read_source(p).rows
         [{'q': 'x', 'n': 1}, {'q': 'y', 'n': 2}]
     """
+    from .data import resolve_builtin
+
+    source = resolve_builtin(source)
     path = Path(source)
     resolved = resolve_path(source)
     if resolved.exists() or resolved.suffix.lower() in _SUFFIX_BUILDER:  # a local path (not a Hub id)
@@ -343,14 +350,87 @@ def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceDat
         if not rows:
             raise UniformError(f"{path} has no records: the dataset is empty")
         return SourceData(str(path), kind, columns, digest, rows=rows, raw_rows=frozenset(raw_rows))
-    import datasets
+    return _from_dataset(str(source), load_hub_dataset(str(source), split=split))
 
+
+def load_hub_dataset(repo_id: str, *, split: str = "train") -> Any:
+    """``datasets.load_dataset(repo_id, split=split)``, failing fast with a one-line hint when offline.
+
+    With ``HF_HUB_OFFLINE=1`` a dataset already in the ``datasets`` cache loads as usual; one that is not
+    raises at once. Online, the endpoint is probed first with one short request (``HF_ENDPOINT``, 5 s), so a
+    machine without a network fails in seconds instead of retrying for half a minute.
+
+    Raises:
+        UniformError: offline and not cached, the Hub unreachable, or any other load failure (one line).
+
+    Example:
+        >>> from unittest import mock
+        >>> with mock.patch.dict("os.environ", {"HF_HUB_OFFLINE": "1"}):
+        ...     try:
+        ...         load_hub_dataset("nobody/not-cached-anywhere")
+        ...     except UniformError as err:
+        ...         print(str(err).split(" (")[0])
+        cannot load the Hub dataset 'nobody/not-cached-anywhere': offline
+    """
+    import datasets
+    from huggingface_hub import constants
+
+    fix = ("pass a local file or folder (e.g. `sample`, the demo set shipped with hf-uniform), or {what}")
+    offline = _env_true("HF_HUB_OFFLINE") or _env_true("HF_DATASETS_OFFLINE") or constants.HF_HUB_OFFLINE
+    if not offline:
+        reason = _endpoint_unreachable(constants.ENDPOINT)
+        if reason:
+            raise UniformError(f"cannot load the Hub dataset {repo_id!r}: offline, {constants.ENDPOINT} is "
+                               f"unreachable ({reason}); " + fix.format(what="check the network / HF_ENDPOINT"))
+    # the libraries read HF_HUB_OFFLINE once, at import: tell them when it was set later
+    saved = constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
+    if offline:
+        constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
     try:
-        ds = datasets.load_dataset(str(source), split=split)
+        return datasets.load_dataset(repo_id, split=split)
     except Exception as err:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UniformError(f"cannot load {source!r} as a file, folder or Hub dataset: {msg}") from err
-    return _from_dataset(str(source), ds)
+        if offline or _is_connection_error(err):
+            raise UniformError(f"cannot load the Hub dataset {repo_id!r}: offline (HF_HUB_OFFLINE=1 or no "
+                               f"connection) and not in the datasets cache ({msg[:120]}); "
+                               + fix.format(what="unset HF_HUB_OFFLINE and check the network")) from err
+        raise UniformError(f"cannot load {repo_id!r} as a file, folder or Hub dataset: {msg}") from err
+    finally:
+        constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _endpoint_unreachable(endpoint: str, timeout: float = 5.0) -> str | None:
+    """Why the Hub endpoint cannot be reached with one TCP connect (``None`` when it can)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    host = parts.hostname
+    if not host:
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as err:  # DNS failure (gaierror), refused, unreachable, timeout
+        return f"{type(err).__name__}: {err}"
+
+
+def _is_connection_error(err: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = err
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        name = type(cur).__name__
+        if isinstance(cur, (ConnectionError, TimeoutError)) or name in {
+                "ConnectError", "ConnectTimeout", "OfflineModeIsEnabled", "LocalEntryNotFoundError"}:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _from_dataset(source: str, ds: Any) -> SourceData:
