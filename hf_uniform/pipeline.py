@@ -13,60 +13,57 @@ import math
 import os
 import shlex
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from .errors import UniformError
 from .preflight import (
     HELDOUT_FILE,
     SELECTION_FILE,
-    check_device,
-    check_embedding_options,
+    check_checkpoint_folder,
     check_output_folder,
     check_previous_selection,
-    check_start,
-    engine_options,
-    text_pool,
 )
 from .records import SelectionRecord, write_record
+from .spine import SelectConfig
 
 logger = logging.getLogger("hf_uniform")
 
-# run_selection's defaults; `command` lists the options that differ from them
-_DEFAULTS: dict[str, Any] = {
-    "split": "train", "embedder": "w2v", "embedding_column": None, "text_columns": None, "template": None,
-    "drop_empty": False, "metric": "cosine", "drop_zero_vectors": False, "cache": True, "device": "cpu", "seed": 0,
-    "start": None, "format": None, "heldout": None, "baselines": False, "method": "auto", "dtype": "float32",
-    "max_memory": None, "checkpoint": None, "checkpoint_every": 1000, "resume": False, "overwrite": False,
-    "plot": True, "ray": None, "ray_shards": None, "radius": None, "tie_break": "lowest", "group_by": None,
-    "quotas": None,
-}
+#: the options of ``run_selection`` that are not selection options (those are :class:`SelectConfig`'s fields)
+_RUN_DEFAULTS: dict[str, Any] = {"split": "train", "format": None, "heldout": None, "baselines": False,
+                                 "overwrite": False, "plot": True}
 
 
-_RULES = ("radius", "tie_break", "group_by", "quotas")
+def _config_defaults() -> dict[str, Any]:
+    import dataclasses
+
+    return {f.name: f.default for f in dataclasses.fields(SelectConfig)
+            if f.metadata.get("flag", True) and f.default is not dataclasses.MISSING}
 
 
 def select_command_line(input: str | os.PathLike, k: int | float, output: str | os.PathLike, **options: Any) -> str:
-    """The ``hf-uniform select`` command equivalent to ``run_selection(input, k, output, **options)``.
+    """The ``hf-uniform select`` command equivalent to ``run_selection(input, k, output, **options)`` (the flags
+    come from the :class:`~hf_uniform.spine.SelectConfig` fields and ``run_selection``'s own options).
 
     Example:
         >>> select_command_line("d.jsonl", 0.5, "out", seed=3, plot=False, start=[1, 2])
-        'hf-uniform select d.jsonl -k 0.5 -o out --seed 3 --start 1,2 --no-plot'
+        'hf-uniform select d.jsonl -k 0.5 -o out --start 1,2 --seed 3 --no-plot'
     """
     argv = ["select", str(input), "-k", str(k), "-o", str(output)]
-    for name, default in _DEFAULTS.items():
+    for name, default in {**_config_defaults(), **_RUN_DEFAULTS}.items():
         value = options.get(name, default)
-        if value == default:
+        if value == default or (name == "backend" and value == "ray"):
             continue
         flag = "--" + name.replace("_", "-")
-        if name == "cache":
-            argv.append("--no-cache")
-        elif name == "plot":
-            argv.append("--no-plot")
+        if value is False and default is True:
+            argv.append("--no-" + name.replace("_", "-"))
         elif value is True:
             argv.append(flag)
+        elif name == "ray_address":
+            argv += ["--ray", str(value)]
+        elif name == "shards":
+            argv += ["--ray-shards" if options.get("ray_address") else "--shards", str(value)]
         elif name == "start":
-            argv += [flag, ",".join(str(s) for s in ([value] if isinstance(value, int) else value))]
+            argv += [flag, ",".join(str(int(s)) for s in ([value] if not isinstance(value, (list, tuple)) else value))]
         elif name == "text_columns" and isinstance(value, (list, tuple)):
             argv += [flag, ",".join(value)]
         elif name == "quotas" and isinstance(value, dict):
@@ -81,49 +78,27 @@ def run_selection(
     k: int | float | str,
     output: str | os.PathLike,
     *,
+    config: SelectConfig | None = None,
     split: str = "train",
-    embedder: Any = "w2v",
-    embedding_column: str | None = None,
-    text_columns: str | Sequence[str] | None = None,
-    template: str | None = None,
-    drop_empty: bool = False,
-    metric: str = "cosine",
-    drop_zero_vectors: bool = False,
-    cache: bool = True,
-    device: str = "cpu",
-    seed: int = 0,
-    start: int | Sequence[int] | None = None,
     format: str | None = None,
     heldout: int | float | None = None,
     baselines: bool = False,
-    method: str = "auto",
-    dtype: str = "float32",
-    max_memory: str | int | None = None,
-    checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int = 1000,
-    resume: bool = False,
     overwrite: bool = False,
     plot: bool = True,
-    ray: str | None = None,
-    ray_shards: int | None = None,
-    progress: bool = True,
     command: str | None = None,
-    radius: float | None = None,
-    tie_break: str = "lowest",
-    group_by: str | None = None,
-    quotas: dict[str, int] | None = None,
+    **options: Any,
 ) -> SelectionRecord:
     """Select a uniform subset of ``input`` and write it with its evidence to the folder ``output``.
 
-    Exactly ``hf-uniform select INPUT -k K -o OUTPUT`` (each keyword is the option of the same name; ``cache``
-    and ``plot`` are ``--no-cache`` / ``--no-plot``). Writes ``subset.*`` (the input's rows unchanged plus
-    ``uniform_rank`` and ``uniform_min_distance``), with ``baselines`` also ``random.*`` and ``mixed.*``, with
-    ``heldout`` first ``heldout.jsonl``, ``uniformity.png`` unless ``plot=False``, and ``selection.json``
-    last. ``ray`` (``"local"`` or a cluster address) runs the composable core-set on Ray instead.
-    ``command`` is recorded as the reproducing command (default: the equivalent ``hf-uniform select`` line).
-    ``radius`` (stop at this coverage radius; ``k`` is then a cap), ``tie_break`` and ``group_by`` (a column;
-    its values are read as text) with ``quotas`` (``{label: rows}``) are the rules of
-    :func:`~hf_uniform.selection.maxmin_select`.
+    Exactly ``hf-uniform select INPUT -k K -o OUTPUT``: ``options`` are the fields of
+    :class:`~hf_uniform.spine.SelectConfig` (validated there, once; ``cache=False`` is ``--no-cache``,
+    ``ray_address`` is ``--ray``), the selection is :func:`hf_uniform.spine.run_spine`'s (the rows of
+    :func:`hf_uniform.select_uniform` on the pool), and the other keywords are the command's own: ``split``,
+    ``format``, ``heldout`` (first set aside these rows, written to ``heldout.jsonl``), ``baselines`` (also
+    ``random.*`` and ``mixed.*``), ``overwrite``, ``plot`` (``uniformity.png``), ``command`` (recorded as the
+    reproducing command; default: the equivalent ``hf-uniform select`` line). Writes ``subset.*`` (the input's
+    rows unchanged plus ``uniform_rank`` and ``uniform_min_distance``) and ``selection.json`` last. A Ray address
+    runs the composable core-set on Ray (:func:`hf_uniform.ray.command.run_selection_ray`).
 
     Returns:
         the :class:`~hf_uniform.records.SelectionRecord` written to ``output/selection.json``.
@@ -149,61 +124,51 @@ def run_selection(
         from .heldout import check_heldout_size
 
         heldout = check_heldout_size(heldout)
-    given = dict(locals())
-    options = {name: value for name, value in given.items() if name in _DEFAULTS}
-    command = command or select_command_line(input, k, output, **options)
-    k = check_k(k)  # the form (a count or a fraction); the row count needs n
-    start = check_start(start)
-    if metric not in ("cosine", "euclidean"):
-        raise UniformError(f"unknown metric {metric!r}; use cosine or euclidean")
+    cfg = SelectConfig.from_options(config, k=k, **options)  # every selection option, checked once
+    given = {f: getattr(cfg, f) for f in _config_defaults()}
+    run_opts = {"split": split, "format": format, "heldout": heldout, "baselines": baselines,
+                "overwrite": overwrite, "plot": plot}
+    command = command or select_command_line(input, cfg.k, output, **given, **run_opts)
     if format not in (None, "jsonl", "parquet", "csv"):
         raise UniformError(f"unknown format {format!r}; use jsonl, parquet or csv")
-    from .engine.rules import check_rule_args
-
-    check_rule_args(tie_break, radius)
-    if quotas is not None and group_by is None:
-        raise UniformError("--quotas needs --group-by (the column of group labels)")
-    rules = {name: value for name, value in (("radius", radius), ("tie_break", tie_break), ("group_by", group_by),
-                                             ("quotas", quotas)) if value != _DEFAULTS[name]}
-    if ray or ray_shards:
-        if rules:
-            raise UniformError(f"--ray runs the composable core-set, which has no {', '.join(sorted(rules))}; "
-                               "drop them or run without --ray")
+    if cfg.k is None:
+        raise UniformError("hf-uniform select needs -k (rows or a fraction; with --radius it is a cap)")
+    progress = cfg.progress
+    if cfg.backend == "ray":
         from .ray.command import run_selection_ray
 
-        options = {name: value for name, value in options.items() if name not in _RULES}
-        return run_selection_ray(input, k, output, command=command, progress=progress, **options)
+        return run_selection_ray(input, cfg.k, output, command=command, config=cfg, **run_opts)
     # --- everything that can be checked without the data (paths resolved first: what is checked is written) -
     out = check_output_folder(output, [str(input)])
-    emb = check_embedding_options(embedder=embedder, embedding_column=embedding_column, text_columns=text_columns,
-                                  template=template, drop_empty=drop_empty)
-    device = check_device(device)
-    engine_kwargs = engine_options(method=method, dtype=dtype, max_memory=max_memory, checkpoint=checkpoint,
-                                   checkpoint_every=checkpoint_every, resume=resume)
-    engine_kwargs.update({name: value for name, value in rules.items() if name != "group_by"})
+    if cfg.checkpoint:
+        cfg = cfg.replace(checkpoint=check_checkpoint_folder(cfg.checkpoint))
     replaced = check_previous_selection(out, overwrite)
     from .distributed import init_distributed, launched_distributed
     from .io import is_main_process
 
-    if launched_distributed():  # torchrun / accelerate launch: every path (embedding column too) is sharded
+    distributed = launched_distributed()
+    if distributed:  # torchrun / accelerate launch: every path (embedding column too) is sharded
         init_distributed()
-        engine_kwargs["distributed"] = True  # the selection is a collective over the ranks
     progress = progress and is_main_process()
+    if progress != cfg.progress:
+        cfg = cfg.replace(progress=progress)
 
-    from .integration import embed, embedding_matrix, select_rows
+    from .integration import embedding_matrix
     from .io import read_source, remove_stale_tmp
+    from .spine import embed_prepared, finish, prepare
 
     # --- the checks that need the data; every rank runs them, and all agree before anything is written ------
     timings: dict[str, float] = {}
     t0 = _status("reading %s", input)
     failure: UniformError | None = None
+    start = list(cfg.start) if cfg.start else None
     try:
         src = read_source(input, split=split)
         n_source = src.n
-        if group_by is not None and group_by not in src.columns:
-            raise UniformError(f"--group-by column {group_by!r} is not in {input}; columns: {src.columns[:20]}")
+        if cfg.group_by is not None and isinstance(cfg.group_by, str) and cfg.group_by not in src.columns:
+            raise UniformError(f"--group-by column {cfg.group_by!r} is not in {input}; columns: {src.columns[:20]}")
         fmt = format or src.default_format
-        kk = check_k(k, n_source)
+        kk = check_k(cfg.k, n_source)
         if start and max(start) >= n_source:
             raise UniformError(f"start rows {[s for s in start if s >= n_source][:10]} are out of range for "
                                f"n={n_source}")
@@ -212,57 +177,54 @@ def run_selection(
         if heldout is not None:  # held out before anything else; the rest is the pool (written with the subset)
             from .heldout import split_heldout
 
-            heldout_rows, pool_rows = split_heldout(n_source, heldout, seed)
+            heldout_rows, pool_rows = split_heldout(n_source, heldout, cfg.seed)
             if start and set(start) & set(heldout_rows.tolist()):
                 raise UniformError(f"start rows {sorted(set(start) & set(heldout_rows.tolist()))} are held out by "
                                    "--heldout; choose other start rows or another --seed")
-            kk = check_k(k, len(pool_rows))
+            kk = check_k(cfg.k, len(pool_rows))
             if kk > len(pool_rows):
                 raise UniformError(f"k={kk} exceeds the {len(pool_rows)} rows left after holding out "
                                    f"{len(heldout_rows)}")
-        text_info: dict[str, Any] | None = None
-        if emb is not None:  # held-out rows are written as they are; only the pool needs text
-            ds, text_info, kept = text_pool(emb, src, pool_rows, drop_empty=drop_empty, ignore=heldout_rows)
-            if len(kept) < len(pool_rows):
-                pool_rows = kept
-                kk = check_k(k, len(pool_rows)) if isinstance(k, float) else kk
-                if kk > len(pool_rows):
-                    raise UniformError(f"k={kk} exceeds the {len(pool_rows)} rows left after dropping empty ones")
-                if start and not set(start) <= set(pool_rows.tolist()):
-                    raise UniformError("a --start row has empty text and was left out; choose other start rows")
-        check_memory(engine_kwargs, n=len(pool_rows), k=kk, device=device,
-                     d=_dimension_hint(src, emb, embedding_column))
+        position = {int(r): i for i, r in enumerate(pool_rows)}
+        emb = cfg.embedder_instance()
+        cols = [cfg.embedding_column] if emb is None else emb.renderer.describe(src.columns)["columns"]
+        if emb is None and cfg.embedding_column not in src.columns:
+            raise UniformError(f"embedding column {cfg.embedding_column!r} not found; available columns: {src.columns[:20]}")
+        if isinstance(cfg.group_by, str):
+            cols = list(dict.fromkeys([*cols, cfg.group_by]))
+        pool = src.to_dataset(cols)
+        if len(pool_rows) < n_source:
+            pool = pool.select(pool_rows.tolist())
+        prepared = prepare(pool, cfg.replace(start=[position[s] for s in start] if start else None))
+        kk = prepared.k
+        check_memory(cfg.engine_kwargs(), n=len(prepared.rows), k=kk, device=cfg.device,
+                     d=_dimension_hint(src, emb, cfg.embedding_column))
     except UniformError as err:
         failure = err
     _all_ranks_agree(failure)
     timings["load_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    if emb is None:
-        x = embedding_matrix(src.to_dataset([embedding_column]), embedding_column)
-        if heldout_rows is not None:
-            x = x[pool_rows]
-        source: dict[str, Any] = {"embedding_column": embedding_column}
-    else:
-        x = embed(ds, emb, progress=progress, cache=cache)
-        source = emb.config()
+    x, source = embed_prepared(prepared, distributed=distributed)
     timings["embed_s"] = time.perf_counter() - t0
-
-    position = {int(r): i for i, r in enumerate(pool_rows)}
-    if group_by is not None:  # labels as text (the --quotas keys are text), of the pool rows
-        labels = src.to_dataset([group_by])[group_by]
-        engine_kwargs["group_by"] = np.asarray([str(v) for v in labels], dtype=object)[pool_rows]
     t0 = time.perf_counter()
-    sel = select_rows(x, kk, metric=metric, drop_zero_vectors=drop_zero_vectors, seed=seed,
-                      start=[position[s] for s in start] if start else None, device=device, progress=progress,
-                      **engine_kwargs)
+    result = finish(prepared, x, source, distributed=distributed)
     timings["select_s"] = time.perf_counter() - t0
+    pool_rows = pool_rows[prepared.rows]  # without the rows left out for empty text
+    sel = result.positions  # positions among the kept rows (x's rows), zero vectors in info["dropped_rows"]
     if not is_main_process():
-        return SelectionRecord(k=sel.k, n=sel.n, metric=metric, indices=pool_rows[sel.indices].tolist())
-    record, subsets = evidence(x, sel, timings, metric=metric, seed=seed, baselines=baselines, device=device,
-                               progress=progress)
+        return SelectionRecord(k=sel.k, n=sel.n, metric=cfg.metric, indices=pool_rows[sel.indices].tolist())
+    # a stored column streamed to the engine under --max-memory: the report reads it in full
+    x_report = x if isinstance(x, np.ndarray) else embedding_matrix(prepared.ds, cfg.embedding_column)
+    record, subsets = evidence(x_report, sel, timings, metric=cfg.metric, seed=cfg.seed, baselines=baselines,
+                               device=cfg.device, progress=progress)
+    seed = cfg.seed
     record.input, record.input_fingerprint, record.command, record.seed = str(input), src.fingerprint(), command, seed
-    record.embedder = {"embedding_column": embedding_column} if embedding_column else None
+    record.embedder = {"embedding_column": cfg.embedding_column} if cfg.embedding_column else None
     to_source = {name: pool_rows[np.asarray(idx, dtype=np.int64)] for name, idx in subsets.items()}
+    text_info = prepared.text
+    emb = prepared.embedder
+    source = {"embedding_column": cfg.embedding_column} if emb is None else emb.config()
+    metric = cfg.metric
 
     dropped = sorted(set(range(n_source)) - set(pool_rows.tolist())
                      - set(heldout_rows.tolist() if heldout_rows is not None else []))
@@ -293,7 +255,7 @@ def run_selection(
         try:
             from .plots import uniformity_plot
 
-            uniformity_plot(x, subsets, out / "uniformity.png", metric=metric, report=record.report,
+            uniformity_plot(x_report, subsets, out / "uniformity.png", metric=metric, report=record.report,
                             uniform_trace=sel.min_distances)
             files["coverage_plot"] = "uniformity.png"
         except UniformError as err:  # matplotlib missing: the selection itself is still complete

@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import UniformError
 from .records import MEANING, SELECTION_FILE  # noqa: F401 - MEANING re-exported
+from .spine import DEVICES_HELP, check_device  # noqa: F401 - the one device rule, re-exported
 
 logger = logging.getLogger("hf_uniform")
 
@@ -21,38 +22,11 @@ HELDOUT_FILE = "heldout.jsonl"
 OUTPUT_STEMS = ("subset", "random", "mixed", "heldout", "length_matched")
 OUTPUT_SUFFIXES = (".jsonl", ".parquet", ".csv")
 OUTPUT_EXTRA = ("coverage.png", "uniformity.png")
-DEVICES_HELP = "cpu (default), cuda, cuda:N or auto (CUDA when available)"
 
 
 
 
 # ----------------------------------------------------------------------------------------- validation
-
-
-def check_device(device: str) -> str:
-    """Validate ``--device`` (before any data is read); return it.
-
-    Example:
-        >>> check_device("cpu")
-        'cpu'
-        >>> check_device("tpu")
-        Traceback (most recent call last):
-        ...
-        hf_uniform.errors.UniformError: unknown device 'tpu'; use cpu (default), cuda, cuda:N or auto (CUDA when available)
-    """
-    import re
-
-    if device in ("cpu", "auto"):
-        return device
-    if not re.fullmatch(r"cuda(:\d+)?", device or ""):
-        raise UniformError(f"unknown device {device!r}; use {DEVICES_HELP}")
-    import torch
-
-    if not torch.cuda.is_available():
-        raise UniformError(f"--device {device}: no CUDA device is available here; use --device cpu or auto")
-    if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
-        raise UniformError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
-    return device
 
 
 def _is_within(path: Path, folder: Path) -> bool:
@@ -138,70 +112,19 @@ def check_previous_selection(out: Path, overwrite: bool) -> list[Path]:
     return old + ([out / SELECTION_FILE] if finished else [])
 
 
-def check_embedding_options(*, embedder: Any = "w2v", embedding_column: str | None = None,
-                            text_columns: str | None = None, template: str | None = None,
-                            drop_empty: bool = False) -> Any:
-    """The embedder (validated, nothing loaded), or ``None`` with ``embedding_column`` (stored vectors).
+def check_checkpoint_folder(checkpoint: str | os.PathLike) -> str:
+    """The ``--checkpoint`` folder, resolved and checked to be a folder we can write (before any work).
 
     Example:
-        >>> check_embedding_options(embedding_column="emb") is None
+        >>> import tempfile; d = Path(tempfile.mkdtemp()).resolve()
+        >>> check_checkpoint_folder(d / "ck") == str(d / "ck")
         True
-        >>> check_embedding_options(text_columns="a", template="{a}")
-        Traceback (most recent call last):
-        ...
-        hf_uniform.errors.UniformError: pass either --text-columns or --template, not both
     """
-    from .embedders import resolve_embedder
+    from .io import resolve_path
 
-    if embedding_column:
-        given = [f for f, v in (("--text-columns", text_columns), ("--template", template),
-                                ("--drop-empty", drop_empty)) if v]
-        if given or embedder not in ("w2v", None):
-            raise UniformError(f"--embedding-column uses stored vectors, so {', '.join(given) or '--embedder'} "
-                               "has no effect; drop it")
-        return None
-    if isinstance(text_columns, (list, tuple)):
-        text_columns = ",".join(text_columns)
-    if text_columns is not None and template is not None:
-        raise UniformError("pass either --text-columns or --template, not both")
-    if text_columns is not None and not [c for c in text_columns.split(",") if c.strip()]:
-        raise UniformError("--text-columns names no column; pass e.g. --text-columns instruction,output")
-    return resolve_embedder(embedder, text_columns=text_columns, template=template)
-
-
-def engine_options(*, method: str = "auto", dtype: str = "float32", max_memory: str | int | None = None,
-                   checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1000,
-                   resume: bool = False) -> dict[str, Any]:
-    """Keyword arguments of :func:`hf_uniform.selection.maxmin_select` from the engine options, validated.
-
-    Example:
-        >>> sorted(engine_options(method="lazy", max_memory="4GB"))
-        ['dtype', 'max_memory', 'method']
-    """
-    import torch
-
-    if dtype not in ("float32", "float16", "bfloat16"):
-        raise UniformError(f"unknown dtype {dtype!r}; use float32, float16 or bfloat16")
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
-    if method != "auto":
-        kwargs["method"] = method
-    if max_memory:
-        from .engine.store import parse_bytes
-
-        try:
-            parse_bytes(max_memory)
-        except (ValueError, TypeError) as err:
-            raise UniformError(f"--max-memory {max_memory!r}: {err}; pass e.g. 4GB") from err
-        kwargs["max_memory"] = max_memory
-    if checkpoint:
-        from .io import resolve_path
-
-        folder = resolve_path(checkpoint)
-        _check_folder_path(folder, "--checkpoint", checkpoint)
-        kwargs.update(checkpoint_dir=str(folder), checkpoint_every=checkpoint_every, resume=resume)
-    elif resume:
-        raise UniformError("--resume needs --checkpoint DIR (the folder the interrupted run saved to)")
-    return kwargs
+    folder = resolve_path(checkpoint)
+    _check_folder_path(folder, "--checkpoint", checkpoint)
+    return str(folder)
 
 
 def text_pool(emb: Any, src: Any, pool_rows: Any, *, drop_empty: bool, ignore: Any = None) -> tuple[Any, dict, Any]:
@@ -235,22 +158,3 @@ def text_pool(emb: Any, src: Any, pool_rows: Any, *, drop_empty: bool, ignore: A
     if len(pool_rows) < src.n:
         ds = ds.select(np.asarray(pool_rows).tolist())
     return ds, text_info, pool_rows
-
-
-def check_start(start: int | Sequence[int] | None) -> list[int] | None:
-    """Start rows: ``None``, or distinct row numbers >= 0 (``--start 3,17``).
-
-    Example:
-        >>> check_start(3), check_start([4, 1]), check_start(None)
-        ([3], [4, 1], None)
-    """
-    if start is None:
-        return None
-    rows = [start] if isinstance(start, int) else list(start)
-    if not rows:
-        raise UniformError("--start lists no row; pass e.g. --start 3,17")
-    if any(isinstance(r, bool) or not isinstance(r, int) or r < 0 for r in rows):
-        raise UniformError(f"start rows must be whole numbers 0 or more, got {rows}")
-    if len(set(rows)) != len(rows):
-        raise UniformError(f"start rows repeat a row: {rows}; pass each row once")
-    return rows

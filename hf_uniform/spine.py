@@ -255,7 +255,7 @@ class SelectConfig:
                                "picked (default quotas: proportional to the group sizes)", {"metavar": "COLUMN"})
     quotas: Any = _opt(None, "rows per --group-by value, e.g. en=300,de=100 (values left out get 0)",
                        {"metavar": "LABEL=ROWS,..."})
-    cache: bool = _opt(True, "reuse and store embeddings")
+    cache: bool = _opt(True, "reuse and store embeddings", no_help="do not reuse or store embeddings")
     progress: bool = _opt(True, "show progress bars", flag=False)
 
     def __post_init__(self) -> None:
@@ -346,8 +346,6 @@ class SelectConfig:
                 raise UniformError(f"quotas must map group labels to rows, e.g. {{'en': 300}}, got {self.quotas!r}")
             if self.group_by is None:
                 raise UniformError("quotas needs group_by (the column of group labels; CLI: --group-by)")
-        if self.k is None and self.radius is None and self.quotas is None:
-            raise UniformError("pass k (rows or a fraction), radius (a coverage target) or per-group quotas")
         if self.backend != "exact":
             refused = [n for n, on in (("start", self.start is not None), ("checkpoint", self.checkpoint),
                                        ("radius", self.radius is not None), ("tie_break", self.tie_break != "lowest"),
@@ -470,6 +468,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, names: Sequence[str] |
         kw: dict[str, Any] = {"dest": name, "help": f.metadata["help"], **cli}
         if isinstance(f.default, bool):
             if f.default:
+                kw["help"] = f.metadata.get("no_help", f"set {name} to false")
                 parser.add_argument(_flag("no_" + name), action="store_false", **kw)
             else:
                 parser.add_argument(*flags, action="store_true", **kw)
@@ -541,6 +540,7 @@ class SpineResult:
     embeddings: Any
     rows: np.ndarray
     source: dict[str, Any]
+    positions: Any = None  # the same selection over the kept rows (indices into ``rows``; zero vectors dropped)
 
 
 def _labels(ds: Any, group_by: Any, n: int, quotas: Any) -> np.ndarray | None:
@@ -586,8 +586,140 @@ def stored_vectors(ds: Any, column: str, *, stream: bool = False) -> Any:
     return arr
 
 
+@dataclass
+class Prepared:
+    """The rows to select from, checked, before anything is embedded (:func:`prepare`).
+
+    Attributes:
+        ds: the input (a ``Dataset`` or an array of vectors); rows: its kept rows (empty text left out);
+        embedder: the embedder (``None`` for stored vectors); text: the columns and template it reads;
+        empty: rows left out for empty text; labels: group labels of ``rows`` (or ``None``);
+        k: the row count of ``k`` among the kept rows; starts: start positions among the kept rows.
+
+    Example:
+        >>> p = prepare(np.eye(3), SelectConfig(k=2)); p.rows.tolist(), p.k
+        ([0, 1, 2], 2)
+    """
+
+    ds: Any
+    config: SelectConfig
+    rows: np.ndarray
+    embedder: Any = None
+    text: dict[str, Any] | None = None
+    empty: list[int] = field(default_factory=list)
+    labels: np.ndarray | None = None
+    k: int | None = None
+    starts: list[int] | None = None
+
+
+def prepare(ds: Any, config: SelectConfig) -> Prepared:
+    """Every check that needs the data but not the embeddings: row count, ``k``, start rows, group labels, the text
+    layout and empty rows (left out with ``drop_empty``, else refused).
+
+    Example:
+        >>> prepare(np.eye(3), SelectConfig(k=5))
+        Traceback (most recent call last):
+        ...
+        hf_uniform.errors.UniformError: k=5 exceeds the number of rows n=3; pass k <= 3
+    """
+    from .engine.store import shape_of
+    from .selection import check_k
+
+    cfg = config
+    is_dataset = hasattr(ds, "column_names")
+    if not is_dataset and hasattr(ds, "keys") and hasattr(ds, "values"):
+        raise UniformError(f"select_uniform takes a Dataset; this is a DatasetDict with splits {list(ds)}; pass "
+                           "one split (ds['train']) or use ds.filter_uniform(...)")
+    if cfg.k is None and cfg.radius is None and cfg.quotas is None:
+        raise UniformError("pass k (rows or a fraction), radius (a coverage target) or per-group quotas")
+    n = len(ds) if is_dataset else shape_of(ds)[0]
+    if n == 0:
+        raise UniformError("the dataset is empty: there is nothing to select from")
+    if cfg.k is not None:
+        check_k(cfg.k, n)
+    if cfg.start is not None and max(cfg.start) >= n:
+        raise UniformError(f"start rows {[s for s in cfg.start if s >= n][:10]} are out of range for n={n}")
+    labels = _labels(ds if is_dataset else None, cfg.group_by, n, cfg.quotas)
+    out = Prepared(ds, cfg, np.arange(n))
+    if not is_dataset:
+        if cfg.embedding_column is not None:
+            raise UniformError("embedding_column names a column of a Dataset; this input is already an array")
+    elif cfg.embedding_column is not None:
+        if cfg.embedding_column not in ds.column_names:
+            raise UniformError(f"embedding column {cfg.embedding_column!r} not found; available columns: "
+                               f"{ds.column_names[:20]}")
+    else:
+        emb = out.embedder = cfg.embedder_instance()
+        text = out.text = emb.renderer.describe(ds.column_names)
+        empty = out.empty = emb.renderer.empty_rows(ds.select_columns(text["columns"]))
+        if empty and not cfg.drop_empty:
+            raise UniformError(f"{len(empty)} of {n} rows have empty text in columns {text['columns']} (rows "
+                               f"{empty[:10]}{' ...' if len(empty) > 10 else ''}); pass drop_empty=True (CLI: "
+                               "--drop-empty) to leave them out, or other text_columns / template")
+        if empty:
+            logger.warning("leaving out %d row(s) with empty text (rows %s)", len(empty), empty[:10])
+            out.rows = np.setdiff1d(out.rows, np.asarray(empty, dtype=np.int64))
+            if not len(out.rows):
+                raise UniformError("every row has empty text; check text_columns / template")
+    if cfg.k is not None:
+        if isinstance(cfg.k, int) and cfg.k > len(out.rows):
+            raise UniformError(f"k={cfg.k} exceeds the {len(out.rows)} rows left after dropping empty ones")
+        out.k = check_k(cfg.k, len(out.rows))
+    if cfg.start is not None:
+        pos = {int(r): i for i, r in enumerate(out.rows)}
+        if any(s not in pos for s in cfg.start):
+            raise UniformError("a start row has empty text and was left out; choose other start rows")
+        out.starts = [pos[s] for s in cfg.start]
+    out.labels = None if labels is None else labels[out.rows]
+    return out
+
+
+def embed_prepared(p: Prepared, *, distributed: bool = False) -> tuple[Any, dict[str, Any]]:
+    """The vectors of the kept rows (an array, or a stored Arrow column streamed under ``max_memory``) and what
+    they are (``{"embedding_column": ...}`` or the embedder's settings and text layout).
+
+    Example:
+        >>> x, source = embed_prepared(prepare(np.eye(2), SelectConfig(k=1))); x.shape, source
+        ((2, 2), {})
+    """
+    from .integration import embed
+
+    cfg, ds = p.config, p.ds
+    if not hasattr(ds, "column_names"):
+        return ds, {}
+    if cfg.embedding_column is not None:
+        stream = cfg.max_memory is not None and not cfg.drop_zero_vectors
+        return stored_vectors(ds, cfg.embedding_column, stream=stream), {"embedding_column": cfg.embedding_column}
+    work = ds if len(p.rows) == len(ds) else ds.select(p.rows.tolist())
+    x = embed(work, p.embedder, progress=cfg.progress, cache=cfg.cache, distributed=distributed or None)
+    return x, {"embedder": p.embedder.config(), "text": p.text, "dropped_empty_rows": p.empty}
+
+
+def finish(p: Prepared, x: Any, source: dict[str, Any], *, distributed: bool = False) -> SpineResult:
+    """Select on the vectors ``x`` of the kept rows and map the positions back to rows of the input.
+
+    Example:
+        >>> p = prepare(np.eye(3), SelectConfig(k=2, start=1))
+        >>> finish(p, np.eye(3), {}).selection.indices.tolist()
+        [1, 0]
+    """
+    from .selection import Selection
+
+    n, rows = len(p.ds) if hasattr(p.ds, "column_names") else len(p.rows), p.rows
+    sel = raw = _select(x, p.k, p.config, p.starts, p.labels, distributed)
+    if len(rows) != n:  # positions among the kept rows -> rows of ds
+        dropped = set(rows[sel.info.get("dropped_rows", [])].tolist()) | set(np.setdiff1d(np.arange(n), rows).tolist())
+        sel = Selection(rows[sel.indices], sel.min_distances, sel.coverage_radius, sel.metric, n,
+                        {**sel.info, "dropped_rows": sorted(dropped)})
+    sel.info.update(source)
+    sel.info["backend"] = p.config.backend
+    logger.info("selected %d of %d rows: h=%.6g coverage=%.6g", sel.k, sel.n, sel.h, sel.coverage_radius)
+    return SpineResult(sel, x if isinstance(x, np.ndarray) else None, rows, source, raw)
+
+
 def run_spine(ds: Any, config: SelectConfig, *, distributed: bool = False) -> SpineResult:
-    """Render -> drop empty rows -> embed -> select -> map back: the one pipeline behind every entry point.
+    """Render -> drop empty rows -> embed -> select -> map back: the one pipeline behind every entry point
+    (:func:`prepare`, :func:`embed_prepared`, :func:`finish`).
 
     ``ds`` is a ``Dataset`` or an ``(n, d)`` array of embeddings (then nothing is rendered or embedded). Row
     indices in the result (``selection.indices``, ``info["dropped_rows"]``) are rows of ``ds``.
@@ -597,66 +729,9 @@ def run_spine(ds: Any, config: SelectConfig, *, distributed: bool = False) -> Sp
         >>> run_spine(x, SelectConfig(k=2, start=0, metric="euclidean")).selection.indices.tolist()
         [0, 1]
     """
-    from .integration import embed
-    from .selection import Selection, check_k
-
-    cfg = config
-    is_dataset = hasattr(ds, "column_names")
-    if not is_dataset and hasattr(ds, "keys") and hasattr(ds, "values"):
-        raise UniformError(f"select_uniform takes a Dataset; this is a DatasetDict with splits {list(ds)}; pass "
-                           "one split (ds['train']) or use ds.filter_uniform(...)")
-    from .engine.store import shape_of
-
-    n = len(ds) if is_dataset else shape_of(ds)[0]
-    if n == 0:
-        raise UniformError("the dataset is empty: there is nothing to select from")
-    if cfg.k is not None:
-        check_k(cfg.k, n)
-    if cfg.start is not None and max(cfg.start) >= n:
-        raise UniformError(f"start rows {[s for s in cfg.start if s >= n][:10]} are out of range for n={n}")
-    labels = _labels(ds if is_dataset else None, cfg.group_by, n, cfg.quotas)
-    rows = np.arange(n)
-    source: dict[str, Any] = {}
-    if not is_dataset:
-        if cfg.embedding_column is not None:
-            raise UniformError("embedding_column names a column of a Dataset; this input is already an array")
-        x = ds
-    elif cfg.embedding_column is not None:
-        x = stored_vectors(ds, cfg.embedding_column, stream=cfg.max_memory is not None and not cfg.drop_zero_vectors)
-        source = {"embedding_column": cfg.embedding_column}
-    else:
-        emb = cfg.embedder_instance()
-        text = emb.renderer.describe(ds.column_names)
-        empty = emb.renderer.empty_rows(ds.select_columns(text["columns"]))
-        if empty and not cfg.drop_empty:
-            raise UniformError(f"{len(empty)} of {n} rows have empty text in columns {text['columns']} (rows "
-                               f"{empty[:10]}{' ...' if len(empty) > 10 else ''}); pass drop_empty=True (CLI: "
-                               "--drop-empty) to leave them out, or other text_columns / template")
-        work = ds  # embedded as given (the embedding cache is keyed on the data); the renderer reads its columns
-        if empty:
-            logger.warning("leaving out %d row(s) with empty text (rows %s)", len(empty), empty[:10])
-            rows = np.setdiff1d(rows, np.asarray(empty, dtype=np.int64))
-            if not len(rows):
-                raise UniformError("every row has empty text; check text_columns / template")
-            work = ds.select(rows.tolist())
-        x = embed(work, emb, progress=cfg.progress, cache=cfg.cache, distributed=distributed or None)
-        source = {"embedder": emb.config(), "text": text, "dropped_empty_rows": empty}
-    kk = None if cfg.k is None else check_k(cfg.k, len(rows))
-    starts = None
-    if cfg.start is not None:
-        pos = {int(r): i for i, r in enumerate(rows)}
-        if any(s not in pos for s in cfg.start):
-            raise UniformError("a start row has empty text and was left out; choose other start rows")
-        starts = [pos[s] for s in cfg.start]
-    sel = _select(x, kk, cfg, starts, None if labels is None else labels[rows], distributed)
-    if len(rows) != n:  # positions among the kept rows -> rows of ds
-        dropped = set(rows[sel.info.get("dropped_rows", [])].tolist()) | set(np.setdiff1d(np.arange(n), rows).tolist())
-        sel = Selection(rows[sel.indices], sel.min_distances, sel.coverage_radius, sel.metric, n,
-                        {**sel.info, "dropped_rows": sorted(dropped)})
-    sel.info.update(source)
-    sel.info["backend"] = cfg.backend
-    logger.info("selected %d of %d rows: h=%.6g coverage=%.6g", sel.k, sel.n, sel.h, sel.coverage_radius)
-    return SpineResult(sel, x if isinstance(x, np.ndarray) else None, rows, source)
+    p = prepare(ds, config)
+    x, source = embed_prepared(p, distributed=distributed)
+    return finish(p, x, source, distributed=distributed)
 
 
 def _select(x: Any, k: int | None, cfg: SelectConfig, starts: list[int] | None, labels: np.ndarray | None,

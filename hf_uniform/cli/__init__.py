@@ -13,6 +13,7 @@ stays instant); under ``accelerate launch`` use ``recipes/sft.py`` or ``-m hf_un
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import logging
 import os
@@ -34,16 +35,7 @@ from ..preflight import (
     text_pool,
 )
 from ..scripts import SCRIPTS
-from .args import (
-    _heldout_value,
-    _int_list,
-    _k_value,
-    _nonneg_int,
-    _Parser,
-    _pos_int,
-    _quotas_value,
-    _radius_value,
-)
+from .args import _heldout_value, _k_value, _Parser
 from .select import select_command
 from .stats import stats_command
 
@@ -55,22 +47,12 @@ __all__ = ["DEVICES_HELP", "HELDOUT_FILE", "MEANING", "OUTPUT_EXTRA", "OUTPUT_ST
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
+    """The input and the options that decide the embedding (generated from :class:`~hf_uniform.spine.SelectConfig`)."""
+    from ..spine import STATS_FIELDS, add_config_arguments
+
     p.add_argument("input", help="a .json/.jsonl/.parquet/.csv file, a save_to_disk folder, or a Hub dataset id")
     p.add_argument("--split", default="train", help="split of a DatasetDict or Hub dataset (default: train)")
-    p.add_argument("--embedder", default="w2v",
-                   help="w2v (the paper's Word2Vec, default), st:MODEL, m2v:PATH_OR_ID, m2v-distill:ST_MODEL")
-    p.add_argument("--embedding-column", help="use vectors already stored in this column instead of embedding")
-    p.add_argument("--text-columns", help="comma-separated columns to embed, joined by newlines "
-                                          "(default: the detected layout, recorded in selection.json)")
-    p.add_argument("--template", help="str.format template over columns, e.g. '{instruction} {output}'")
-    p.add_argument("--drop-empty", action="store_true",
-                   help="leave out rows whose text is empty (default: refuse them, reporting how many)")
-    p.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine")
-    p.add_argument("--drop-zero-vectors", action="store_true",
-                   help="ignore all-zero embeddings (rows with no known word) instead of failing")
-    p.add_argument("--no-cache", action="store_true", help="do not reuse or store embeddings")
-    p.add_argument("--device", default="cpu", help=DEVICES_HELP)
-    p.add_argument("--seed", type=_nonneg_int("--seed"), default=0, help="seed of the random start row (default: 0)")
+    add_config_arguments(p, STATS_FIELDS)
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result: no progress bars or logs")
 
 
@@ -93,7 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("-k", type=_k_value, required=True,
                      help="subset size: a whole number of rows, or a fraction in (0, 1) such as 0.5")
     sel.add_argument("-o", "--output", required=True, help="output folder (must not hold the input)")
-    sel.add_argument("--start", type=_int_list, help="comma-separated start rows (default: a seeded random row)")
     sel.add_argument("--format", choices=("jsonl", "parquet", "csv"),
                      help="subset file format (default: the input's: csv for .csv, parquet for .parquet, "
                           "else jsonl)")
@@ -104,34 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "never on -k; row indices in selection.json are the input's row numbers")
     sel.add_argument("--baselines", action="store_true",
                      help="also write random.* and mixed.* (the paper's half-random baseline) of the same size")
-    sel.add_argument("--method", choices=("auto", "lazy", "sweep", "plain"), default="auto",
-                     help="selection engine: auto (default, the fastest exact one), lazy, sweep or plain")
-    sel.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
-                     help="storage precision of the embeddings in the engine")
-    sel.add_argument("--max-memory", help="stream embeddings in chunks above this size, e.g. 4GB")
-    sel.add_argument("--radius", type=_radius_value, metavar="R",
-                     help="stop once every row is within R of a chosen row (coverage target); -k is then a cap")
-    sel.add_argument("--tie-break", choices=("lowest", "random"), default="lowest",
-                     help="exact ties go to the lowest row (default) or to a --seed-ed random row")
-    sel.add_argument("--group-by", metavar="COLUMN",
-                     help="per-group quotas over this column's values: a row of a full group is never picked "
-                          "(default quotas: proportional to the group sizes)")
-    sel.add_argument("--quotas", type=_quotas_value, metavar="LABEL=ROWS,...",
-                     help="rows per --group-by value, e.g. en=300,de=100 (values left out get 0)")
-    sel.add_argument("--checkpoint", help="save the selection state in this folder so --resume can continue")
-    sel.add_argument("--checkpoint-every", type=_pos_int("--checkpoint-every"), default=1000,
-                     help="steps between checkpoints")
-    sel.add_argument("--resume", action="store_true", help="continue from --checkpoint after a crash")
     sel.add_argument("--overwrite", action="store_true",
                      help="replace an earlier selection in the output folder (all of its files)")
     sel.add_argument("--no-plot", action="store_true", help="do not draw uniformity.png")
-    sel.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                     help="embed and select on Ray (composable core-set, pip install 'hf-uniform[ray]'): "
-                          "'local' (default) starts Ray on this machine, an address (auto, ray://host:10001) "
-                          "joins a cluster")
-    sel.add_argument("--ray-shards", type=_pos_int("--ray-shards"), metavar="S",
-                     help="contiguous shards for --ray (default: the cluster's CPUs); the result equals "
-                          "hf_uniform.coreset_select(x, k, shards=S)")
+    from ..spine import STATS_FIELDS, SelectConfig, add_config_arguments
+
+    add_config_arguments(sel, [f.name for f in dataclasses.fields(SelectConfig)  # the selection options
+                               if f.metadata.get("flag", True) and f.name not in STATS_FIELDS])
     sel.set_defaults(func=select_command)
 
     st = sub.add_parser("stats", help="print the uniformity report (h, coverage) of a pool or a subset of it")

@@ -19,14 +19,15 @@ def selection_options(args: argparse.Namespace) -> dict:
         >>> opts["plot"], opts["cache"], opts["k"]
         (False, True, 3)
     """
-    names = ("input", "k", "output", "split", "embedder", "embedding_column", "text_columns", "template", "drop_empty",
-             "metric", "drop_zero_vectors", "device", "seed", "start", "format", "heldout", "baselines", "method",
-             "dtype", "max_memory", "checkpoint", "checkpoint_every", "resume", "overwrite", "ray", "ray_shards",
-             "radius", "tie_break", "group_by", "quotas")
-    opts = {name: getattr(args, name) for name in names}
+    import dataclasses
+
+    from ..spine import SelectConfig
+
+    opts = {f.name: getattr(args, f.name) for f in dataclasses.fields(SelectConfig) if hasattr(args, f.name)}
+    opts.update({name: getattr(args, name) for name in ("input", "output", "split", "format", "heldout",
+                                                         "baselines", "overwrite")})
     argv = getattr(args, "argv", None) or sys.argv[1:]
-    return {**opts, "cache": not args.no_cache, "plot": not args.no_plot, "progress": not args.quiet,
-            "command": "hf-uniform " + shlex.join(argv)}
+    return {**opts, "plot": not args.no_plot, "progress": not args.quiet, "command": "hf-uniform " + shlex.join(argv)}
 
 
 def select_command(args: argparse.Namespace) -> int:

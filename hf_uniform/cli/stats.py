@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingFileError, UniformError
-from ..preflight import check_device, check_embedding_options
 from .printing import _print_lengths, _print_report
 
 logger = logging.getLogger("hf_uniform")
@@ -25,41 +24,46 @@ def stats_command(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..baselines import random_subset
-    from ..integration import embed, embedding_matrix
+    from ..integration import embedding_matrix
     from ..io import read_source
     from ..metrics import subset_stats
+    from ..spine import config_from_args, embed_prepared, prepare
 
-    emb = check_embedding_options(embedder=args.embedder, embedding_column=args.embedding_column,
-                                  text_columns=args.text_columns, template=args.template, drop_empty=args.drop_empty)
-    check_device(args.device)
+    cfg = config_from_args(args, progress=not args.quiet)  # the options, checked as for select (one place)
     if args.subset and not Path(args.subset).exists():
         raise MissingFileError(f"subset file {args.subset} does not exist")
     src = read_source(args.input, split=args.split)
     sub = read_source(args.subset) if args.subset else None
+    emb = cfg.embedder_instance()
+    cols = [cfg.embedding_column] if emb is None else emb.renderer.describe(src.columns)["columns"]
+    if emb is None and cfg.embedding_column not in src.columns:
+        raise UniformError(f"embedding column {cfg.embedding_column!r} not found; available columns: {src.columns[:20]}")
+    # the pool through the spine's own steps (text layout, empty rows, embedding; k=1 only to pass the check)
+    prepared = prepare(src.to_dataset(cols), cfg.replace(k=1, start=None))
+    emb = prepared.embedder
+    x, _ = embed_prepared(prepared)
+    if not isinstance(x, np.ndarray):
+        x = embedding_matrix(prepared.ds, cfg.embedding_column)
+    y = None
     if emb is None:
-        x = embedding_matrix(src.to_dataset([args.embedding_column]), args.embedding_column)
-        y = embedding_matrix(sub.to_dataset([args.embedding_column]), args.embedding_column) if sub else None
-    else:
-        cols = emb.renderer.describe(src.columns)["columns"]
-        ds = src.to_dataset(cols)
-        x = embed(ds, emb, progress=not args.quiet, cache=not args.no_cache)
-        y = None
-        if sub is not None:
-            sub_ds = sub.to_dataset(cols)
-            index = {}
-            for i, t in enumerate(t for b in ds.iter(batch_size=2000) for t in emb.texts(b)):
-                index.setdefault(t, i)
-            texts = [t for b in sub_ds.iter(batch_size=2000) for t in emb.texts(b)]
-            found = [index.get(t) for t in texts]
-            if all(i is not None for i in found):
-                y = x[np.asarray(found, dtype=np.int64)]
-            else:
-                logger.info("%d subset row(s) are not in the pool; embedding the subset with the pool's embedder",
-                            sum(i is None for i in found))
-                if emb.needs_fit and getattr(emb, "model", None) is None and \
-                        getattr(emb, "_pending_fit", None) is not None:
-                    logger.info("fitting the embedder on the pool (the cached pool vectors do not hold it)")
-                y = np.concatenate([emb.encode(texts[i:i + 1000]) for i in range(0, len(texts), 1000)])
+        y = embedding_matrix(sub.to_dataset([cfg.embedding_column]), cfg.embedding_column) if sub else None
+    elif sub is not None:
+        ds = prepared.ds.select(prepared.rows.tolist()) if len(prepared.rows) < len(prepared.ds) else prepared.ds
+        sub_ds = sub.to_dataset(cols)
+        index = {}
+        for i, t in enumerate(t for b in ds.iter(batch_size=2000) for t in emb.texts(b)):
+            index.setdefault(t, i)
+        texts = [t for b in sub_ds.iter(batch_size=2000) for t in emb.texts(b)]
+        found = [index.get(t) for t in texts]
+        if all(i is not None for i in found):
+            y = x[np.asarray(found, dtype=np.int64)]
+        else:
+            logger.info("%d subset row(s) are not in the pool; embedding the subset with the pool's embedder",
+                        sum(i is None for i in found))
+            if emb.needs_fit and getattr(emb, "model", None) is None and \
+                    getattr(emb, "_pending_fit", None) is not None:
+                logger.info("fitting the embedder on the pool (the cached pool vectors do not hold it)")
+            y = np.concatenate([emb.encode(texts[i:i + 1000]) for i in range(0, len(texts), 1000)])
     if args.drop_zero_vectors:
         x = x[np.any(x != 0, axis=1)]
         y = None if y is None else y[np.any(y != 0, axis=1)]

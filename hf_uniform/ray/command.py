@@ -28,60 +28,55 @@ def _is_ray_folder(source: Any) -> bool:
 
 
 def run_selection_ray(input: str | os.PathLike, k: int | float, output: str | os.PathLike, *,
-                      command: str | None = None, progress: bool = True, **options: Any) -> SelectionRecord:
+                      config: Any = None, command: str | None = None, split: str = "train",
+                      format: str | None = None, heldout: Any = None, baselines: bool = False,
+                      overwrite: bool = False, plot: bool = True, **options: Any) -> SelectionRecord:
     """``hf-uniform select INPUT -k K -o OUT --ray [ADDRESS|local] [--ray-shards S]``; returns the record written.
 
-    ``options`` are :func:`~hf_uniform.pipeline.run_selection`'s keywords (``ray`` is the address, ``local``
-    starts a Ray instance on this machine or reuses the one this process is connected to). Everything that
-    can be checked without the data is checked first, as without ``ray``. A file, a ``save_to_disk`` folder or
-    a Hub id is read as without ``ray`` and its rows are written back unchanged; a folder of Parquet / JSON
-    Lines files is read with Ray's readers (files in sorted order) and the chosen rows come back from the
-    cluster. Embedding runs on a Ray actor pool (or ``embedding_column`` is used) and the selection is
-    :func:`~hf_uniform.ray.select_uniform_ray`. Writes ``OUT/subset.*`` (greedy order, ``uniform_rank``,
-    ``uniform_min_distance``) and ``OUT/selection.json`` (k, n, h, the coverage radius estimate, shards, k per
-    shard, cluster size, seconds per stage).
+    ``config`` / ``options`` are the :class:`~hf_uniform.spine.SelectConfig` fields (validated there, once;
+    ``ray_address="local"`` starts a Ray instance on this machine or reuses the one this process is connected
+    to); the other keywords are :func:`~hf_uniform.pipeline.run_selection`'s. Everything that can be checked
+    without the data is checked first, as without Ray. A file, a ``save_to_disk`` folder or a Hub id is read
+    as without Ray and its rows are written back unchanged; a folder of Parquet / JSON Lines files is read with
+    Ray's readers (files in sorted order) and the chosen rows come back from the cluster. Embedding runs on a Ray
+    actor pool (or ``embedding_column`` is used) and the selection is :func:`~hf_uniform.ray.select_uniform_ray`.
+    Writes ``OUT/subset.*`` (greedy order, ``uniform_rank``, ``uniform_min_distance``) and
+    ``OUT/selection.json`` (k, n, h, the coverage radius estimate, shards, k per shard, cluster size, seconds
+    per stage).
 
     Example:
-        >>> run_selection_ray("d.jsonl", 3, "o", ray="local", start=[1])
+        >>> run_selection_ray("d.jsonl", 3, "o", ray_address="local", start=[1])
         Traceback (most recent call last):
         ...
-        hf_uniform.errors.UniformError: --start cannot be combined with --ray (core-set mode); drop it, or run without --ray for the exact selection
+        hf_uniform.errors.UniformError: backend='ray' runs the composable core-set, which takes no start; drop them or use backend='exact'
     """
     from hf_uniform.io import SourceData, package_versions, read_source, remove_stale_tmp
-    from hf_uniform.preflight import (
-        check_device,
-        check_embedding_options,
-        check_output_folder,
-        check_previous_selection,
-        engine_options,
-        text_pool,
-    )
+    from hf_uniform.preflight import check_output_folder, check_previous_selection, text_pool
+    from hf_uniform.spine import SelectConfig
 
-    opt = options.get
-    if not opt("ray"):
-        raise UniformError("--ray-shards needs --ray (local or a cluster address)")
-    unsupported = [flag for flag, on in (("--start", opt("start")), ("--baselines", opt("baselines")),
-                                         ("--heldout", opt("heldout") is not None),
-                                         ("--checkpoint", opt("checkpoint")), ("--resume", opt("resume")),
-                                         ("--drop-zero-vectors", opt("drop_zero_vectors"))) if on]
+    cfg = SelectConfig.from_options(config, k=k, **options)
+    if cfg.backend != "ray":
+        raise UniformError("run_selection_ray needs a Ray address (ray_address='local' or a cluster; CLI: --ray)")
+    unsupported = [flag for flag, on in (("--baselines", baselines), ("--heldout", heldout is not None)) if on]
     if unsupported:
         raise UniformError(f"{', '.join(unsupported)} cannot be combined with --ray (core-set mode); "
                            f"drop {'it' if len(unsupported) == 1 else 'them'}, or run without --ray for the "
                            "exact selection")
-    metric, seed, embedding_column = opt("metric", "cosine"), opt("seed", 0), opt("embedding_column")
+    k, progress = cfg.k, cfg.progress
+    metric, seed, embedding_column = cfg.metric, cfg.seed, cfg.embedding_column
     out = check_output_folder(output, [str(input)])
-    emb = check_embedding_options(embedder=opt("embedder", "w2v"), embedding_column=embedding_column,
-                                  text_columns=opt("text_columns"), template=opt("template"),
-                                  drop_empty=opt("drop_empty", False))
-    device = check_device(opt("device", "cpu"))
-    engine = engine_options(method=opt("method", "auto"), dtype=opt("dtype", "float32"),
-                            max_memory=opt("max_memory"))
-    replaced = check_previous_selection(out, opt("overwrite", False))
+    emb = cfg.embedder_instance()
+    device = cfg.device
+    engine = {name: value for name, value in cfg.engine_kwargs().items()
+              if name in ("method", "dtype", "max_memory", "chunk_size")}
+    replaced = check_previous_selection(out, overwrite)
+    opt = {"format": format, "split": split, "drop_empty": cfg.drop_empty, "ray": cfg.ray_address,
+           "ray_shards": cfg.shards}.get
     ray = _ray()
     if not progress:
         for name in ("ray", "ray.data"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    started = init_ray(opt("ray"), quiet=not progress)
+    started = init_ray(cfg.ray_address, quiet=not progress)
     try:
         remove_stale_tmp(out)
         timings: dict[str, float] = {}

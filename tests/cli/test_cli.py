@@ -159,14 +159,14 @@ def test_every_bad_argument_is_refused_before_reading_the_data(tmp_path, monkeyp
         "empty field": (["--template", "{instruction} {}"], "without a column name"),
         "open brace": (["--template", "{instruction"], "malformed"),
         "huge width": (["--template", "{x:>99999999999}"], "more than 10000 characters"),
-        "negative seed": (["--seed=-1"], "--seed must be 0 or more"),
+        "negative seed": (["--seed=-1"], "seed must be a whole number 0 or more"),
         "tpu": (["--device", "tpu"], "unknown device 'tpu'"),
         "k 1.0": (["-k", "1.0"], "neither a whole number"),
         "k zero": (["-k", "0"], "k must be at least 1"),
         "k nan": (["-k", "nan"], "neither a whole number"),
         "bad embedder": (["--embedder", "bogus"], "unknown embedder"),
         "both text options": (["--text-columns", "a", "--template", "{a}"], "not both"),
-        "resume alone": (["--resume"], "--resume needs --checkpoint"),
+        "resume alone": (["--resume"], "resume needs checkpoint"),
         "bad method": (["--method", "fast"], "invalid choice"),
     }
     import torch
