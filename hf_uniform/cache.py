@@ -1,7 +1,8 @@
 """On-disk caches: embeddings keyed by data, text and embedder, and distilled model2vec models.
 
-Layout under the cache root (env ``HF_UNIFORM_CACHE``, else ``$XDG_CACHE_HOME/hf_uniform``, else
-``~/.cache/hf_uniform``)::
+Layout under the cache root (env ``HF_UNIFORM_CACHE``, else huggingface_hub's assets folder for this library,
+``huggingface_hub.cached_assets_path("hf_uniform")``: ``$HF_ASSETS_CACHE/hf_uniform/default/default``, by default
+``~/.cache/huggingface/assets/...``, so ``hf cache`` tools and ``HF_HOME`` apply to it)::
 
     embeddings/<key>.npy    float32 (n, d) matrix, rows in dataset order
     embeddings/<key>.json   what the key was made of (fingerprint, text settings, embedder config)
@@ -53,7 +54,7 @@ KEY_VERSION = 2  # bump when the meaning of cached vectors changes
 
 
 def cache_root() -> Path:
-    """The cache root: ``$HF_UNIFORM_CACHE``, else ``$XDG_CACHE_HOME/hf_uniform``, else ``~/.cache/hf_uniform``.
+    """The cache root: ``$HF_UNIFORM_CACHE``, else ``huggingface_hub.cached_assets_path("hf_uniform")``.
 
     Example:
         >>> cache_root() / "embeddings" == embedding_cache_dir()
@@ -62,8 +63,9 @@ def cache_root() -> Path:
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "hf_uniform"
+    from huggingface_hub import cached_assets_path
+
+    return Path(cached_assets_path(library_name="hf_uniform"))
 
 
 def embedding_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:

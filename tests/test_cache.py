@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from hf_uniform import UniformError, Word2VecEmbedder, filter_uniform, maxmin_select
+from hf_uniform import UniformError, Word2VecEmbedder, filter_uniform, maxmin_select, select_uniform
 from hf_uniform.cache import (
     embedding_cache_dir,
     embedding_cache_key,
@@ -58,7 +58,7 @@ def _fresh_vectors(ds, **kwargs) -> np.ndarray:
 
 def test_second_run_with_other_k_metric_seed_neither_embeds_nor_trains(cache, pool):
     first = CountingW2V(vector_size=64)
-    sub1, sel1 = filter_uniform(pool, 100, embedder=first, return_selection=True, progress=False)
+    sel1 = select_uniform(pool, 100, embedder=first, progress=False)
     assert first.fits == 1 and first.encodes >= 2
     files = sorted(p.name for p in cache.iterdir())
     assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".npy")
@@ -70,8 +70,8 @@ def test_second_run_with_other_k_metric_seed_neither_embeds_nor_trains(cache, po
     np.testing.assert_array_equal(np.load(cache / files[1]), x)
 
     again = CountingW2V(vector_size=64)
-    sub2, sel2 = filter_uniform(pool, 0.1, embedder=again, metric="euclidean", seed=7,
-                                return_selection=True, progress=False)
+    sub2 = filter_uniform(pool, 0.1, embedder=again, metric="euclidean", seed=7, progress=False)
+    sel2 = select_uniform(pool, 0.1, embedder=again, metric="euclidean", seed=7, progress=False)
     assert (again.fits, again.encodes) == (0, 0)
     ref = maxmin_select(x, 0.1, metric="euclidean", seed=7)
     assert sel2.indices.tolist() == ref.indices.tolist() and len(sub2) == ref.k

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from hf_uniform import UniformError, filter_uniform, maxmin_select
+from hf_uniform import UniformError, filter_uniform, maxmin_select, select_uniform
 from hf_uniform.embedders import (
     Model2VecEmbedder,
     distill_static_model,
@@ -128,7 +128,8 @@ def test_m2v_as_dataset_map_and_filter_uniform(distilled, cache_env, shared_data
     np.testing.assert_array_equal(x, emb.encode(emb.texts(ds[:])))
     norms = np.linalg.norm(x, axis=1)
     np.testing.assert_allclose(norms[norms > 0], 1.0, atol=1e-5)
-    sub, sel = filter_uniform(ds, 60, embedder=emb, return_selection=True, progress=False)
+    sub = filter_uniform(ds, 60, embedder=emb, progress=False)
+    sel = select_uniform(ds, 60, embedder=emb, progress=False)
     ref = maxmin_select(x, 60, seed=0)
     assert sel.indices.tolist() == ref.indices.tolist()
     assert sub["instruction"][:] == [ds[int(i)]["instruction"] for i in ref.indices]

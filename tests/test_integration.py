@@ -89,8 +89,9 @@ def test_filter_uniform_with_embedding_column_matches_engine():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 8)).astype(np.float32)
     ds = Dataset.from_dict({"embedding": x.tolist(), "id": list(range(200))})
-    sub, sel = ds.filter_uniform(k=25, embedding_column="embedding", seed=1, return_selection=True,
-                                 progress=False)
+    sub = ds.filter_uniform(k=25, embedding_column="embedding", seed=1, progress=False)
+    sel = hf_uniform.select_uniform(ds, 25, embedding_column="embedding", seed=1, progress=False)
+    assert sel.indices.tolist() == sub["id"][:]
     ref = maxmin_select(x, 25, seed=1)
     assert sub["id"][:] == ref.indices.tolist()
     assert sub["uniform_rank"][:] == list(range(25))
@@ -105,7 +106,9 @@ def test_filter_uniform_on_real_dataset(shared_data):
     from datasets import load_dataset
 
     ds = load_dataset("json", data_files=str(shared_data("instruct/code_alpaca_2k.jsonl")), split="train")
-    sub, sel = filter_uniform(ds, 200, return_selection=True, progress=False)
+    sub = filter_uniform(ds, 200, progress=False)
+    sel = hf_uniform.select_uniform(ds, 200, progress=False)
+    assert sub["uniform_rank"][:] == list(range(200)) and len(set(sub.column_names) - set(ds.column_names)) == 2
     assert len(sub) == 200 and set(ds.column_names) < set(sub.column_names)
     emb = Word2VecEmbedder().fit(ds)
     x = emb.encode(emb.texts(ds[:]))
@@ -160,8 +163,7 @@ def test_zero_vectors_error_names_rows_and_drop_option():
     ds = Dataset.from_dict({"embedding": x.tolist()})
     with pytest.raises(UniformError, match=r"2 zero vector\(s\).*\[3, 17\].*drop_zero_vectors"):
         ds.filter_uniform(k=5, embedding_column="embedding", progress=False)
-    sub, sel = ds.filter_uniform(k=5, embedding_column="embedding", drop_zero_vectors=True,
-                                 return_selection=True, progress=False)
+    sel = hf_uniform.select_uniform(ds, 5, embedding_column="embedding", drop_zero_vectors=True, progress=False)
     assert not {3, 17} & set(sel.indices.tolist())
     assert sel.info["dropped_rows"] == [3, 17]
     keep = np.setdiff1d(np.arange(30), [3, 17])

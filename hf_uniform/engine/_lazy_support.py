@@ -236,7 +236,7 @@ class Dormancy:
         """Raise ``tau`` so that at most ``wake_cap`` rows are active or woken (by bound, largest first);
         an early flush never goes above the walk's best ``hint`` (those rows may beat it)."""
         cap = self.wake_cap
-        heads = [self.v[self.v >= tau]]
+        heads = [self.v[self.v >= tau]] if tau > -math.inf else [self.v]
         total = heads[0].size
         for ids, keys, ptr in self.runs:
             end = int(np.searchsorted(keys, -tau, side="right")) if tau > -math.inf else ids.size
@@ -245,7 +245,9 @@ class Dormancy:
         if total <= cap:
             return tau
         vals = np.concatenate(heads)
-        cut = float(np.partition(vals, vals.size - cap)[vals.size - cap])
+        del heads
+        vals.partition(vals.size - cap)  # in place: no second copy of the bounds
+        cut = float(vals[vals.size - cap])
         if hint is not None and hint > -math.inf:
             cut = min(cut, hint)
         return max(tau, cut) if math.isfinite(cut) else tau  # +inf keys: not yet computed (start-up)
@@ -307,7 +309,7 @@ class SweepFallback:
         if self.aid.size:
             self.m[self.aid] = self.v
             self.ep[self.aid] = self.tf + self.q
-        self._set_active(np.empty(0, np.int64), np.empty((0, self.d), np.float32))
+        self._set_active(np.empty(0, self._idt), np.empty((0, self.d), np.float32))
         self.runs = []
         live = np.flatnonzero(self.m > -np.inf)
         pairs = K.catch_up(self.src.x, self.Xn2, live, self.m, self.ep, self.C, self.cn2, self.t, self.mc)
@@ -357,7 +359,7 @@ class CheckpointState:
         self.swept, self._live, self.stats["path"] = False, np.empty(0, np.int64), "lazy"
         if t:
             self._prep_centres(0, t)
-        self._set_active(np.empty(0, np.int64), np.empty((0, self.d), np.float32))
+        self._set_active(np.empty(0, self._idt), np.empty((0, self.d), np.float32))
         live = np.flatnonzero(self.m > -np.inf).astype(self._idt)
         self.runs = [self._make_run(live)]
         self.tau = math.inf

@@ -187,7 +187,7 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         self.tau = math.inf  # +inf: nothing flushed yet
         # dormant rows: runs [ids, -keys] sorted by key (the row's m when it fell asleep) descending, plus a
         # read pointer; each row's own epoch is in ep.
-        # run ids are int32 (n < 2^31; 4 B/row less of the state that max_memory must hold), int64 when woken
+        # row ids (dormant runs, active set) are int32 when n < 2^31: 4 B/row less of the state max_memory holds
         self._idt = np.int32 if self.n < 2 ** 31 else np.int64
         self.runs: list[list[Any]] = [[np.arange(self.n, dtype=self._idt), np.full(self.n, -np.inf, np.float32), 0]]
         self._su = np.zeros(self.cols + 1, dtype=np.uint32)
@@ -201,7 +201,7 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         self._wake_cut = -math.inf
         if source.in_memory:
             self._precompute()
-        self._set_active(np.empty(0, np.int64), np.empty((0, d), np.float32))
+        self._set_active(np.empty(0, self._idt), np.empty((0, d), np.float32))
         self._cnt = np.zeros(4, dtype=np.int64)  # walk rows scanned, walk exact evals, flush exact evals, rows
         self.stats = {"flushes": 0, "early_flushes": 0, "gemm_pairs": 0, "woken_rows": 0, "steps": 0,
                       "path": "lazy"}
@@ -251,7 +251,7 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         self.rows_arr, self.rid, self.Af, self.ares, self.an = self._rowset(ids, rows)
         self.am = self.m[ids].copy()
         self.v = self.am.copy()
-        self.q = np.zeros(ids.size, dtype=np.int64)
+        self.q = np.zeros(ids.size, dtype=np.int32)  # < block centres
         self.R = 0
         K.fill_positions(self.pos_of, ids, -2)
 
@@ -339,7 +339,7 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
             for cs in range(c0, c1, self.cols):
                 ce = min(c1, cs + self.cols)
                 if qa is None or cs > c0:
-                    qq = np.zeros(b - a, dtype=np.int64)
+                    qq = np.zeros(b - a, dtype=np.int32)
                 else:
                     qq = qa
                 self._update(rows, rid[a:b], fa, self._zres[:b - a] if res is None else res[a:b], rn2a, v[a:b],
@@ -402,7 +402,7 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
                 self._wake(wake, tau, kept_ids, kept_rows, sleep, trim, hint)
                 tau = max(tau, self._wake_cut)
             del wake
-        ids = _cat(kept_ids, np.int64)
+        ids = _cat(kept_ids, self._idt)
         rows = None if kept_rows is None else (np.concatenate(kept_rows) if len(kept_rows) > 1 else kept_rows[0])
         cap = self.max_active
         if self.t < 2 * self.block:  # start-up: bounds were unknown before this flush, cap afterwards
@@ -449,7 +449,7 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
             wake = wake[np.argsort(ew, kind="stable")]
         del ew
         for a in range(0, wake.size, step):
-            ids = wake[a:a + step].astype(np.int64)
+            ids = wake[a:a + step]
             e = self.ep[ids].copy()  # non-decreasing, and stays so: rows advance in prefix order
             v = self.m[ids].copy()
             rows, rid, rows_f, res, rn2 = self._rowset(ids)
@@ -460,7 +460,7 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
                 ce = min(t, cs + B)
                 npart = int(np.searchsorted(e, ce, side="left"))  # rows not yet exact over C[:ce]
                 if npart:
-                    q = np.clip(e[:npart] - cs, 0, ce - cs).astype(np.int64)
+                    q = np.clip(e[:npart] - cs, 0, ce - cs).astype(np.int32)
                     q[~awake[:npart]] = ce - cs  # asleep again: skip
                     vq = v[:npart]
                     self._refresh(rows, rid[:npart], None if rows_f is None else rows_f[:npart],
@@ -499,7 +499,7 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         one that could beat an early flush's ``hint``); the rest sleep, and the cut raises the dormancy
         threshold (recorded in ``_wake_cut``, applied by :meth:`flush`) so that they are woken again when
         the radius approaches them."""
-        ids = _cat(kept_ids, np.int64)
+        ids = _cat(kept_ids, self._idt)
         vals = self.m[ids]
         kth = ids.size - cap
         cut = float(np.partition(vals, kth)[kth])

@@ -87,7 +87,8 @@ def build_arm_indices(
         [10, 10, 10, 30]
     """
     from ..baselines import mixed_subset, random_subset
-    from ..integration import nonzero_rows, select_rows
+    from ..integration import nonzero_rows
+    from ..spine import SelectConfig, run_spine
 
     n = len(x)
     if arm == "full":
@@ -95,9 +96,8 @@ def build_arm_indices(
     if arm == "random":
         return random_subset(n, k, seed=seed)
     if arm == "uniform":
-        sel = select_rows(x, k, metric=metric, drop_zero_vectors=True, seed=seed, progress=progress,
-                          method=method)
-        return np.asarray(sel.indices, dtype=np.int64)
+        cfg = SelectConfig(k=k, metric=metric, drop_zero_vectors=True, seed=seed, progress=progress, method=method)
+        return np.asarray(run_spine(x, cfg).selection.indices, dtype=np.int64)  # = select_uniform(x, config=cfg)
     if arm == "mixed":
         keep = nonzero_rows(x) if metric == "cosine" else np.arange(n)
         return keep[mixed_subset(x[keep], k, metric=metric, seed=seed, method=method)].astype(np.int64)

@@ -27,7 +27,6 @@ from trl import ModelConfig, SFTConfig, TrlParser
 
 from ..arguments import parse_config_args
 from ..errors import UniformError
-from ..selection import check_k
 from .callbacks import DEFAULT_WINDOW
 from .data import PROMPT_FORMATS, SUBSET_METHODS
 from .loss import VARIANTS
@@ -101,8 +100,9 @@ class UniformSFTArguments:
         "help": "rows held out of the pool for evaluation before selection (fraction or count); refused for an "
                 "hf-uniform select folder, whose heldout.jsonl (select --heldout N) is the evaluation set"})
     eval_dataset_name: str | None = field(default=None, metadata={"help": "a separate evaluation dataset"})
-    uniform_k: float | None = field(default=None, metadata={
-        "help": "select a subset of this many rows (or this fraction) on the fly; unset = the whole pool"})
+    uniform_k: str | None = field(default=None, metadata={
+        "help": "select a subset of this many rows (a whole number) or this fraction (in (0, 1)) on the fly, as "
+                "hf-uniform select -k; unset or none = the whole pool"})
     subset_method: str = field(default="uniform", metadata={
         "help": "uniform (greedy max-min), or a paper baseline of the same k: random, mixed (TeaMs-RL: half "
                 "random, half min-distance) or first_k (WizardLM: the first k rows of the shuffled pool)",
@@ -146,9 +146,9 @@ class UniformSFTArguments:
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
                 raise UniformError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.uniform_k is not None:  # TrlParser gives floats: a whole number >= 1 is a row count
-            k = float(self.uniform_k)
-            self.uniform_k = check_k(int(k) if k >= 1 and k.is_integer() else k)  # the one k rule, form only
+        from .data import _k_value
+
+        self.uniform_k = _k_value(self.uniform_k)  # the one k rule (text as -k; 1.0 refused), form only
         if isinstance(self.loss_thresholds, (int, float)):
             self.loss_thresholds = [float(self.loss_thresholds)]
 

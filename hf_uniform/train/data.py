@@ -183,16 +183,16 @@ class TrainingData:
 
 
 def _k_value(k: Any) -> int | float | None:
-    """``uniform_k`` through the one k rule (:func:`hf_uniform.selection.check_k`); text via ``parse_k``; a
-    whole float >= 1 (a ``float``-typed config field) is a row count."""
-    from ..selection import check_k, parse_k
+    """``uniform_k`` by the one k rule: text through :func:`hf_uniform.selection.parse_k` (``"4500"`` a count,
+    ``"0.5"`` a fraction, ``"none"`` the whole pool), numbers through :func:`hf_uniform.spine.check_k_option`
+    (``1.0`` is refused, as ``-k 1.0`` is)."""
+    from ..selection import parse_k
+    from ..spine import check_k_option
 
-    if k is None or k == "" or (isinstance(k, str) and k.lower() == "none"):
+    if k is None or (isinstance(k, str) and k.strip().lower() in ("", "none")):
         return None
-    if isinstance(k, float) and k >= 1 and k.is_integer():
-        k = int(k)
     try:
-        return parse_k(k) if isinstance(k, str) else check_k(k)
+        return parse_k(k) if isinstance(k, str) else check_k_option(k)
     except UniformError as err:
         raise UniformError(f"uniform_k: {err}") from err
 
@@ -274,7 +274,7 @@ def load_training_data(
     ``hf-uniform select`` — then its ``selection.json`` is the provenance.
 
     With ``uniform_k`` the subset is selected here from the pool: ``"uniform"`` through
-    :func:`hf_uniform.filter_uniform` (greedy max-min); the paper's baselines of the same size are
+    :func:`hf_uniform.select_uniform` (greedy max-min); the paper's baselines of the same size are
     ``"random"`` (a seeded draw), ``"mixed"`` (its TeaMs-RL baseline, :func:`hf_uniform.baselines.mixed_subset`:
     half random, half chosen to minimise distances, in the same embedding) and ``"first_k"`` (its WizardLM
     baseline: the first k rows of the pool, which the paper had shuffled beforehand). ``h`` of a baseline is
@@ -381,14 +381,14 @@ def load_training_data(
             train = pool
             prov.update({"subset": "full", "k": len(pool), "embedder": None, "h": None, "coverage_radius": None})
         elif subset_method == "uniform":
-            from ..integration import filter_uniform
+            from ..spine import select_uniform
 
-            train, sel = filter_uniform(pool, k, text_columns=text_columns, template=template,
-                                        embedding_column=embedding_column, embedder=embedder, metric=metric,
-                                        seed=seed, return_selection=True, progress=progress)
-            train = _drop_selection_columns(train)
+            sel = select_uniform(pool, k, text_columns=text_columns, template=template,
+                                 embedding_column=embedding_column, embedder=embedder, metric=metric, seed=seed,
+                                 progress=progress)
+            train = pool.select(sel.indices.tolist())  # the rows unchanged, in greedy order
             selection = {"input": str(dataset_name), **sel.to_dict()}
-            prov.update({"subset": "uniform", "source": "filter_uniform", "k": sel.k,
+            prov.update({"subset": "uniform", "source": "select_uniform", "k": sel.k,
                          "embedder": _embedder_record(sel.info.get("embedder"), sel.info.get("text"),
                                                       embedding_column),
                          "h": selection["h"], "coverage_radius": selection["coverage_radius"]})

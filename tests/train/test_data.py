@@ -145,7 +145,8 @@ def test_uniform_k_selects_like_filter_uniform_and_records_provenance(pool_file,
 
     monkeypatch.setenv("HF_UNIFORM_CACHE", str(tmp_path / "cache"))
     data = load_training_data(str(pool_file), uniform_k=6, seed=3)
-    sub, sel = hf_uniform.filter_uniform(load_input(pool_file), 6, seed=3, return_selection=True, progress=False)
+    sub = hf_uniform.filter_uniform(load_input(pool_file), 6, seed=3, progress=False)
+    sel = hf_uniform.select_uniform(load_input(pool_file), 6, seed=3, progress=False)
     assert data.train["prompt"][:] == [format_alpaca(r["instruction"], r["input"]) for r in sub]
     prov = data.provenance
     assert (prov["subset"], prov["k"], prov["n"]) == ("uniform", 6, 40)
