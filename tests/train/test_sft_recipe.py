@@ -83,9 +83,11 @@ def test_optim_l2_sgd_from_yaml_or_command_line(tmp_path):
 def test_bad_arguments_are_one_line_errors(tmp_path):
     with pytest.raises(UniformError, match="unknown recipe arguments.*uniform_kk"):
         parse_sft_args(["--output_dir", "x", *CPU, "--uniform_kk", "3"])
-    for bad in ("2.5", "0", "-3"):  # the one k rule (selection.check_k), refused while parsing
+    for bad in ("2.5", "-3", "1.0"):  # the one k rule (selection.parse_k, as -k), refused while parsing
         with pytest.raises(UniformError, match=rf"k={float(bad)} is neither a whole number of rows nor a fraction"):
             parse_sft_args(["--output_dir", "x", *CPU, "--uniform_k", bad])
+    with pytest.raises(UniformError, match="k must be at least 1, got 0"):
+        parse_sft_args(["--output_dir", "x", *CPU, "--uniform_k", "0"])
     assert parse_sft_args(["--output_dir", "x", *CPU, "--uniform_k", "4500"])[2].uniform_k == 4500
     cfg = write_yaml(tmp_path / "c.yaml", {"output_dir": "x", "use_cpu": True, "bf16": False, "tiny_modle": True})
     with pytest.raises(UniformError, match="tiny_modle"):
