@@ -35,7 +35,7 @@ _EXPORTS = {
     "Word2VecEmbedder": "embedders", "resolve_embedder": "embedders",
     "UniformError": "errors",
     "embed": "integration", "embedding_matrix": "integration", "filter_uniform": "integration",
-    "add_uniform_rank": "integration", "SelectConfig": "spine", "select_uniform": "spine",
+    "add_uniform_rank": "integration", "SelectConfig": "spine", "select_uniform": "steps",
     "register_dataset_methods": "dataset_methods",
     "coverage_radius": "metrics", "mean_nn_distance": "metrics", "min_pairwise_distance": "metrics",
     "uniformity_report": "metrics",

@@ -155,7 +155,7 @@ def run_selection(
 
     from .integration import embedding_matrix
     from .io import read_source, remove_stale_tmp
-    from .spine import embed_prepared, finish, prepare
+    from .steps import embed_prepared, finish, prepare
 
     # --- the checks that need the data; every rank runs them, and all agree before anything is written ------
     timings: dict[str, float] = {}

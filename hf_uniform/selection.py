@@ -30,6 +30,7 @@ import torch
 
 from .engine.distance import point_distances
 from .errors import MissingExtraError, UniformError
+from .options import check_k, parse_k  # noqa: F401 - the one k rule, re-exported (its earlier home)
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         >>> resolve_device("cpu").type
         'cpu'
     """
-    from .spine import check_device  # the one device rule
+    from .options import check_device  # the one device rule
 
     device = check_device(device)
     if device == "auto":
@@ -182,63 +183,8 @@ def _log_cast(embeddings: Any) -> None:
         logger.info("embeddings are %s: selection runs (exactly) on their float32 rounding", dt)
 
 
-def parse_k(text: str) -> int | float:
-    """``k`` as written on a command line or in a text config: ``"4500"`` a count, ``"0.5"`` a fraction,
-    then checked by :func:`check_k` (so ``"1.0"`` is refused: a float is a fraction).
-
-    Example:
-        >>> parse_k("0.25"), parse_k(" 7 ")
-        (0.25, 7)
-    """
-    t = str(text).strip()
-    if t.lstrip("+").isdigit():
-        return check_k(int(t))
-    try:
-        value = float(t)
-    except ValueError as err:
-        raise UniformError(f"k must be a number of rows or a fraction in (0, 1), got {t!r}") from err
-    return check_k(value)
-
-
-def check_k(k: int | float, n: int | None = None) -> int | float:
-    """The one k rule: ``k`` is a whole number of rows (>= 1, at most ``n``) or a fraction strictly between
-    0 and 1 of the ``n`` rows (``round(k * n)`` rows, at least one). Every entry point (the CLI ``-k``,
-    ``Dataset.filter_uniform``, ``maxmin_select``, the recipes' ``uniform_k``, the study) calls this.
-
-    An int is a count and a float a fraction, so ``1.0`` is refused (pass ``n`` for every row); text goes
-    through :func:`parse_k`. With ``n=None`` only the form is checked and ``k`` returned (for argument
-    parsers, before the data is read); with ``n`` the row count is returned.
-
-    Example:
-        >>> check_k(0.5, 10), check_k(3, 10), check_k(0.25)
-        (5, 3, 0.25)
-        >>> check_k(0.01, 8)
-        Traceback (most recent call last):
-        ...
-        hf_uniform.errors.UniformError: k=0.01 of n=8 rows rounds to 0 rows; pass a larger fraction or a row count
-    """
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, float, np.integer, np.floating)):
-        raise UniformError(f"k must be an int or a fraction in (0, 1), got {k!r}")
-    if isinstance(k, (float, np.floating)):
-        if not 0 < float(k) < 1:  # also NaN and inf
-            raise UniformError(f"k={k} is neither a whole number of rows nor a fraction strictly between 0 and 1; "
-                               "pass e.g. 4500 or 0.5 (for every row, pass the row count)")
-        if n is None:
-            return float(k)
-        rows = round(float(k) * n)
-        if rows < 1:
-            raise UniformError(f"k={k} of n={n} rows rounds to 0 rows; pass a larger fraction or a row count")
-        return int(rows)
-    k = int(k)
-    if k < 1:
-        raise UniformError(f"k must be at least 1, got {k}")
-    if n is not None and k > n:
-        raise UniformError(f"k={k} exceeds the number of rows n={n}; pass k <= {n}")
-    return k
-
-
 def _start_rows(n: int, k: int, start: int | Sequence[int] | None, seed: int | None) -> list[int]:
-    from .spine import check_seed, check_start  # the one start / seed rule
+    from .options import check_seed, check_start  # the one start / seed rule
 
     if start is None:
         return [int(np.random.default_rng(check_seed(seed)).integers(n))]

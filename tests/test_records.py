@@ -130,7 +130,10 @@ def test_one_k_rule_for_cli_python_and_training():
     from hf_uniform.train.data import _k_value as train_k
 
     assert (parse_k("7"), parse_k("0.5"), _k_value("7"), _k_value("0.5")) == (7, 0.5, 7, 0.5)
-    assert (train_k("7"), train_k(7.0), train_k(0.5), train_k(None)) == (7, 7, 0.5, None)
+    assert (train_k("7"), train_k(7), train_k(0.5), train_k(None), train_k("none")) == (7, 7, 0.5, None, None)
+    for bad in (7.0, 1.0, "1.0"):  # a recipe's uniform_k: 1.0 is refused as -k 1.0 is (no whole floats)
+        with pytest.raises(UniformError, match="neither a whole number"):
+            train_k(bad)
     assert check_k(0.5) == 0.5 and check_k(7) == 7  # the form only, before n is known
     for bad in ("1.0", "0", "x"):
         with pytest.raises(UniformError):

@@ -27,7 +27,8 @@ def stats_command(args: argparse.Namespace) -> int:
     from ..integration import embedding_matrix
     from ..io import read_source
     from ..metrics import subset_stats
-    from ..spine import config_from_args, embed_prepared, prepare
+    from ..spine import config_from_args
+    from ..steps import embed_prepared, prepare
 
     cfg = config_from_args(args, progress=not args.quiet)  # the options, checked as for select (one place)
     if args.subset and not Path(args.subset).exists():

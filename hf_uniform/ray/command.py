@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from hf_uniform.errors import UniformError
-from hf_uniform.integration import DISTANCE_COLUMN, RANK_COLUMN
 from hf_uniform.records import MEANING, SELECTION_FILE, SelectionRecord, write_record
+from hf_uniform.vectors import DISTANCE_COLUMN, RANK_COLUMN
 
 from ._common import _ray, init_ray
 from .embedding import embed_ray

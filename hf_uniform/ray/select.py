@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from hf_uniform.errors import UniformError
-from hf_uniform.integration import DISTANCE_COLUMN, RANK_COLUMN
 from hf_uniform.selection import Selection
+from hf_uniform.vectors import DISTANCE_COLUMN, RANK_COLUMN
 
 from ._common import _get, _ordered, _ray, _remote, cluster_info
 
@@ -36,7 +36,7 @@ def _block_matrix(block: Any, column: str) -> np.ndarray:
         return x
     from datasets import Dataset
 
-    from hf_uniform.integration import embedding_matrix
+    from hf_uniform.vectors import embedding_matrix
 
     return embedding_matrix(Dataset(pa.table({column: col})), column)
 

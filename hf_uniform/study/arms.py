@@ -88,7 +88,8 @@ def build_arm_indices(
     """
     from ..baselines import mixed_subset, random_subset
     from ..integration import nonzero_rows
-    from ..spine import SelectConfig, run_spine
+    from ..spine import SelectConfig
+    from ..steps import run_spine
 
     n = len(x)
     if arm == "full":

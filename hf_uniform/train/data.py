@@ -381,7 +381,7 @@ def load_training_data(
             train = pool
             prov.update({"subset": "full", "k": len(pool), "embedder": None, "h": None, "coverage_radius": None})
         elif subset_method == "uniform":
-            from ..spine import select_uniform
+            from ..steps import select_uniform
 
             sel = select_uniform(pool, k, text_columns=text_columns, template=template,
                                  embedding_column=embedding_column, embedder=embedder, metric=metric, seed=seed,
