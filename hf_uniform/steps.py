@@ -120,10 +120,12 @@ def prepare(ds: Any, config: SelectConfig) -> Prepared:
     from .selection import check_k
 
     cfg = config
-    is_dataset = hasattr(ds, "column_names")
-    if not is_dataset and hasattr(ds, "keys") and hasattr(ds, "values"):
+    from datasets import Dataset, DatasetDict
+
+    if isinstance(ds, DatasetDict):
         raise UniformError(f"select_uniform takes a Dataset; this is a DatasetDict with splits {list(ds)}; pass "
                            "one split (ds['train']) or use ds.filter_uniform(...)")
+    is_dataset = isinstance(ds, Dataset)
     if cfg.k is None and cfg.radius is None and cfg.quotas is None:
         raise UniformError("pass k (rows or a fraction), radius (a coverage target) or per-group quotas")
     n = len(ds) if is_dataset else shape_of(ds)[0]
@@ -179,7 +181,7 @@ def embed_prepared(p: Prepared, *, distributed: bool = False) -> tuple[Any, dict
     from .vectors import embed
 
     cfg, ds = p.config, p.ds
-    if not hasattr(ds, "column_names"):
+    if not hasattr(ds, "column_names"):  # an array of vectors
         return ds, {}
     if cfg.embedding_column is not None:
         stream = cfg.max_memory is not None and not cfg.drop_zero_vectors

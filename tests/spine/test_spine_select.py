@@ -134,10 +134,9 @@ def test_maxmin_select_takes_arrow_columns_in_memory_and_streamed():
 
 def test_embedding_column_streams_under_max_memory_without_a_copy(tmp_path):
     import pyarrow as pa
+    from datasets import Features, List, Value
 
     from hf_uniform.steps import stored_vectors
-
-    from datasets import Features, List, Value
 
     x, ds = _pool(200, 6)
     ds = ds.cast(Features({"id": Value("int64"), "emb": List(Value("float32"), length=6), "text": Value("string")}))
