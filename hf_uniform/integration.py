@@ -95,7 +95,7 @@ def _ranks(ds: Any, cfg: Any, *, full: bool, fingerprint: str, desc: str | None,
             dist[rest] = 0.0
         state.update(rank=rank, dist=dist, selection=sel)
 
-    def fn(_: Any, idx: list[int]) -> dict[str, list[Any]]:
+    def fn(idx: list[int]) -> dict[str, list[Any]]:
         if not state:
             compute()
         d = state["dist"][idx]
@@ -104,8 +104,8 @@ def _ranks(ds: Any, cfg: Any, *, full: bool, fingerprint: str, desc: str | None,
 
     features = Features({RANK_COLUMN: Value("int64"), DISTANCE_COLUMN: Value("float64")})
     with _quiet_bars(cfg.progress):
-        out = ds.map(fn, batched=True, batch_size=max(1000, len(ds)), with_indices=True,
-                     input_columns=[ds.column_names[0]], remove_columns=ds.column_names, features=features,
+        out = ds.map(fn, batched=True, batch_size=10_000, with_indices=True, input_columns=[],  # no column is read
+                     remove_columns=ds.column_names, features=features,
                      new_fingerprint=fingerprint, desc=desc or "uniform rank",
                      load_from_cache_file=load_from_cache_file)
     return out, state.get("selection")
