@@ -41,6 +41,8 @@ def add_push_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="Hub task category (repeatable; default: the source's, else text-generation)")
     p.add_argument("--source-dataset", help="Hub id of the source when the selection ran on a local copy")
     p.add_argument("--pretty-name", help="title of the dataset card")
+    p.add_argument("--embedder-id", help="Hub id of the embedding model when select ran on a local copy "
+                   "(--embedder st:/path); default: the id the folder's model card names")
     p.add_argument("--no-baselines", action="store_true", help="do not push random.*/mixed.* as extra configs")
     p.add_argument("--template", help="a Jinja dataset-card template instead of model_cards/dataset_card.md")
     p.add_argument("--dry-run", action="store_true", help="write the repo folder to --to instead of uploading")
@@ -81,7 +83,8 @@ def push_command(args: argparse.Namespace) -> int:
                   license=getattr(args, "license", None), language=getattr(args, "language", None),
                   task_categories=getattr(args, "task_categories", None),
                   source_dataset=getattr(args, "source_dataset", None),
-                  pretty_name=getattr(args, "pretty_name", None), template=getattr(args, "template", None))
+                  pretty_name=getattr(args, "pretty_name", None), template=getattr(args, "template", None),
+                  embedder_id=getattr(args, "embedder_id", None))
     if args.dry_run:
         result = push_subset(out, args.repo_id, dry_run_to=args.to, **kwargs)  # resolved there, before its check
         print(f"dry run: wrote {len(result.files)} files to {result.folder}:")

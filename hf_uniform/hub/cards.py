@@ -37,6 +37,7 @@ from .tables import (
     _report_rows,
     _reproduce,
     _ttt_rows,
+    publishable_record,
 )
 
 logger = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ def render_dataset_card(
     revision: str | None = None,
     template: str | os.PathLike | None = None,
     token: str | bool | None = None,
+    embedder_id: str | None = None,
 ) -> Any:
     """Render the dataset card (a ``huggingface_hub.DatasetCard``) of a uniform subset.
 
@@ -216,6 +218,9 @@ def render_dataset_card(
         revision: branch the subset is pushed to (shown in the load snippet).
         template: a Jinja card template instead of ``model_cards/dataset_card.md``.
         token: used only to read the source dataset's card on the Hub.
+        embedder_id: the Hub id of the embedding model when the selection ran on a local copy
+            (``--embedder st:/path/to/model``); default: the id the folder's model card names. The card shows
+            the id, never the local path (:func:`~hf_uniform.hub.tables.publishable_record`).
 
     Raises:
         UniformError: the record is incomplete or the template fails to render.
@@ -231,7 +236,7 @@ def render_dataset_card(
 
     validate_repo_id(repo_id)
     secret = _known_token(token)
-    record = _scrubbed(_selection_record(selection)[0], secret)
+    record = publishable_record(_scrubbed(_selection_record(selection)[0], secret), embedder_id)
     source = _source_metadata(record, source_dataset, token)
     lic, lic_name = _normalize_license(license if license is not None else source["license"])
     if lic == "other" and not lic_name and license is None and source["license_name"]:

@@ -35,6 +35,7 @@ from .checks import (
     _selection_record,
     validate_repo_id,
 )
+from .tables import eval_result_files
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +181,7 @@ def stage_subset(
     revision: str | None = None,
     template: str | os.PathLike | None = None,
     token: str | bool | None = None,
+    embedder_id: str | None = None,
 ) -> list[str]:
     """Write the dataset repo of a uniform subset into ``folder`` (new or empty); return its file paths.
 
@@ -201,7 +203,8 @@ def stage_subset(
         return _stage_subset(subset, repo_id, Path(folder), selection=selection, baselines=baselines,
                              coverage_plot=coverage_plot, license=license, language=language,
                              task_categories=task_categories, source_dataset=source_dataset,
-                             pretty_name=pretty_name, revision=revision, template=template, token=token)
+                             pretty_name=pretty_name, revision=revision, template=template, token=token,
+                             embedder_id=embedder_id)
 
 
 @contextlib.contextmanager
@@ -220,7 +223,7 @@ def _quiet_datasets() -> Iterator[None]:
 
 def _stage_subset(subset: Any, repo_id: str, folder: Path, *, selection: Any, baselines: Any, coverage_plot: Any,
                   license: Any, language: Any, task_categories: Any, source_dataset: Any, pretty_name: Any,
-                  revision: Any, template: Any, token: Any) -> list[str]:
+                  revision: Any, template: Any, token: Any, embedder_id: Any = None) -> list[str]:
     from datasets import DatasetInfo, SplitDict, SplitInfo
     from datasets.info import DatasetInfosDict
 
@@ -250,7 +253,7 @@ def _stage_subset(subset: Any, repo_id: str, folder: Path, *, selection: Any, ba
             record, repo_id, subset=ds, configs=configs, dataset_info=holder.to_dict().get("dataset_info"),
             license=license, language=language, task_categories=task_categories, source_dataset=source_dataset,
             pretty_name=pretty_name, coverage_plot="uniformity.png" if plot else None, revision=revision,
-            template=template, token=token)
+            template=template, token=token, embedder_id=embedder_id)
         generated: dict[str, bytes] = {"README.md": _card_bytes(card)}
         sel_path = sel_folder / SELECTION_FILE if sel_folder is not None else None
         clean = _scrubbed(record, secret).to_dict()
@@ -297,6 +300,7 @@ def push_subset(
     source_dataset: str | None = None,
     pretty_name: str | None = None,
     template: str | os.PathLike | None = None,
+    embedder_id: str | None = None,
 ) -> PushResult:
     """Push a uniform subset to the Hub as a dataset that ``load_dataset(repo_id)`` reads, with its card.
 
@@ -325,6 +329,8 @@ def push_subset(
         source_dataset: Hub id of the source when the selection ran on a local copy.
         pretty_name: card title.
         template: a card template instead of ``model_cards/dataset_card.md``.
+        embedder_id: Hub id of the embedding model when the selection used a local copy (the card shows it
+            instead of the local path; default: the id the folder's own model card names).
 
     Returns:
         A :class:`PushResult` with the repo URL and commit URL, or the dry-run folder.
@@ -346,7 +352,8 @@ def push_subset(
     validate_repo_id(repo_id)
     kwargs = dict(selection=selection, baselines=baselines, coverage_plot=coverage_plot, license=license,
                   language=language, task_categories=task_categories, source_dataset=source_dataset,
-                  pretty_name=pretty_name, revision=revision, template=template, token=token)
+                  pretty_name=pretty_name, revision=revision, template=template, token=token,
+                  embedder_id=embedder_id)
     if dry_run_to is not None:
         files = stage_subset(subset, repo_id, dry_run_to, **kwargs)
         logger.info("dry run: wrote the %d files of %s to %s", len(files), repo_id, dry_run_to)
@@ -437,7 +444,9 @@ def push_checkpoint(
             batch size, ..., and ``command`` (the training command line); pushed as ``training_config.json``.
         time_to_threshold: dict or ``time_to_threshold.json`` (default: the one ``TimeToThresholdCallback``
             wrote in ``output_dir``, when present); pushed too.
-        eval_results: dict or lm-eval ``results.json`` (from ``hf-uniform eval``); pushed as ``eval_results.json``.
+        eval_results: dict or lm-eval ``results.json`` (from ``hf-uniform eval``); pushed as ``eval_results.json``,
+            and the scores on Hub benchmarks also as ``.eval_results/<task>.yaml`` (huggingface_hub 1.x's
+            format, :func:`~hf_uniform.hub.tables.eval_result_files`) beside the card's ``model-index``.
         license: Hub licence id of the model.
         language: language code(s).
         template: a card template instead of ``model_cards/model_card.md``.
@@ -489,6 +498,8 @@ def push_checkpoint(
             data = (_selection_record(value)[0].to_dict() if name == SELECTION_FILE
                     else _load_json_arg(value, what, allow_list=name == "time_to_threshold.json"))
             generated[name] = _json_bytes(_scrub(data, secret))
+    if eval_results is not None:  # the scores in huggingface_hub 1.x's .eval_results/*.yaml too
+        generated.update(eval_result_files(_load_json_arg(eval_results, "eval results")))
     _check_local_records({k: v for k, v in local.items() if k not in generated})
     card = render_model_card(
         repo_id, base_model=base_model, selection=selection, subset_repo=subset_repo,

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +21,94 @@ import yaml
 from ..errors import UniformError
 from ..records import SelectionRecord
 from .checks import _looks_like_hub_id
+
+logger = logging.getLogger(__name__)
+
+#: how a model card's usage code names the model it loads: ``SentenceTransformer("org/name")``, ...
+_LOAD_CALL = re.compile(r"(?:SentenceTransformer|from_pretrained|StaticModel\.from_pretrained|load)\(\s*['\"]"
+                        r"([A-Za-z0-9][\w.-]*/[\w.-]+)['\"]")
+
+
+def local_model_hub_id(path: str | Path) -> str | None:
+    """The Hub id of a model stored in the local folder ``path``, read from the model card it ships with.
+
+    Looks at ``README.md`` in the folder: the card metadata's ``model_id``/``model_name``/``base_model`` (when it
+    is an ``org/name`` id), else the first ``org/name`` the card's usage code loads
+    (``SentenceTransformer('sentence-transformers/all-MiniLM-L6-v2')``, ``AutoModel.from_pretrained(...)``).
+    ``None`` when the folder has no card or the card names no id.
+
+    Example:
+        >>> import tempfile; d = Path(tempfile.mkdtemp())
+        >>> _ = (d / "README.md").write_text("# all-MiniLM-L6-v2\\nmodel = SentenceTransformer("
+        ...                                  "'sentence-transformers/all-MiniLM-L6-v2')\\n")
+        >>> local_model_hub_id(d)
+        'sentence-transformers/all-MiniLM-L6-v2'
+        >>> local_model_hub_id(tempfile.mkdtemp()) is None
+        True
+    """
+    card = Path(path) / "README.md"
+    if not card.is_file():
+        return None
+    try:
+        text = card.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    m = re.match(r"^---\n(.*?)\n---\n", text, re.S)
+    if m:
+        try:
+            meta = yaml.safe_load(m.group(1))
+        except yaml.YAMLError:
+            meta = None
+        if isinstance(meta, Mapping):
+            for key in ("model_id", "model_name", "base_model"):
+                value = meta.get(key)
+                value = value[0] if isinstance(value, list) and value else value
+                if isinstance(value, str) and _looks_like_hub_id(value):
+                    return value
+    found = _LOAD_CALL.search(text)
+    return found.group(1) if found else None
+
+
+def _is_local_path(value: Any) -> bool:
+    return isinstance(value, str) and (Path(value).is_absolute() or value.startswith(("./", "../", "~"))
+                                       or (Path(value).exists() and not _looks_like_hub_id(value)))
+
+
+def publishable_record(record: SelectionRecord, embedder_id: str | None = None) -> SelectionRecord:
+    """A copy of ``record`` for a published card: local model paths in the embedder settings and the command
+    are replaced by the model's Hub id.
+
+    The id is ``embedder_id`` when given, else the one the local folder's model card names
+    (:func:`local_model_hub_id`); a local path with no id is shown as ``<local folder NAME>`` (with a warning
+    naming ``--embedder-id``). The run's own ``selection.json`` is not changed.
+
+    Example:
+        >>> r = SelectionRecord(k=2, n=5, metric="cosine", command="hf-uniform select a.jsonl --embedder st:/m/x",
+        ...                     embedder={"embedder": "SentenceTransformerEmbedder", "model": "/m/x"})
+        >>> p = publishable_record(r, embedder_id="org/x")
+        >>> p.embedder["model"], p.command
+        ('org/x', 'hf-uniform select a.jsonl --embedder st:org/x')
+    """
+    import copy
+
+    emb = record.embedder
+    if not isinstance(emb, Mapping) or not any(_is_local_path(v) for v in emb.values()):
+        return record
+    out = copy.deepcopy(record)
+    new_emb = dict(emb)
+    for key, value in emb.items():
+        if not _is_local_path(value):
+            continue
+        hub_id = embedder_id or local_model_hub_id(Path(value).expanduser())
+        if hub_id is None:
+            hub_id = f"<local folder {Path(value).name}>"
+            logger.warning("the embedder's %s is the local folder %s and its Hub id is unknown; pass --embedder-id "
+                           "(embedder_id=) to record it in the card", key, value)
+        new_emb[key] = hub_id
+        if isinstance(out.command, str):
+            out.command = out.command.replace(value, hub_id)
+    out.embedder = new_emb
+    return out
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -365,4 +455,45 @@ def _eval_results(results: Any) -> list[Any]:
             task_type="text-generation", dataset_type=dataset["type"], dataset_name=s.alias,
             dataset_config=dataset.get("config"), dataset_split=dataset.get("split"), dataset_args=args or None,
             metric_type=s.metric, metric_value=s.value, metric_name=s.label if s.label != s.metric else None))
+    return out
+
+
+def eval_result_files(results: Any) -> dict[str, bytes]:
+    """The lm-eval scores as ``.eval_results/<task>.yaml`` files, the format huggingface_hub 1.x reads
+    (``EvalResultEntry``; shown on the model page and the benchmark's leaderboard), beside the legacy
+    ``model-index`` of the card.
+
+    Only tasks whose data is a Hub dataset get a file; ``task_id`` is the dataset config (``default`` without
+    one); the metric, shots and an example ``limit`` (a subsampled run is not the full benchmark) go in
+    ``notes``. Empty when this huggingface_hub has no ``EvalResultEntry``.
+
+    Example:
+        >>> lm = {"scores": {"arc_challenge": {"acc": 0.25}}, "n_shot": {"arc_challenge": 25}, "limit": 40}
+        >>> files = eval_result_files({"lm_eval": lm})
+        >>> list(files), yaml.safe_load(files[".eval_results/arc_challenge.yaml"])[0]["dataset"]
+        (['.eval_results/arc_challenge.yaml'], {'id': 'allenai/ai2_arc', 'task_id': 'ARC-Challenge'})
+    """
+    try:
+        from huggingface_hub import EvalResultEntry, eval_result_entries_to_yaml
+    except ImportError:  # huggingface_hub < 1.x: the card's model-index is all there is
+        return {}
+    scores, _, limit = _eval_scores(results)
+    by_task: dict[str, list[Any]] = {}
+    for s in scores:
+        dataset = _task_dataset(s.task)
+        if not _looks_like_hub_id(dataset.get("type")):
+            continue
+        notes = [f"metric={s.metric}", "lm-eval-harness via hf-uniform eval"]
+        if _to_float(s.shots) is not None:
+            notes.insert(1, f"{int(s.shots)}-shot")
+        if limit:
+            notes.append(f"limit={limit} examples per task (not the full benchmark)")
+        by_task.setdefault(s.task, []).append(EvalResultEntry(
+            dataset_id=dataset["type"], task_id=str(dataset.get("config") or "default"), value=s.value,
+            notes=", ".join(notes)))
+    out = {}
+    for task, entries in by_task.items():
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", task)
+        out[f".eval_results/{slug}.yaml"] = yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False,
+                                                           allow_unicode=True).encode("utf-8")
     return out

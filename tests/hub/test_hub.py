@@ -330,8 +330,9 @@ def test_push_checkpoint_with_model_card(select_out, tmp_path, fake_hub, caplog,
     result = hub.push_checkpoint(ckpt, "alice/smollm2-uniform-sft", **kwargs)
 
     (commit,) = fake_hub.commits
-    expected = ["README.md", "config.json", "eval_results.json", "generation_config.json", "model.safetensors",
-                "selection.json", "time_to_threshold.json", "tokenizer.json", "training_config.json"]
+    expected = [".eval_results/arc_challenge.yaml", "README.md", "config.json", "eval_results.json",
+                "generation_config.json", "model.safetensors", "selection.json", "time_to_threshold.json",
+                "tokenizer.json", "training_config.json"]
     assert sorted(commit.added) == expected == result.files == dry.files
     assert commit.added == _files(tmp_path / "dry")  # the dry run is exactly what was pushed
     assert commit.added["model.safetensors"] == (ckpt / "model.safetensors").read_bytes()
@@ -364,6 +365,14 @@ def test_push_checkpoint_with_model_card(select_out, tmp_path, fake_hub, caplog,
     assert result["metrics"] == [{"type": "acc", "value": 0.28125}, {"type": "acc_norm", "value": 0.3125}]
     assert config["command"] in body and record["command"] in body
     assert "hub_token" not in body
+    # and in huggingface_hub 1.x's .eval_results format, read back with its own parser
+    import yaml
+    from huggingface_hub import parse_eval_result_entries
+
+    entries = parse_eval_result_entries(yaml.safe_load(commit.added[".eval_results/arc_challenge.yaml"]))
+    assert [(e.dataset_id, e.task_id, e.value) for e in entries] == [
+        ("allenai/ai2_arc", "ARC-Challenge", 0.28125), ("allenai/ai2_arc", "ARC-Challenge", 0.3125)]
+    assert all("limit=64" in e.notes and "0-shot" in e.notes for e in entries)
 
     captured = capsys.readouterr()
     _assert_no_token(caplog.text, captured.out, captured.err, roots=(tmp_path / "dry",),
@@ -509,10 +518,12 @@ def test_model_card_reads_the_time_to_threshold_file_of_the_training_callback(tm
     callbacks = pytest.importorskip("hf_uniform.train.callbacks", reason="needs transformers ([train] extra)")
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
-    ticks = iter([0.0, 30.0, 95.2, 400.0, 400.0, 400.0])
-    cb = callbacks.TimeToThresholdCallback(thresholds=(0.65, 0.34), clock=lambda: next(ticks))
-    args = TrainingArguments(output_dir=str(tmp_path), report_to=[])
+    # the clock reads the time of the step being logged, however often the callback asks for it
+    seconds_at_step = {0: 0.0, 60: 30.0, 120: 95.2, 300: 400.0}
     state = TrainerState()
+    cb = callbacks.TimeToThresholdCallback(thresholds=(0.65, 0.34),
+                                           clock=lambda: seconds_at_step[state.global_step])
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[])
     cb.on_train_begin(args, state, TrainerControl())
     for step, loss in [(60, 0.9), (120, 0.6), (300, 0.5)]:
         state.global_step = step
