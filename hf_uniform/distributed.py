@@ -280,7 +280,10 @@ def _state() -> Any:
         from .errors import missing_extra
 
         raise missing_extra("multi-process runs need accelerate", "train") from err
-    return PartialState()
+    import torch
+
+    # without CUDA accelerate only treats a launched run as multi-process when told it runs on CPUs
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def shard_dataset(ds: Any, ctx: DistContext) -> Any:
