@@ -20,11 +20,12 @@ imports TRL and torch.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..errors import UniformError
@@ -89,3 +90,79 @@ def run_script(prog: str, run: Callable[[], Any]) -> int:
         except SystemExit as err:  # --help (0) or an error argparse printed itself
             return err.code if isinstance(err.code, int) else (0 if err.code is None else 2)
     return 0
+
+
+HELP_ALL = "--help_all"
+
+
+class _HelpAllAction(argparse.Action):
+    """``--help_all``: print every option (the full TRL / transformers list) and exit 0."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option_string: Any = None) -> None:
+        print(parser._hfu_full_help(), end="")  # type: ignore[attr-defined]
+        parser.exit()
+
+
+def short_help(parser: Any, ours: Iterable[type], keep: Iterable[str] = ()) -> Any:
+    """Make ``parser``'s ``--help`` list only our options plus the few inherited ones in ``keep``, and add
+    ``--help_all`` for the full list (TRL's ``SFTConfig`` / transformers' ``TrainingArguments`` add ~300).
+
+    Every option still parses as before; only the text of ``--help`` changes. Returns ``parser``.
+
+    Args:
+        parser: an ``argparse`` parser (``TrlParser`` / ``HfArgumentParser``).
+        ours: dataclasses whose every field is listed (fields they inherit from a base dataclass are not,
+            unless named in ``keep``).
+        keep: ``dest`` names of inherited options to list too.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> from transformers import HfArgumentParser
+        >>> @dataclass
+        ... class Base:
+        ...     lots: int = 0
+        ...     seed: int = 1
+        >>> @dataclass
+        ... class Mine(Base):
+        ...     k: int = 2
+        >>> p = short_help(HfArgumentParser((Mine,), prog="demo"), [Mine], keep=["seed"])
+        >>> text = p.format_help()
+        >>> "--k" in text, "--seed" in text, "--lots" in text, "--help_all" in text
+        (True, True, False, True)
+    """
+    import dataclasses
+
+    listed = {"help", "config", *keep}
+    for cls in ours:
+        inherited = {f.name for base in cls.__mro__[1:] if dataclasses.is_dataclass(base)
+                     for f in dataclasses.fields(base)}
+        listed |= {f.name for f in dataclasses.fields(cls) if f.name not in inherited}
+    full_help = parser.format_help
+    parser._hfu_full_help = full_help
+    parser.add_argument(HELP_ALL, action=_HelpAllAction,
+                        help="show every option (TRL SFTConfig, transformers TrainingArguments, ModelConfig) and exit")
+    listed.add(HELP_ALL)
+
+    def format_help() -> str:
+        shown = [a for a in parser._actions
+                 if a.dest in listed or HELP_ALL in a.option_strings or "-h" in a.option_strings]
+        hidden = len({a.dest for a in parser._actions} - {a.dest for a in shown})
+        formatter = parser._get_formatter()
+        formatter.add_usage(f"{parser.prog} [--config FILE.yaml] [OPTIONS]", [], [], prefix="usage: ")
+        formatter.add_text(parser.description)
+        for group in parser._action_groups:
+            actions = [a for a in group._group_actions if a in shown]
+            if actions:
+                formatter.start_section(group.title)
+                formatter.add_arguments(actions)
+                formatter.end_section()
+        formatter.add_text(f"{hidden} more options (the rest of TRL's SFTConfig, transformers' TrainingArguments "
+                           "and ModelConfig) are accepted too, on the command line or in --config; to list them:")
+        return formatter.format_help() + f"\n  {parser.prog} {HELP_ALL}\n"
+
+    parser.format_help = format_help
+    return parser

@@ -54,7 +54,7 @@ from ..train.data import TrainingData, example_texts, load_training_data
 from ..train.loss import L2Loss, l2_floor
 from ..train.optim import L2SGD, optimizer_chain, unwrap_optimizer
 from ..train.sft import deepspeed_config
-from . import SCRIPTS, run_script
+from . import SCRIPTS, run_script, short_help
 
 logger = logging.getLogger(__name__)
 
@@ -349,12 +349,26 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str 
     """``TrlParser`` over ``(UniformSFTConfig, ModelConfig, UniformSFTArguments)``: ``--config FILE.yaml`` gives
     defaults, the command line wins; with ``subparsers`` (a ``TrlParser``'s), the sub-command ``sft``.
 
+    ``--help`` lists our options and the common training ones (:data:`HELP_KEEP`); ``--help_all`` lists all
+    (TRL's ``SFTConfig`` and transformers' ``TrainingArguments`` add about 300), and every one of them parses.
+
     Example:
         >>> make_parser(prog="hf-uniform sft").prog
         'hf-uniform sft'
+        >>> len(make_parser(prog="hf-uniform sft").format_help().splitlines()) < 300
+        True
     """
-    return script_parser((UniformSFTConfig, ModelConfig, UniformSFTArguments), prog=prog, subparsers=subparsers,
-                         name="sft", help=SCRIPTS["sft"])
+    parser = script_parser((UniformSFTConfig, ModelConfig, UniformSFTArguments), prog=prog, subparsers=subparsers,
+                           name="sft", help=SCRIPTS["sft"])
+    return short_help(parser, [UniformSFTArguments, UniformSFTConfig], keep=HELP_KEEP)
+
+
+#: the inherited options ``hf-uniform sft --help`` lists (the others: ``--help_all``)
+HELP_KEEP = ("output_dir", "model_name_or_path", "dtype", "optim", "learning_rate", "lr_scheduler_type",
+             "warmup_steps", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+             "gradient_accumulation_steps", "max_length", "seed", "bf16", "use_cpu", "logging_steps",
+             "save_strategy", "save_steps", "report_to", "push_to_hub", "hub_model_id", "gradient_checkpointing",
+             "resume_from_checkpoint")
 
 
 def cli(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -181,6 +181,30 @@ def test_help_shows_config_and_the_no_flags_own_text(capsys):
     assert "(default: False)" not in out.split("--no_save_final_model", 1)[1].split("--", 1)[0]
 
 
+def test_help_is_short_and_help_all_lists_every_option_which_all_still_parse(capsys):
+    """--help lists our options and the common training ones; --help_all the ~300 of TRL/transformers."""
+    import dataclasses
+
+    from hf_uniform.cli import main
+    from hf_uniform.train.args import UniformSFTArguments
+
+    assert main(["sft", "--help"]) == 0
+    short = capsys.readouterr().out
+    assert main(["sft", "--help_all"]) == 0
+    full = capsys.readouterr().out
+    assert len(short.splitlines()) < 250 < 600 < len(full.splitlines())
+    for f in dataclasses.fields(UniformSFTArguments):  # every option of ours is in the short help
+        assert f"--{f.name}" in short, f.name
+    for name in ("--output_dir", "--learning_rate", "--max_steps", "--model_name_or_path", "--help_all"):
+        assert name in short
+    assert "--torch_compile_backend" not in short and "--torch_compile_backend" in full
+    assert short.endswith("\n\n  hf-uniform sft --help_all\n") and "more options" in short
+    # an option left out of the short help still parses
+    sft, _, _ = parse_sft_args(["--output_dir", "o", *CPU, "--torch_compile_backend", "inductor"],
+                               sft_script.make_parser(prog="sft"))
+    assert sft.torch_compile_backend == "inductor"
+
+
 def test_make_parser_takes_a_trl_subparsers():
     from trl import TrlParser
 
