@@ -77,6 +77,18 @@ print(json.dumps({"peak_above_loaded_MB": (peak[0] - base) / 2**20, "base_anon_M
 """
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def cpu_flags() -> list[str]:
     """The CPU's SIMD flags that decide the filter (avx2, avx512*, amx*, f16c, fma)."""
     try:
@@ -95,7 +107,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300_000)
     ap.add_argument("--d", type=int, default=128)
     ap.add_argument("--k", type=int, default=2000)
-    ap.add_argument("--budgets", default="16MB,64MB,256MB")
+    ap.add_argument("--budgets", default="16MB,64MB,256MB", help="comma-separated; 'none': in memory only")
     ap.add_argument("--methods", default="lazy,plain,sweep")
     ap.add_argument("--filters", default="default", help="lazy filter dtypes: default (the CPU's), float32, bfloat16")
     ap.add_argument("--repeats", type=int, default=1, help="runs per case; the smallest peak is kept")
@@ -115,37 +127,47 @@ def main() -> None:
         mm.flush()
         del mm
         data_mb = args.n * args.d * 4 / 2**20
-        for method in args.methods.split(","):
-            for filt in (args.filters.split(",") if method == "lazy" else ["default"]):
+        budgets = ["memory"] + ([] if args.budgets in ("", "none") else args.budgets.split(","))
+        cases = [(method, filt, budget) for method in args.methods.split(",")
+                 for filt in (args.filters.split(",") if method == "lazy" else ["default"]) for budget in budgets]
+        found: dict[tuple[str, str, str], list[dict]] = {c: [] for c in cases}
+        for _ in range(args.repeats):  # cases alternate within each repeat (same load on every side)
+            for method, filt, budget in cases:
+                if found[(method, filt, budget)] and "error" in found[(method, filt, budget)][0]:
+                    continue
                 env = {k: v for k, v in os.environ.items() if k != "HF_UNIFORM_FILTER_DTYPE"}
                 env["OMP_NUM_THREADS"] = "1"
+                env.setdefault("HF_UNIFORM_THREADS", "1")
                 if filt != "default":
                     env["HF_UNIFORM_FILTER_DTYPE"] = filt
-                for budget in ["memory", *args.budgets.split(",")]:
-                    best, peaks = None, []
-                    for _ in range(args.repeats):
-                        res = subprocess.run([sys.executable, "-c", CHILD, str(path), method, budget, str(args.k),
-                                              str(ROOT)], capture_output=True, text=True, env=env)
-                        if res.returncode != 0:
-                            best = {"method": method, "budget": budget, "filter": filt, "error": res.stderr[-1500:]}
-                            print(method, budget, "ERROR", res.stderr[-500:])
-                            break
-                        r = {"method": method, "budget": budget, "filter": filt,
-                             **json.loads(res.stdout.strip().splitlines()[-1])}
-                        peaks.append(r["peak_above_loaded_MB"])
-                        if best is None or r["peak_above_loaded_MB"] < best["peak_above_loaded_MB"]:
-                            best = r
-                    if peaks:
-                        best["peaks_MiB"], best["peak_max_MiB"] = peaks, max(peaks)
-                    rows.append(best)
-                    if "error" not in best:
-                        print(f"{method:<6} {filt:<8} ({best['filter_dtype']:<8}) {budget:>7} peak above loaded "
-                              f"{best['peak_above_loaded_MB']:8.1f} MiB (max of {len(peaks)}: {max(peaks):.1f})  "
-                              f"({best['seconds']:.1f} s, streamed={best['streamed']})", flush=True)
+                res = subprocess.run([sys.executable, "-c", CHILD, str(path), method, budget, str(args.k),
+                                      str(ROOT)], capture_output=True, text=True, env=env)
+                if res.returncode != 0:
+                    found[(method, filt, budget)] = [{"method": method, "budget": budget, "filter": filt,
+                                                      "error": res.stderr[-1500:]}]
+                    print(method, budget, "ERROR", res.stderr[-500:])
+                    continue
+                found[(method, filt, budget)].append({"method": method, "budget": budget, "filter": filt,
+                                                      **json.loads(res.stdout.strip().splitlines()[-1])})
+        for case in cases:
+            runs = found[case]
+            if not runs or "error" in runs[0]:
+                rows.extend(runs)
+                continue
+            peaks = [r["peak_above_loaded_MB"] for r in runs]
+            best = dict(min(runs, key=lambda r: r["peak_above_loaded_MB"]))
+            best["peaks_MiB"], best["peak_max_MiB"] = peaks, max(peaks)
+            best["seconds_all"] = [r["seconds"] for r in runs]
+            rows.append(best)
+            method, filt, budget = case
+            print(f"{method:<6} {filt:<8} ({best['filter_dtype']:<8}) {budget:>7} peak above loaded "
+                  f"{best['peak_above_loaded_MB']:8.1f} MiB (max of {len(peaks)}: {max(peaks):.1f})  "
+                  f"({min(best['seconds_all']):.1f} s, streamed={best['streamed']})", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"n": args.n, "d": args.d, "k": args.k, "data_MB": data_mb, "rows": rows,
-                               "load_avg": os.getloadavg(), "cpu_flags": cpu_flags(),
+                               "load_avg": os.getloadavg(), "cpu_flags": cpu_flags(), "cpu_model": cpu_model(),
+                               "cores": os.cpu_count(), "gemm_threads": int(os.environ.get("HF_UNIFORM_THREADS", "1")),
                                "default_filter_dtype": str(default_filter_dtype(args.d, args.k)).replace("torch.", ""),
                                "omp_threads": 1}, indent=1))
     print(f"data: {data_mb:.0f} MB float32; wrote {out}")

@@ -249,7 +249,7 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
             K.fill_positions(self.pos_of, self.aid, -1)
         self.aid = ids
         self.rows_arr, self.rid, self.Af, self.ares, self.an = self._rowset(ids, rows)
-        self.am = self.m[ids].copy()
+        self.am = self.m[ids]  # (a copy: fancy indexing)
         self.v = self.am.copy()
         self.q = np.zeros(ids.size, dtype=np.int32)  # < block centres
         self.R = 0
@@ -377,14 +377,17 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
         # the old active set is read: free its arrays (up to ~40 B per active row) before the new one is built;
         # aid stays until _set_active clears its positions
         self.am = self.v = self.q = self.ares = self.an = self.rid = None
-        woken = []
+        woken, run = [], None
         for run in self.runs:
-            ids, keys, ptr = run
-            end = int(np.searchsorted(keys, -tau, side="right")) if tau > -math.inf else ids.size
-            if end > ptr:
-                woken.append(ids[ptr:end])
+            end = int(np.searchsorted(run[1], -tau, side="right")) if tau > -math.inf else run[0].size
+            if end > run[2]:
+                woken.append(run[0][run[2]:end])
                 run[2] = end
+        del run  # (no loop variable may keep a read run alive)
         runs = self.runs = [r for r in self.runs if r[2] < r[0].size]
+        for r in runs:  # a run read past its middle keeps only its unread part (the read prefix is dead memory)
+            if 2 * r[2] >= r[0].size:
+                r[0], r[1], r[2] = r[0][r[2]:].copy(), r[1][r[2]:].copy(), 0
         if woken:
             wake = _cat(woken, self._idt)
             wake = wake[self.m[wake] > -np.inf]
@@ -429,7 +432,9 @@ class LazyEngine(Dormancy, SweepFallback, CheckpointState):
             runs = self.runs = [self._make_run(_cat(parts, self._idt))]
         self.runs = runs
         order = np.lexsort((ids, -self.m[ids]))
-        self._set_active(ids[order], None if rows is None else rows[order])
+        ids, rows = ids[order], (None if rows is None else rows[order])
+        del order
+        self._set_active(ids, rows)
         if self._trim:
             trim_heap()
 
