@@ -236,7 +236,7 @@ def test_embed_is_the_function_and_the_embedders_import_everywhere():
     assert importlib.import_module("hf_uniform.embed") is hf_uniform.embedders
     from hf_uniform import embed
 
-    assert callable(embed) and embed.__module__ == "hf_uniform.vectors"  # re-exported by integration and hf_uniform.embed is embed
+    assert callable(embed) and embed.__module__ == "hf_uniform.vectors" and hf_uniform.embed is embed  # integration re-exports it
     assert type(sys.modules["hf_uniform"]) is type(sys)  # a plain module
     assert not [f for f in sys.meta_path if type(f).__module__.startswith("hf_uniform")]
 
