@@ -269,7 +269,12 @@ def distributed_context(init: bool = True) -> DistContext:
             return DistContext()
         init_distributed()
     state = _state()
-    return DistContext(state.process_index, state.num_processes, state.local_process_index)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if (state.process_index, state.num_processes) == (rank, world):
+        return DistContext(state.process_index, state.num_processes, state.local_process_index)
+    # a process group set up by hand (init_process_group without the launcher's environment): the group is
+    # the truth, accelerate only reads the environment
+    return DistContext(rank, world, int(os.environ.get("LOCAL_RANK", rank)))
 
 
 def _state() -> Any:
@@ -348,10 +353,16 @@ def all_ranks_true(flag: bool, ctx: DistContext | None = None) -> bool:
     ctx = ctx or distributed_context(init=False)
     if not ctx.enabled:
         return bool(flag)
-    _state()
-    from accelerate.utils import gather_object
+    state = _state()
+    if state.num_processes == ctx.world_size:
+        from accelerate.utils import gather_object
 
-    return all(gather_object([bool(flag)]))
+        return all(gather_object([bool(flag)]))
+    import torch.distributed as dist
+
+    flags: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(flags, bool(flag))
+    return all(flags)
 
 
 def barrier(ctx: DistContext | None = None) -> None:

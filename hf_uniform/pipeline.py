@@ -195,7 +195,8 @@ def run_selection(
         pool = src.to_dataset(cols)
         if len(pool_rows) < n_source:
             pool = pool.select(pool_rows.tolist())
-        prepared = prepare(pool, cfg.replace(start=[position[s] for s in start] if start else None))
+        prepared = prepare(pool, cfg.replace(start=[position[s] for s in start] if start else None),
+                           source_rows=pool_rows, source_n=n_source)
         kk = prepared.k
         check_memory(cfg.engine_kwargs(), n=len(prepared.rows), k=kk, device=cfg.device,
                      d=_dimension_hint(src, emb, cfg.embedding_column))

@@ -106,9 +106,12 @@ class Prepared:
     starts: list[int] | None = None
 
 
-def prepare(ds: Any, config: SelectConfig) -> Prepared:
+def prepare(ds: Any, config: SelectConfig, *, source_rows: Any = None, source_n: int | None = None) -> Prepared:
     """Every check that needs the data but not the embeddings: row count, ``k``, start rows, group labels, the text
     layout and empty rows (left out with ``drop_empty``, else refused).
+
+    ``source_rows`` (the user's row number of each row of ``ds``) and ``source_n`` make error messages name the
+    user's rows when ``ds`` is a part of their data (e.g. the pool left after ``--heldout``).
 
     Example:
         >>> prepare(np.eye(3), SelectConfig(k=5))
@@ -149,8 +152,9 @@ def prepare(ds: Any, config: SelectConfig) -> Prepared:
         text = out.text = emb.renderer.describe(ds.column_names)
         empty = out.empty = emb.renderer.empty_rows(ds.select_columns(text["columns"]))
         if empty and not cfg.drop_empty:
-            raise UniformError(f"{len(empty)} of {n} rows have empty text in columns {text['columns']} (rows "
-                               f"{empty[:10]}{' ...' if len(empty) > 10 else ''}); pass drop_empty=True (CLI: "
+            shown = empty[:10] if source_rows is None else [int(source_rows[e]) for e in empty[:10]]
+            raise UniformError(f"{len(empty)} of {source_n or n} rows have empty text in columns {text['columns']} "
+                               f"(rows {shown}{' ...' if len(empty) > 10 else ''}); pass drop_empty=True (CLI: "
                                "--drop-empty) to leave them out, or other text_columns / template")
         if empty:
             logger.warning("leaving out %d row(s) with empty text (rows %s)", len(empty), empty[:10])
