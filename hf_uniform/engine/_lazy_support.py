@@ -363,3 +363,103 @@ class CheckpointState:
         live = np.flatnonzero(self.m > -np.inf).astype(self._idt)
         self.runs = [self._make_run(live)]
         self.tau = math.inf
+
+
+def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+    """Concatenate ``parts`` as ``dtype`` and empty the list (its pieces are freed before the caller goes on)."""
+    out = np.concatenate(parts, dtype=dtype, casting="same_kind") if parts else np.empty(0, dtype)
+    parts.clear()
+    return out
+
+
+class Waking:
+    """The lazy engine's wake-up of dormant rows at a flush: wake, trim the kept set to its cap, settle."""
+
+    def _wake(self, wake: np.ndarray, tau: float, kept_ids: list, kept_rows: list | None, sleep: list,
+              trim: int | None = None, hint: float | None = None) -> None:
+        """Bring dormant rows up to date, centre chunk by centre chunk, in order of the centre count they
+        are exact for; a row goes back to sleep as soon as its value drops below ``tau`` (it is then exact
+        over a prefix of the centres, which is all a dormant row needs). Rows that stay at or above ``tau``
+        become active."""
+        self.stats["woken_rows"] += int(wake.size)
+        t, B = self.t, self.cols
+        step = max(4 * self.chunk_rows, 16384)
+        if self.max_active is not None:  # streamed: rows read per wake batch stay within the budget
+            step = min(step, max(64, self.max_active // 2))
+        ew = self.ep[wake]
+        if ew.size and ew.min() != ew.max():  # (start-up: all rows at epoch 0, no sort, no index array)
+            wake = wake[np.argsort(ew, kind="stable")]
+        del ew
+        for a in range(0, wake.size, step):
+            ids = wake[a:a + step]
+            e = self.ep[ids].copy()  # non-decreasing, and stays so: rows advance in prefix order
+            v = self.m[ids].copy()
+            rows, rid, rows_f, res, rn2 = self._rowset(ids)
+            awake = np.ones(ids.size, dtype=bool)
+            n_dead = 0
+            cs = (int(e[0]) // B) * B
+            while cs < t:
+                ce = min(t, cs + B)
+                npart = int(np.searchsorted(e, ce, side="left"))  # rows not yet exact over C[:ce]
+                if npart:
+                    q = np.clip(e[:npart] - cs, 0, ce - cs).astype(np.int32)
+                    q[~awake[:npart]] = ce - cs  # asleep again: skip
+                    vq = v[:npart]
+                    self._refresh(rows, rid[:npart], None if rows_f is None else rows_f[:npart],
+                                  None if res is None else res[:npart], rn2, vq, cs, ce, q=q)
+                    moved = awake[:npart]
+                    e[:npart][moved] = ce
+                    low = moved & (vq < tau)
+                    if low.any():
+                        awake[:npart][low] = False
+                        n_dead += int(low.sum())
+                        if 2 * n_dead > int(awake.size):  # compact: drop sleepers from the GEMMs
+                            self._settle(ids[~awake], v[~awake], e[~awake], sleep)
+                            ids, v, e, rid = ids[awake], v[awake], e[awake], rid[awake]
+                            res = None if res is None else res[awake]
+                            if rows_f is not None:
+                                rows_f = rows_f[torch.from_numpy(awake)]
+                            awake = np.ones(ids.size, dtype=bool)
+                            n_dead = 0
+                            if not ids.size:
+                                break
+                cs = ce
+            self._settle(ids[~awake], v[~awake], e[~awake], sleep)
+            ids, v, e, rid = ids[awake], v[awake], e[awake], rid[awake]
+            self.m[ids] = v
+            self.ep[ids] = e
+            hold = v >= tau
+            kept_ids.append(ids[hold])
+            if kept_rows is not None:
+                kept_rows.append(rows[rid[hold]])
+            sleep.append(ids[~hold].astype(self._idt))
+            if trim is not None and sum(k.size for k in kept_ids) > 2 * trim:
+                self._trim_kept(trim, hint, kept_ids, kept_rows, sleep)
+
+    def _trim_kept(self, cap: int, hint: float | None, kept_ids: list, kept_rows: list | None, sleep: list) -> None:
+        """Streamed sources: keep only the ``cap`` largest exact values among the rows held so far (never
+        one that could beat an early flush's ``hint``); the rest sleep, and the cut raises the dormancy
+        threshold (recorded in ``_wake_cut``, applied by :meth:`flush`) so that they are woken again when
+        the radius approaches them."""
+        ids = _cat(kept_ids, self._idt)
+        vals = self.m[ids]
+        kth = ids.size - cap
+        cut = float(np.partition(vals, kth)[kth])
+        if kept_rows is None and hint is not None and hint > -math.inf:  # in memory: as the cap in flush()
+            cut = min(cut, hint)
+        hold = vals >= cut
+        sleep.append(ids[~hold].astype(self._idt))
+        kept_ids[:] = [ids[hold]]
+        if kept_rows is not None:
+            rows = np.concatenate(kept_rows)
+            kept_rows[:] = [rows[hold]]
+        self._wake_cut = max(self._wake_cut, cut)
+
+    def _settle(self, ids: np.ndarray, v: np.ndarray, e: np.ndarray, sleep: list) -> None:
+        """Record rows going back to sleep: exact value ``v`` over the first ``e`` centres."""
+        if ids.size:
+            self.m[ids] = v
+            self.ep[ids] = e
+            sleep.append(ids.astype(self._idt))
+
+    # ------------------------------------------------------------------ steps
