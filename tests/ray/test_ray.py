@@ -244,5 +244,6 @@ def test_cli_ray_refuses_exact_only_options_before_work(tmp_path, capsys):
     assert main(["select", str(src), "-k", "1", "-o", str(tmp_path / "o"), "--ray", "--baselines"]) == 2
     assert "--baselines cannot be combined with --ray" in capsys.readouterr().err
     assert main(["select", str(src), "-k", "1", "-o", str(tmp_path / "o"), "--ray-shards", "2"]) == 2
-    assert "--ray-shards needs --ray" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "shards applies to the core-set" in err and "(CLI: --ray)" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
