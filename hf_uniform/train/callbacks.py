@@ -470,7 +470,10 @@ class TimeToThresholdCallback(TrainerCallback, ExportableState):
         tokens = int(state.num_input_tokens_seen) if self._tokens_counted else None
         entry: dict[str, Any] = {"step": step, "seconds": self.elapsed(), "cpu_seconds": self.cpu_elapsed(),
                                  "tokens": tokens, "loss": value, "eval_seconds": self.eval_seconds}
-        self._set_mark()  # the clock as recorded here; a checkpoint saved next is timed from this point
+        if self._t0 is not None and self._c0 is not None:  # the clock as recorded here (no second reading):
+            # a checkpoint saved next is timed from this point
+            self._mark = (self._t0 + entry["seconds"] - self.elapsed_offset + self._save_session[0],
+                          self._c0 + entry["cpu_seconds"] - self.cpu_offset + self._save_session[1])
         for k in EXTRA_KEYS:
             if isinstance(logs.get(k), (int, float)):
                 entry[k] = float(logs[k])
