@@ -66,6 +66,28 @@ def _write_jsonl(ds: Any, path: Path) -> Path:
     return path
 
 
+def _check_cached_selection(arms_path: Path, name: str, cached: list[int], fresh: np.ndarray) -> None:
+    """Refuse a cached ``uniform``/``mixed`` arm that is not the engine's selection on today's embeddings.
+
+    The arms cache is keyed on the settings, not on the embedding values or the engine, so a cache written by
+    another embedding (or version) would otherwise train on rows no current selection picks. Selecting again
+    costs milliseconds at study sizes.
+
+    Example:
+        >>> _check_cached_selection(Path("arms.json"), "uniform-seed0", [3, 1], np.array([3, 1]))
+        >>> _check_cached_selection(Path("arms.json"), "uniform-seed0", [3, 1], np.array([3, 2]))
+        Traceback (most recent call last):
+        ...
+        hf_uniform.errors.UniformError: arms.json: the cached rows of uniform-seed0 are not what the engine ...
+    """
+    cached_arr = np.asarray(cached, dtype=np.int64)
+    if cached_arr.shape == fresh.shape and np.array_equal(cached_arr, fresh):
+        return
+    differ = int(len(cached_arr) - np.intersect1d(cached_arr, fresh).size)
+    raise UniformError(f"{arms_path}: the cached rows of {name} are not what the engine selects on these "
+                       f"embeddings ({differ} of {len(cached_arr)} rows differ); delete {arms_path} to select again")
+
+
 class Study:
     """State of one study: output and work folders, the pool, its split, the embeddings and the arms.
 
@@ -196,6 +218,10 @@ class Study:
                     logger.info("arm %s: %d rows, h=%.5f, coverage radius=%.5f (%.1f s)", name, len(local),
                                 stored["geometry"][src]["h"], stored["geometry"][src]["coverage_radius"],
                                 time.perf_counter() - t0)
+                elif arm in ("uniform", "mixed"):  # a cached selection must be what the engine picks now
+                    _check_cached_selection(arms_path, name, stored["indices"][src],
+                                            pos[build_arm_indices(xs, arm, self.k, seed, metric=cfg.metric,
+                                                                  method=cfg.selection_method)])
                 if arm in cfg.arms:
                     self.arm_idx[name] = np.asarray(stored["indices"][src], dtype=np.int64)
                     self.geometry[name] = stored["geometry"][src]

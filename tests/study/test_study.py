@@ -451,3 +451,50 @@ def test_finetune_study_design(shared_data, tmp_path):
     md = (tmp_path / "study" / "report.md").read_text()
     assert md.splitlines()[2] == "## Verdict: does uniform reach the thresholds sooner?"
     assert "uniform vs length_matched" in md and "min process CPU" in md
+
+
+def test_study_uniform_arm_is_the_exact_greedy_and_a_stale_arms_cache_is_refused(tmp_path):
+    """The uniform arm a study trains on is the float64 greedy replay on the study's own embeddings, and a cached
+    arm that is not (a cache written by another embedding or version) stops the study with one line."""
+    from hf_uniform.engine.reference import reference_select
+    from hf_uniform.study import Study
+
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(60)]
+    rows = [{"instruction": " ".join(rng.choice(words, 6)), "input": "", "output": " ".join(rng.choice(words, 9))}
+            for _ in range(90)]
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(RECIPE)
+    cfg = StudyConfig(pool=str(pool), recipe=str(recipe), k=12, pool_size=40, heldout_size=10, seeds=[0, 1],
+                      arms=["uniform", "random", "mixed"], output_dir=str(tmp_path / "study"), progress=False)
+    cfg.validate()
+    study = Study(cfg, train=None)
+    study.load_pool()
+    study.embed_pool()
+    study.build_arms()
+    for seed in (0, 1):
+        pos = study.seed_pos[seed]
+        got = list(study.arm_idx[f"uniform-seed{seed}"])
+        start = [int(p) for p in pos].index(got[0])  # the seeded start row
+        want, _ = reference_select(study.x[pos], 12, metric="cosine", start=[start])
+        assert got == [int(pos[i]) for i in want]
+
+    cache = next((tmp_path / "study" / "work").glob("arms-*.json"))
+    stored = json.loads(cache.read_text())
+    uni = stored["indices"]["uniform-seed1"]
+    outside = next(int(p) for p in study.seed_pos[1] if int(p) not in uni)
+    stored["indices"]["uniform-seed1"] = [*uni[:-1], outside]  # one row that no selection picks
+    cache.write_text(json.dumps(stored))
+    with pytest.raises(UniformError, match=r"cached rows of uniform-seed1 .* \(1 of 12 rows differ\); delete"):
+        _rebuild(cfg)
+
+
+def _rebuild(cfg):
+    from hf_uniform.study import Study
+
+    study = Study(cfg, train=None)
+    study.load_pool()
+    study.embed_pool()
+    return study.build_arms()
