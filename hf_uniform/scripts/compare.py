@@ -102,7 +102,7 @@ def parse_args(argv: Sequence[str], parser: Any = None, command: str = "hf-unifo
     Example:
         >>> cfg = parse_args(["--pool", "p.jsonl", "--k", "10", "--report_only", "true"])
         >>> cfg.k, cfg.command
-        (10.0, 'hf-uniform compare --pool p.jsonl --k 10')
+        (10, 'hf-uniform compare --pool p.jsonl --k 10')
     """
     (cfg,) = parse_config_args(parser if parser is not None else make_parser(), argv, "compare")
     if not cfg.command:  # the command that reproduces the runs (a report-only pass trains nothing)

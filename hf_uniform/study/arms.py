@@ -23,20 +23,18 @@ from .config import ARMS, POOL_DRAW_SALT
 def resolve_k(k: float, n: int) -> int:
     """Rows for ``k`` (a count, or a fraction in (0, 1)) of a training pool of ``n`` rows: the one k rule,
     :func:`hf_uniform.selection.check_k` (a fraction is rounded to nearest), plus the study's own rule that
-    a subset needs at least 2 rows. A whole float such as ``6.0`` (the type of ``StudyConfig.k``) is a count.
+    a subset needs at least 2 rows. ``StudyConfig.validate`` has already read text (``"6"``) with ``parse_k``.
 
     Raises:
         UniformError: what ``check_k`` refuses (more than ``n`` rows, a count that is not whole, ...), or
             fewer than 2 rows.
 
     Example:
-        >>> resolve_k(0.5, 9), resolve_k(4, 9), resolve_k(6.0, 12), resolve_k(0.3, 9)
+        >>> resolve_k(0.5, 9), resolve_k(4, 9), resolve_k(6, 12), resolve_k(0.3, 9)
         (4, 4, 6, 3)
     """
     from ..selection import check_k
 
-    if isinstance(k, (float, np.floating)) and float(k) >= 1 and float(k).is_integer():
-        k = int(k)  # StudyConfig.k is a float: 4500.0 from the YAML's 4500 is a count
     rows = check_k(k, n)
     if rows < 2:
         raise UniformError(f"k={k} gives {rows} row of a training pool of {n}; the study needs 2..{n} rows")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import MissingFileError, UniformError
 
@@ -50,8 +51,9 @@ class StudyConfig:
 
     pool: str = field(default="", metadata={"help": "the pool: a .jsonl/.json/.parquet/.csv file, a "
                                                     "save_to_disk folder or a Hub id"})
-    k: float = field(default=0.5, metadata={"help": "subset size of the uniform, random and mixed arms: rows, "
-                                                    "or a fraction of the training pool in (0, 1)"})
+    k: str = field(default="0.5", metadata={"help": "subset size of the uniform, random and mixed arms: a whole "
+                                                    "number of rows (128) or a fraction of the training pool in "
+                                                    "(0, 1) (0.5); the -k rule of hf-uniform select (1.0 is refused)"})
     recipe: str = field(default="", metadata={"help": "SFT recipe YAML (the one recipes/sft.py takes); every arm "
                                                       "is trained with it"})
     recipe_args: str = field(default="", metadata={
@@ -140,6 +142,9 @@ class StudyConfig:
     target_power: float = field(default=0.8, metadata={"help": "power at which the minimum detectable effect "
                                                                   "is stated"})
 
+    def __post_init__(self) -> None:
+        self.k = _study_k(self.k)  # "128" from the command line is the count 128, as hf-uniform select's -k
+
     def validate(self) -> None:
         """Check the settings; raise :class:`~hf_uniform.errors.UniformError` with a one-line message.
 
@@ -166,8 +171,7 @@ class StudyConfig:
             raise UniformError(f"smoothing must be in [0, 1), got {self.smoothing}")
         if self.heldout_size <= 0:
             raise UniformError(f"heldout_size must be positive (a fraction or a count), got {self.heldout_size}")
-        if self.k <= 0:
-            raise UniformError(f"k must be positive (rows or a fraction in (0, 1)), got {self.k}")
+        self.k = _study_k(self.k)
         if self.pool_size is not None and self.pool_size < 2:
             raise UniformError(f"pool_size must be >= 2 rows, got {self.pool_size}")
         if self.relative_thresholds is not None and (not self.relative_thresholds or any(
@@ -219,3 +223,16 @@ class StudyConfig:
     def work_path(self) -> Path:
         """``work_dir`` or ``output_dir/work``."""
         return Path(self.work_dir) if self.work_dir else Path(self.output_dir) / "work"
+
+
+def _study_k(k: Any) -> int | float:
+    """The one k rule (``hf-uniform select -k``): text as on a command line, an int a count, a float a fraction
+    in (0, 1) (so ``1.0`` is refused).
+
+    Example:
+        >>> _study_k("128"), _study_k(128), _study_k("0.5"), _study_k(0.25)
+        (128, 128, 0.5, 0.25)
+    """
+    from ..options import check_k, parse_k
+
+    return parse_k(k) if isinstance(k, str) else check_k(k)

@@ -149,17 +149,29 @@ def test_config_validation(tmp_path):
             StudyConfig(**{**good, **bad}).validate()
 
 
-def test_resolve_k_is_check_k_plus_at_least_two_rows():
-    from hf_uniform.selection import check_k
+def test_resolve_k_is_check_k_plus_at_least_two_rows(tmp_path):
+    from hf_uniform.scripts.compare import parse_args
+    from hf_uniform.selection import check_k, parse_k
     from hf_uniform.study import resolve_k
 
-    # the one k rule: a fraction of the training pool as check_k rounds it, a count (6.0 from the YAML too) as is
-    for k, n in ((0.5, 9), (0.3, 9), (0.999, 10), (0.25, 8), (6, 12), (6.0, 12), (12, 12)):
-        assert resolve_k(k, n) == check_k(int(k) if k >= 1 else k, n), (k, n)
-    assert resolve_k(0.3, 9) == 3 and resolve_k(0.25, 8) == 2 and resolve_k(6.0, 12) == 6
-    for k, n in ((0.1, 9), (1, 9), (10, 9), (4.5, 9)):  # fewer than 2 rows, more than n, not a whole count
+    # the one k rule: a fraction of the training pool as check_k rounds it, an int a count
+    for k, n in ((0.5, 9), (0.3, 9), (0.999, 10), (0.25, 8), (6, 12), (12, 12)):
+        assert resolve_k(k, n) == check_k(k, n), (k, n)
+    assert resolve_k(0.3, 9) == 3 and resolve_k(0.25, 8) == 2 and resolve_k(6, 12) == 6
+    for k, n in ((0.1, 9), (1, 9), (10, 9), (4.5, 9), (6.0, 12)):  # < 2 rows, > n, not whole, a float >= 1
         with pytest.raises(UniformError):
             resolve_k(k, n)
+    # StudyConfig.k reads text as hf-uniform select's -k does, from the command line and from the YAML alike
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    for text, want in (("128", 128), ("0.5", 0.5), ("7", 7)):
+        assert parse_args(["--pool", "p.jsonl", "--recipe", str(recipe), "--k", text]).k == want == parse_k(text)
+        (tmp_path / "c.yaml").write_text(f"pool: p.jsonl\nrecipe: {recipe}\nk: {text}\n")
+        assert parse_args(["--config", str(tmp_path / "c.yaml")]).k == want
+    for bad in ("1.0", "128.0", "0", "-3", "half"):  # refused like select -k 1.0
+        with pytest.raises(UniformError):
+            StudyConfig(pool="p.jsonl", recipe=str(recipe), k=bad)
+    assert StudyConfig(pool="p.jsonl", recipe=str(recipe), k=4).k == 4
 
 
 @pytest.mark.parametrize("name", ["smollm2_finetune", "smollm2_finetune_pilot12", "cpu_reference"])
