@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -58,11 +59,46 @@ def script_logging() -> Iterator[None]:
     root.setLevel(os.environ.get("HF_UNIFORM_LOG_LEVEL", "INFO").upper())
     gensim.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings(), _no_cpu_accelerator_warning():
+            for message in QUIET_WARNINGS:  # upstream noise on every successful run, nothing the user can act on
+                warnings.filterwarnings("ignore", message=message)
+            yield
     finally:
         root.removeHandler(handler)
         root.setLevel(saved[0])
         gensim.setLevel(saved[1])
+
+
+#: warnings that third-party code emits on every successful run and that ask nothing of the user: transformers'
+#: token counter copies a tensor with ``torch.tensor`` (its own code, every step)
+QUIET_WARNINGS = (r"To copy construct from a tensor, it is recommended to use sourceTensor\.detach\(\)\.clone\(\)",)
+
+
+@contextlib.contextmanager
+def _no_cpu_accelerator_warning() -> Iterator[None]:
+    """DeepSpeed logs ``[WARNING] Setting accelerator to CPU. If you have GPU ...`` when it finds no GPU on
+    import; on a machine without CUDA, name the CPU accelerator it would pick anyway (``DS_ACCELERATOR=cpu``)
+    so the run stays quiet. A user's own ``DS_ACCELERATOR`` is kept; the variable is put back afterwards.
+
+    Example:
+        >>> with _no_cpu_accelerator_warning():
+        ...     pass
+    """
+    import importlib.util
+
+    if "DS_ACCELERATOR" in os.environ or importlib.util.find_spec("deepspeed") is None:
+        yield
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        yield
+        return
+    os.environ["DS_ACCELERATOR"] = "cpu"
+    try:
+        yield
+    finally:
+        os.environ.pop("DS_ACCELERATOR", None)
 
 
 def run_script(prog: str, run: Callable[[], Any]) -> int:

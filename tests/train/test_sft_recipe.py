@@ -331,6 +331,10 @@ def test_smoke_cpu_runs_end_to_end(smoke_plain):
     assert data["embedder"]["embedder"] == "Word2VecEmbedder" and len(selection["indices"]) == 256
     logged = [h for h in rec["state"]["log_history"] if "time_to_threshold/6" in h]
     assert logged and logged[0]["time_to_threshold/6"] == rec["ttt"]["time_to_threshold"]["6"]
+    # a successful run says nothing alarming: no warning, error or traceback from us or the libraries
+    alarming = [line for line in rec["log"].splitlines() if any(
+        word in line for word in ("WARNING", "Warning:", "ERROR", "Traceback", "[W "))]
+    assert not alarming, alarming[:5]
 
 
 @pytest.mark.slow
