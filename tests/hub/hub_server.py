@@ -2,9 +2,17 @@
 
 It implements the endpoints that ``huggingface_hub`` calls to create a repo and commit files to it
 (``/api/repos/create``, ``/api/{type}s/{repo}/preupload|commit|tree|branch/...``, ``/api/validate-yaml``,
-the Git LFS batch endpoint and the LFS ``PUT``), keeps the files of each repo in memory, and records
-every request so tests can check what was sent. ``HF_ENDPOINT`` (or ``huggingface_hub.constants.ENDPOINT``)
-is pointed at :attr:`FakeHub.url`. Unknown endpoints answer 404 and are recorded too.
+the Git LFS batch endpoint and the LFS ``PUT``), and the read endpoints that ``datasets.load_dataset(repo_id)``
+calls through ``huggingface_hub`` (repo info at a revision, the ``tree`` listing, and
+``HEAD``/``GET`` of ``/{type}s/{repo}/resolve/{revision}/{path}`` with ``X-Repo-Commit``, ``ETag`` and
+``Content-Length``). It keeps the files of each repo in memory and records every request so tests can check
+what was sent. ``HF_ENDPOINT`` (or ``huggingface_hub.constants.ENDPOINT``, ``datasets.config.HF_ENDPOINT``) is
+pointed at :attr:`FakeHub.url`. Unknown endpoints answer 404 and are recorded too.
+
+A revision is a branch name or a commit id; the commit id of a branch is a hash of its files (the same files,
+the same id), and every id handed out stays readable, as a snapshot of the files it named. Reads of a public
+repo need no token; a private repo reads as missing without the write token, as on the Hub. Files are served
+directly (no CDN redirect, no Xet, no ``Range``), with the Hub's headers.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    route: str | None = None  # the handler that answered it (None: no route, answered 404)
 
 
 @dataclass
@@ -62,7 +71,7 @@ class FakeHub:
         self.datasets_info = dict(datasets_info or {})
         self.requests: list[Request] = []
         self.commits: list[Commit] = []
-        self.repos: dict[tuple[str, str], dict[str, Any]] = {}
+        self.repos: dict[tuple[str, str], dict[str, Any]] = {}  # "private", "branches", "snapshots" (id -> files)
         self.blobs: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -83,14 +92,31 @@ class FakeHub:
         """The files of a repo branch now."""
         return dict(self.repos[(repo_type, repo_id)]["branches"][revision])
 
-    def add_repo(self, repo_type: str, repo_id: str, files: dict[str, bytes]) -> None:
+    def add_repo(self, repo_type: str, repo_id: str, files: dict[str, bytes], private: bool = False) -> None:
         """Create a repo that already holds ``files`` on ``main`` (e.g. an earlier push)."""
-        self.repos[(repo_type, repo_id)] = {"private": None, "branches": {"main": {".gitattributes": GITATTRIBUTES,
-                                                                                  **files}}}
+        self.repos[(repo_type, repo_id)] = {"private": "private" if private else None, "snapshots": {},
+                                            "branches": {"main": {".gitattributes": GITATTRIBUTES, **files}}}
 
     def endpoints(self) -> list[str]:
         """``"METHOD path"`` of every request, in order, with repo ids and hashes kept."""
         return [f"{r.method} {r.path}" for r in self.requests]
+
+
+def commit_id(files: dict[str, bytes]) -> str:
+    """The commit id of a branch holding ``files``: a SHA-1 over its paths and their git blob ids."""
+    h = hashlib.sha1()
+    for path, data in sorted(files.items()):
+        h.update(f"{path}\0{git_blob_id(data)}\n".encode())
+    return h.hexdigest()
+
+
+def git_blob_id(data: bytes) -> str:
+    """Git's object id of a file's bytes (what the Hub reports as ``oid`` / ``ETag`` of a regular file)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _is_lfs(path: str) -> bool:
+    return PurePosixPath(path).suffix in LFS_SUFFIXES
 
 
 def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
@@ -122,7 +148,8 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":  # a HEAD answer has the headers of the GET one and no body
+                self.wfile.write(data)
 
         def _authorized(self) -> bool:
             return self.headers.get("Authorization") == f"Bearer {hub.token}"
@@ -131,27 +158,57 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             path = unquote(parts.path)
             body = self._body()
+            request = Request(self.command, path, parse_qs(parts.query),
+                              {k.lower(): v for k, v in self.headers.items()}, body)
             with hub._lock:
-                hub.requests.append(Request(self.command, path, parse_qs(parts.query),
-                                            {k.lower(): v for k, v in self.headers.items()}, body))
+                hub.requests.append(request)
             for pattern, method, func in ROUTES:
                 m = re.fullmatch(pattern, path)
                 if m and method == self.command:
+                    request.route = func.__name__
                     if func.__name__ not in PUBLIC and not self._authorized():
                         return self._send(401, {"error": "Invalid credentials"})
                     with hub._lock:
                         return func(self, body, **m.groupdict())
             self._send(404, {"error": f"no route {self.command} {path}"}, {"X-Error-Code": "EntryNotFound"})
 
-        do_GET = do_POST = do_PUT = do_DELETE = _handle
+        do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _handle
 
         # -- helpers ----------------------------------------------------------------------------------
         def _repo(self, rtype: str, repo: str) -> dict | None:
             repo_type = rtype[:-1]
             found = hub.repos.get((repo_type, repo))
+            if found is not None and found["private"] == "private" and not self._authorized():
+                found = None  # the Hub does not tell strangers that a private repo exists
             if found is None:
                 self._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
             return found
+
+        def _revision(self, state: dict, rev: str) -> tuple[str, dict[str, bytes]] | None:
+            """``(commit id, files)`` of a branch or of a commit id handed out before; else answers 404."""
+            snapshots = state.setdefault("snapshots", {})
+            if rev in state["branches"]:
+                files = state["branches"][rev]
+                sha = commit_id(files)
+                snapshots.setdefault(sha, dict(files))
+                return sha, snapshots[sha]
+            if rev in snapshots:
+                return rev, snapshots[rev]
+            self._send(404, {"error": f"Invalid rev id: {rev}"}, {"X-Error-Code": "RevisionNotFound"})
+            return None
+
+        def _entry(self, path: str, files: dict[str, bytes]) -> dict | None:
+            """The tree entry of a file or folder (``None`` when neither exists)."""
+            if path in files:
+                data = files[path]
+                entry = {"type": "file", "path": path, "size": len(data), "oid": git_blob_id(data)}
+                if _is_lfs(path):
+                    entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                return entry
+            inside = sorted(p for p in files if p.startswith(path + "/"))
+            if not path or not inside:
+                return None
+            return {"type": "directory", "path": path, "oid": commit_id({p: files[p] for p in inside})}
 
         # -- routes -----------------------------------------------------------------------------------
         def create_repo(self, body: bytes) -> None:
@@ -162,7 +219,7 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             url = f"{hub.url}/{prefix}{repo_id}"
             if (repo_type, repo_id) in hub.repos:
                 return self._send(409, {"error": "You already created this repo", "url": url})
-            hub.repos[(repo_type, repo_id)] = {"private": payload.get("visibility"),
+            hub.repos[(repo_type, repo_id)] = {"private": payload.get("visibility"), "snapshots": {},
                                               "branches": {"main": {".gitattributes": GITATTRIBUTES}}}
             self._send(200, {"url": url, "name": repo_id})
 
@@ -177,22 +234,65 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 return self._send(400, {"errors": [{"message": "no YAML metadata"}]})
             self._send(200, {"errors": [], "warnings": []})
 
-        def dataset_info(self, body: bytes, repo: str) -> None:
-            if repo not in hub.datasets_info:
-                return self._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
-            self._send(200, {"id": repo, "sha": "0" * 40, "cardData": hub.datasets_info[repo], "tags": []})
+        def repo_info(self, body: bytes, rtype: str, repo: str, rev: str | None = None) -> None:
+            if rtype == "datasets" and ("dataset", repo) not in hub.repos and repo in hub.datasets_info:
+                # a source dataset known only by its card (what the card of a pushed subset inherits)
+                return self._send(200, {"id": repo, "sha": "0" * 40, "cardData": hub.datasets_info[repo], "tags": []})
+            state = self._repo(rtype, repo)
+            if state is None:
+                return
+            found = self._revision(state, rev or "main")
+            if found is None:
+                return
+            sha, files = found
+            info = {"id": repo, "sha": sha, "private": state["private"] == "private", "tags": [],
+                    "siblings": [{"rfilename": p} for p in sorted(files)]}
+            if rtype == "datasets" and repo in hub.datasets_info:
+                info["cardData"] = hub.datasets_info[repo]
+            self._send(200, info)
 
         def tree(self, body: bytes, rtype: str, repo: str, rev: str, sub: str | None = None) -> None:
             state = self._repo(rtype, repo)
             if state is None:
                 return
-            files = state["branches"].get(rev)
-            if files is None:
-                return self._send(404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"})
-            prefix = (sub.strip("/") + "/") if sub else ""
-            entries = [{"type": "file", "path": p, "size": len(d), "oid": hashlib.sha1(d).hexdigest()}
-                       for p, d in sorted(files.items()) if p.startswith(prefix)]
-            self._send(200, entries)
+            found = self._revision(state, rev)
+            if found is None:
+                return
+            files = found[1]
+            folder = sub.strip("/") if sub else ""
+            if folder and self._entry(folder, files) is None:
+                return self._send(404, {"error": f"{folder} does not exist"}, {"X-Error-Code": "EntryNotFound"})
+            recursive = parse_qs(urlsplit(self.path).query).get("recursive", ["false"])[0].lower() in ("true", "1")
+            prefix = folder + "/" if folder else ""
+            paths: set[str] = set()
+            for p in files:
+                if not p.startswith(prefix):
+                    continue
+                parts = p[len(prefix):].split("/")
+                depth = len(parts) if recursive else 1  # the folders on the way, and the file when it is in reach
+                paths.update(prefix + "/".join(parts[:i]) for i in range(1, min(depth, len(parts)) + 1))
+            self._send(200, [self._entry(p, files) for p in sorted(paths)])
+
+        def resolve(self, body: bytes, prefix: str | None, repo: str, rev: str, path: str) -> None:
+            state = self._repo((prefix or "models").rstrip("/"), repo)
+            if state is None:
+                return
+            found = self._revision(state, rev)
+            if found is None:
+                return
+            sha, files = found
+            if path not in files:
+                return self._send(404, {"error": f"{path} does not exist at {rev}"},
+                                  {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": sha})
+            data = files[path]
+            etag = hashlib.sha256(data).hexdigest() if _is_lfs(path) else git_blob_id(data)
+            self.send_response(200)
+            for key, value in {"Content-Type": "application/octet-stream", "Content-Length": str(len(data)),
+                               "ETag": f'"{etag}"', "X-Repo-Commit": sha}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(data)
 
         def create_branch(self, body: bytes, rtype: str, repo: str, branch: str) -> None:
             state = self._repo(rtype, repo)
@@ -257,7 +357,8 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 files.pop(path, None)
             files.update(record.added)
             hub.commits.append(record)
-            oid = hashlib.sha1(body).hexdigest()
+            oid = commit_id(files)
+            state.setdefault("snapshots", {}).setdefault(oid, dict(files))
             prefix = "" if rtype == "models" else f"{rtype}/"
             self._send(200, {"commitUrl": f"{hub.url}/{prefix}{repo}/commit/{oid}", "commitOid": oid,
                              "pullRequestUrl": None})
@@ -267,13 +368,15 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
     ROUTES = [
         (r"/api/repos/create", "POST", Handler.create_repo),
         (r"/api/validate-yaml", "POST", Handler.validate_yaml),
-        (rf"/api/datasets/{repo}", "GET", Handler.dataset_info),
+        (rf"/api/{rtype}/{repo}(?:/revision/(?P<rev>[^/]+))?", "GET", Handler.repo_info),
         (rf"/api/{rtype}/{repo}/tree/(?P<rev>[^/]+)(?:/(?P<sub>.*))?", "GET", Handler.tree),
+        (rf"/(?P<prefix>datasets/|spaces/)?{repo}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", "GET", Handler.resolve),
+        (rf"/(?P<prefix>datasets/|spaces/)?{repo}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", "HEAD", Handler.resolve),
         (rf"/api/{rtype}/{repo}/branch/(?P<branch>.+)", "POST", Handler.create_branch),
         (rf"/api/{rtype}/{repo}/preupload/(?P<rev>.+)", "POST", Handler.preupload),
         (rf"/(?P<prefix>datasets/|spaces/)?{repo}\.git/info/lfs/objects/batch", "POST", Handler.lfs_batch),
         (r"/lfs-upload/(?P<oid>[0-9a-f]{64})", "PUT", Handler.lfs_upload),
         (rf"/api/{rtype}/{repo}/commit/(?P<rev>.+)", "POST", Handler.commit),
     ]
-    PUBLIC = {"dataset_info", "lfs_upload", "validate_yaml"}
+    PUBLIC = {"repo_info", "tree", "resolve", "lfs_upload", "validate_yaml"}  # reads: _repo checks private
     return Handler
