@@ -421,16 +421,37 @@ def _endpoint_unreachable(endpoint: str, timeout: float = 5.0) -> str | None:
 
 
 def _is_connection_error(err: BaseException) -> bool:
+    """Whether ``err`` says the Hub could not be reached (not: the Hub answered with an error).
+
+    Follows ``__cause__``, and ``__context__`` unless it was suppressed (``raise ... from None``): ``datasets``
+    re-raises a Hub *server* error that way, over a ``LocalEntryNotFoundError`` that would read as offline. An
+    HTTP answer anywhere on the chain (a status code) means the Hub was reached.
+
+    Example:
+        >>> try:
+        ...     try:
+        ...         raise TimeoutError("read timed out")
+        ...     except TimeoutError:
+        ...         raise FileNotFoundError("no such dataset") from None
+        ... except FileNotFoundError as e:
+        ...     _is_connection_error(e)
+        False
+        >>> _is_connection_error(ConnectionError("refused"))
+        True
+    """
     seen: set[int] = set()
     cur: BaseException | None = err
+    found = False
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         name = type(cur).__name__
+        if getattr(getattr(cur, "response", None), "status_code", None) is not None:
+            return False  # the server answered (4xx/5xx): not a connection problem
         if isinstance(cur, (ConnectionError, TimeoutError)) or name in {
                 "ConnectError", "ConnectTimeout", "OfflineModeIsEnabled", "LocalEntryNotFoundError"}:
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
+            found = True
+        cur = cur.__cause__ or (None if cur.__suppress_context__ else cur.__context__)
+    return found
 
 
 def _from_dataset(source: str, ds: Any) -> SourceData:

@@ -105,7 +105,8 @@ def run_selection_ray(input: str | os.PathLike, k: int | float, output: str | os
         timings["load_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if emb is not None:
-            rd = embed_ray(rd, emb)
+            local = started and cfg.ray_address in (None, "", "local")  # our own instance: fail fast, quietly
+            rd = embed_ray(rd, emb, max_restarts=0 if local else None)
             column, source = emb.output_column, emb.config()
         else:
             if embedding_column not in columns:

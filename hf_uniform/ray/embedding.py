@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -66,7 +67,7 @@ def _shippable(emb: Embedder) -> Embedder:
 
 def embed_ray(ds: Any, embedder: str | Embedder | None = None, *, text_columns: Sequence[str] | str | None = None,
               template: str | None = None, batch_size: int = 1000, concurrency: int | tuple[int, int] | None = None,
-              num_gpus: float | None = None, num_cpus: float | None = None) -> Any:
+              num_gpus: float | None = None, num_cpus: float | None = None, max_restarts: int | None = None) -> Any:
     """Add the embedding column (Arrow fixed-size float32 list) to a ``ray.data.Dataset``, lazily.
 
     Batches go through ``map_batches`` over an actor pool, one embedder per actor. An embedder that learns
@@ -84,6 +85,10 @@ def embed_ray(ds: Any, embedder: str | Embedder | None = None, *, text_columns: 
             or ``(1, GPUs)`` with ``num_gpus``).
         num_gpus: GPUs per actor (e.g. ``1`` for sentence-transformers on a GPU cluster).
         num_cpus: CPUs per actor (default 1).
+        max_restarts: restarts of a failed actor (default: Ray Data's, unlimited). ``0`` fails fast instead,
+            and keeps the core worker from logging an error line on every run about restarting actors whose
+            constructor arguments (the embedder) live in the object store; ``hf-uniform select --ray local``
+            passes 0 on the instance it starts.
 
     Returns:
         The lazy dataset with the embedder's ``output_column`` added (``"embedding"`` by default), rows in
@@ -123,9 +128,13 @@ def embed_ray(ds: Any, embedder: str | Embedder | None = None, *, text_columns: 
     kwargs: dict[str, Any] = {"num_cpus": 1 if num_cpus is None else num_cpus}
     if num_gpus:
         kwargs["num_gpus"] = num_gpus
+    if max_restarts is not None:
+        kwargs["max_restarts"] = int(max_restarts)
     lo, hi = (concurrency, concurrency) if isinstance(concurrency, int) else concurrency
     pool = ray.data.ActorPoolStrategy(size=lo) if lo == hi else ray.data.ActorPoolStrategy(min_size=lo, max_size=hi)
-    out = ds.map_batches(_EmbedActor, fn_constructor_args=(ref, columns), batch_size=batch_size,
-                         batch_format="pyarrow", compute=pool, **kwargs)
+    with warnings.catch_warnings():  # Ray >= 2.60 names no parameter for max_restarts; it is still honoured
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        out = ds.map_batches(_EmbedActor, fn_constructor_args=(ref, columns), batch_size=batch_size,
+                             batch_format="pyarrow", compute=pool, **kwargs)
     out.context.execution_options.preserve_order = True
     return out

@@ -73,6 +73,7 @@ class FakeHub:
         self.commits: list[Commit] = []
         self.repos: dict[tuple[str, str], dict[str, Any]] = {}  # "private", "branches", "snapshots" (id -> files)
         self.blobs: dict[str, bytes] = {}
+        self.fail_with: int | None = None  # set to an HTTP status: every request answers it (a Hub in trouble)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -162,6 +163,8 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                               {k.lower(): v for k, v in self.headers.items()}, body)
             with hub._lock:
                 hub.requests.append(request)
+            if hub.fail_with is not None:
+                return self._send(hub.fail_with, {"error": f"the fake Hub answers {hub.fail_with}"})
             for pattern, method, func in ROUTES:
                 m = re.fullmatch(pattern, path)
                 if m and method == self.command:

@@ -164,3 +164,16 @@ def test_select_of_a_hub_id_the_hub_does_not_have_is_one_line_exit_2(hub_online,
     requests = _hub_requests(server)
     assert requests and all(f"/{missing}/" in r.path + "/" for r in requests), [r.path for r in requests]
     assert not any("huggingface.co" in host for host in refused), refused
+
+
+@pytest.mark.parametrize("status", [403, 500])
+def test_a_hub_that_answers_with_an_error_is_not_called_offline(hub_online, tmp_path, capfd, status):
+    server, _ = hub_online
+    _host(server, _rows())
+    server.fail_with = status  # reachable, but every answer is an HTTP error
+    out = tmp_path / "out"
+    assert main(["select", REPO, "-k", "5", "-o", str(out), "-q", "--no-plot"]) == 2
+    err = capfd.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and REPO in err and "Traceback" not in err, err
+    assert "offline" not in err and "HF_HUB_OFFLINE" not in err, err  # the Hub answered: not a network failure
+    assert _hub_requests(server) and not out.exists()
