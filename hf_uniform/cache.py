@@ -91,6 +91,11 @@ def model_cache_dir(kind: str = "m2v") -> Path:
 def stable_hash(obj: Any, length: int = 20) -> str:
     """Hex SHA-256 of ``obj`` serialised as canonical JSON (sorted keys), truncated to ``length``.
 
+    For keys that are *stored* (study run fingerprints and arms caches committed with a report, checkpoint
+    keys): JSON of plain values hashes the same under every Python, dill and ``datasets`` version.
+    ``datasets.fingerprint.Hasher`` (which ``filter_uniform``'s cache uses, as ``datasets`` does) hashes
+    pickled bytes, which change with those versions, so a committed record would stop matching its rerun.
+
     Example:
         >>> stable_hash({"b": 1, "a": [2]}) == stable_hash({"a": [2], "b": 1})
         True
