@@ -93,6 +93,8 @@ class SourceData:
         dataset: the ``Dataset`` (``"datasets"`` inputs).
         raw_rows: positions of JSON rows holding a number too large for a float (``1e400``), written back
             with its source text (:class:`~hf_uniform.formats.RawFloat`).
+        revision: the commit id (40 hex digits) of a Hub dataset the rows were read at (see
+            :func:`read_source`); ``None`` for local inputs, or when it could not be told.
 
     Example:
         >>> import tempfile; p = Path(tempfile.mkdtemp()) / "a.jsonl"
@@ -110,6 +112,7 @@ class SourceData:
     table: Any = None
     dataset: Any = None
     raw_rows: frozenset[int] = frozenset()
+    revision: str | None = None
     _datasets: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -278,7 +281,7 @@ def _table_from_rows(rows: list[dict], columns: Sequence[str]) -> Any:
     return pa.table({c: pa.array([r.get(c) for r in rows]) for c in columns})
 
 
-def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceData:
+def read_source(source: str | os.PathLike, *, split: str = "train", revision: str | None = None) -> SourceData:
     """Read an input's rows exactly as stored, hashing the bytes while reading them (one pass).
 
     Args:
@@ -286,11 +289,14 @@ def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceDat
             ``.csv`` or ``.parquet`` file, a ``save_to_disk`` folder, or a Hub dataset id.
         split: split to take from a ``DatasetDict`` or a Hub dataset; a file is one split, so another split
             than ``"train"`` is refused for it.
+        revision: a branch, tag or commit id of a Hub dataset (``datasets.load_dataset(..., revision=)``);
+            refused for a local file or folder. A Hub dataset's rows are read at one commit, whose id is
+            :attr:`SourceData.revision` (:func:`load_hub_dataset`).
 
     Raises:
         UniformError: a missing, unreadable, malformed or empty input (one line naming file and line), a
-            ``split`` other than ``"train"`` for a file, or a Hub id while offline (``HF_HUB_OFFLINE=1`` or no
-            connection; raised within seconds, naming the fix).
+            ``split`` other than ``"train"`` for a file, a ``revision`` for a local input, or a Hub id while
+            offline (``HF_HUB_OFFLINE=1`` or no connection; raised within seconds, naming the fix).
 
     The name ``"sample"`` (:data:`hf_uniform.data.SAMPLE_NAME`) reads the demo dataset shipped with the
     package (:func:`hf_uniform.data.sample_path`) unless a local path of that name exists.
@@ -300,9 +306,14 @@ def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceDat
         >>> _ = p.write_text('{\\n  "q": ["x", "y"],\\n  "n": [1, 2]\\n}\\n')
         >>> read_source(p).rows
         [{'q': 'x', 'n': 1}, {'q': 'y', 'n': 2}]
+        >>> read_source(p, revision="v1.0")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        hf_uniform.errors.UniformError: --revision v1.0 applies to Hub dataset ids only; .../a.json is a local file, ...
     """
     from .data import resolve_builtin
 
+    revision = revision or None
     source = resolve_builtin(source)
     path = Path(source)
     resolved = resolve_path(source)
@@ -313,6 +324,7 @@ def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceDat
 
         if not ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
             raise UniformError(f"{path} is a folder but not one written by save_to_disk (no dataset_info.json)")
+        _refuse_revision(revision, path, "folder")
         ds = datasets.load_from_disk(str(path))
         if isinstance(ds, datasets.DatasetDict):
             if split not in ds:
@@ -328,6 +340,7 @@ def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceDat
         if split not in (None, "train"):
             raise UniformError(f"--split {split} applies to Hub datasets and save_to_disk folders; the file {path} "
                                "is a single split, so drop --split (or pass the file of that split)")
+        _refuse_revision(revision, path, "file")
         data, digest = _read_bytes(path)
         if suffix == ".parquet":
             import pyarrow as pa
@@ -350,53 +363,96 @@ def read_source(source: str | os.PathLike, *, split: str = "train") -> SourceDat
         if not rows:
             raise UniformError(f"{path} has no records: the dataset is empty")
         return SourceData(str(path), kind, columns, digest, rows=rows, raw_rows=frozenset(raw_rows))
-    return _from_dataset(str(source), load_hub_dataset(str(source), split=split))
+    ds, commit = _load_hub(str(source), split=split, revision=revision)
+    return _from_dataset(str(source), ds, revision=commit)
 
 
-def load_hub_dataset(repo_id: str, *, split: str = "train") -> Any:
-    """``datasets.load_dataset(repo_id, split=split)``, failing fast with a one-line hint when offline.
+def _refuse_revision(revision: str | None, path: Path, what: str) -> None:
+    """A revision names a commit of a Hub dataset: refuse it for a local file or folder (one line, the fix)."""
+    if revision is not None:
+        raise UniformError(f"--revision {revision} applies to Hub dataset ids only; {path} is a local {what}, which "
+                           "has no Hub revision, so drop --revision (or pass the Hub id of the dataset)")
+
+
+def load_hub_dataset(repo_id: str, *, split: str = "train", revision: str | None = None) -> Any:
+    """``datasets.load_dataset(repo_id, split=split, revision=revision)``, failing fast with a one-line hint when
+    offline.
 
     With ``HF_HUB_OFFLINE=1`` a dataset already in the ``datasets`` cache loads as usual; one that is not
     raises at once. Online, the endpoint is probed first with one short request (``HF_ENDPOINT``, 5 s), so a
     machine without a network fails in seconds instead of retrying for half a minute.
 
+    The rows are read at one commit: online, ``revision`` (default: ``main``) is resolved to its commit id
+    first (``HfApi.dataset_info(repo_id, revision=revision).sha``, one request to the endpoint and with the
+    token ``datasets`` uses) and the dataset is loaded at that commit
+    (``load_dataset(..., revision=<commit id>)``), so the id recorded is that of the rows read even when a
+    push lands meanwhile. :func:`read_source` keeps that id as :attr:`SourceData.revision`
+    (``selection.json``'s ``input_revision``). Offline, the commit is the name of the ``datasets`` cache
+    folder the rows were read from (``.../<config>/<version>/<commit>/``, the layout of the ``datasets``
+    cache); ``datasets`` reads the latest cached copy whatever ``revision`` says, so a ``revision`` that is
+    known (a commit id, or a branch or tag the hub cache's ``refs`` name) and differs from that copy is
+    refused. A commit that cannot be told (the Hub's answer failed, or rows held in memory without a cache
+    file) is ``None``, with a warning; the load itself goes on.
+
     Raises:
-        UniformError: offline and not cached, the Hub unreachable, or any other load failure (one line).
+        UniformError: offline and not cached, the Hub unreachable, offline with a ``revision`` other than the
+            cached copy's, or any other load failure, e.g. a revision the Hub does not have (one line).
 
     Example:
         >>> from unittest import mock
         >>> with mock.patch.dict("os.environ", {"HF_HUB_OFFLINE": "1"}):
         ...     try:
-        ...         load_hub_dataset("nobody/not-cached-anywhere")
+        ...         load_hub_dataset("nobody/not-cached-anywhere", revision="v1.0")
         ...     except UniformError as err:
         ...         print(str(err).split(" (")[0])
-        cannot load the Hub dataset 'nobody/not-cached-anywhere': offline
+        cannot load the Hub dataset 'nobody/not-cached-anywhere' at revision 'v1.0': offline
     """
+    return _load_hub(repo_id, split=split, revision=revision)[0]
+
+
+def _load_hub(repo_id: str, *, split: str, revision: str | None) -> tuple[Any, str | None]:
+    """:func:`load_hub_dataset`, and the commit id the rows were read at (``None`` when it cannot be told)."""
     import datasets
     from huggingface_hub import constants
 
+    from ._hub_revision import cached_commit, check_offline_revision, hub_commit
+
+    revision = revision or None
+    at = f" at revision {revision!r}" if revision else ""
     fix = ("pass a local file or folder (e.g. `sample`, the demo set shipped with hf-uniform), or {what}")
     offline = _env_true("HF_HUB_OFFLINE") or _env_true("HF_DATASETS_OFFLINE") or constants.HF_HUB_OFFLINE
     if not offline:
         reason = _endpoint_unreachable(constants.ENDPOINT)
         if reason:
-            raise UniformError(f"cannot load the Hub dataset {repo_id!r}: offline, {constants.ENDPOINT} is "
+            raise UniformError(f"cannot load the Hub dataset {repo_id!r}{at}: offline, {constants.ENDPOINT} is "
                                f"unreachable ({reason}); " + fix.format(what="check the network / HF_ENDPOINT"))
     # the libraries read HF_HUB_OFFLINE once, at import: tell them when it was set later
     saved = constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
     if offline:
         constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    commit, unresolved = None, None
     try:
-        return datasets.load_dataset(repo_id, split=split)
+        if not offline:
+            commit, unresolved = hub_commit(repo_id, revision)
+        ds = datasets.load_dataset(repo_id, split=split, revision=commit or revision)
     except Exception as err:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         if offline or _is_connection_error(err):
-            raise UniformError(f"cannot load the Hub dataset {repo_id!r}: offline (HF_HUB_OFFLINE=1 or no "
+            raise UniformError(f"cannot load the Hub dataset {repo_id!r}{at}: offline (HF_HUB_OFFLINE=1 or no "
                                f"connection) and not in the datasets cache ({msg[:120]}); "
                                + fix.format(what="unset HF_HUB_OFFLINE and check the network")) from err
-        raise UniformError(f"cannot load {repo_id!r} as a file, folder or Hub dataset: {msg}") from err
+        raise UniformError(f"cannot load {repo_id!r}{at} as a file, folder or Hub dataset: {msg}") from err
     finally:
         constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
+    if offline:
+        commit = cached_commit(ds)
+        unresolved = "offline, and the rows are not read from a datasets cache folder named by its commit"
+        if revision is not None:
+            check_offline_revision(repo_id, revision, commit)
+    if commit is None:
+        logger.warning("the commit of the Hub dataset %s%s is not known (%s); selection.json records no "
+                       "input_revision", repo_id, at, unresolved)
+    return ds, commit
 
 
 def _env_true(name: str) -> bool:
@@ -454,10 +510,10 @@ def _is_connection_error(err: BaseException) -> bool:
     return found
 
 
-def _from_dataset(source: str, ds: Any) -> SourceData:
+def _from_dataset(source: str, ds: Any, revision: str | None = None) -> SourceData:
     if len(ds) == 0:
         raise UniformError(f"{source} has no records: the dataset is empty")
-    return SourceData(source, "datasets", list(ds.column_names), None, dataset=ds)
+    return SourceData(source, "datasets", list(ds.column_names), None, dataset=ds, revision=revision)
 
 
 def check_jsonl(path: str | os.PathLike) -> int:

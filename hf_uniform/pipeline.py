@@ -29,8 +29,8 @@ from .spine import SelectConfig
 logger = logging.getLogger("hf_uniform")
 
 #: the options of ``run_selection`` that are not selection options (those are :class:`SelectConfig`'s fields)
-_RUN_DEFAULTS: dict[str, Any] = {"split": "train", "format": None, "heldout": None, "baselines": False,
-                                 "overwrite": False, "plot": True}
+_RUN_DEFAULTS: dict[str, Any] = {"split": "train", "revision": None, "format": None, "heldout": None,
+                                 "baselines": False, "overwrite": False, "plot": True}
 
 
 def _config_defaults() -> dict[str, Any]:
@@ -47,6 +47,8 @@ def select_command_line(input: str | os.PathLike, k: int | float, output: str | 
     Example:
         >>> select_command_line("d.jsonl", 0.5, "out", seed=3, plot=False, start=[1, 2])
         'hf-uniform select d.jsonl -k 0.5 -o out --start 1,2 --seed 3 --no-plot'
+        >>> select_command_line("someuser/data", 10, "out", revision="v1.0")
+        'hf-uniform select someuser/data -k 10 -o out --revision v1.0'
     """
     argv = ["select", str(input), "-k", str(k), "-o", str(output)]
     for name, default in {**_config_defaults(), **_RUN_DEFAULTS}.items():
@@ -80,6 +82,7 @@ def run_selection(
     *,
     config: SelectConfig | None = None,
     split: str = "train",
+    revision: str | None = None,
     format: str | None = None,
     heldout: int | float | None = None,
     baselines: bool = False,
@@ -94,10 +97,13 @@ def run_selection(
     :class:`~hf_uniform.spine.SelectConfig` (validated there, once; ``cache=False`` is ``--no-cache``,
     ``ray_address`` is ``--ray``), the selection is :func:`hf_uniform.spine.run_spine`'s (the rows of
     :func:`hf_uniform.select_uniform` on the pool), and the other keywords are the command's own: ``split``,
-    ``format``, ``heldout`` (first set aside these rows, written to ``heldout.jsonl``), ``baselines`` (also
-    ``random.*`` and ``mixed.*``), ``overwrite``, ``plot`` (``uniformity.png``), ``command`` (recorded as the
-    reproducing command; default: the equivalent ``hf-uniform select`` line). Writes ``subset.*`` (the input's
-    rows unchanged plus ``uniform_rank`` and ``uniform_min_distance``) and ``selection.json`` last. A Ray address
+    ``revision`` (a branch, tag or commit id of a Hub dataset; refused for a local input), ``format``,
+    ``heldout`` (first set aside these rows, written to ``heldout.jsonl``), ``baselines`` (also ``random.*``
+    and ``mixed.*``), ``overwrite``, ``plot`` (``uniformity.png``), ``command`` (recorded as the reproducing
+    command; default: the equivalent ``hf-uniform select`` line). Writes ``subset.*`` (the input's rows
+    unchanged plus ``uniform_rank`` and ``uniform_min_distance``) and ``selection.json`` last; for a Hub
+    dataset the record's ``input_revision`` is the commit id its rows were read at
+    (:func:`hf_uniform.io.read_source`; ``None`` for a local input, or when it could not be told). A Ray address
     runs the composable core-set on Ray (:func:`hf_uniform.ray.command.run_selection_ray`).
 
     Returns:
@@ -113,8 +119,8 @@ def run_selection(
         ...                            for i in range(9)))
         >>> rec = run_selection(src, 3, d / "out", embedding_column="emb", metric="euclidean",
         ...                     plot=False, start=0, progress=False)
-        >>> rec.k, rec.indices, sorted(p.name for p in (d / "out").iterdir())
-        (3, [0, 8, 2], ['selection.json', 'subset.jsonl'])
+        >>> rec.k, rec.indices, rec.input_revision, sorted(p.name for p in (d / "out").iterdir())
+        (3, [0, 8, 2], None, ['selection.json', 'subset.jsonl'])
     """
     import numpy as np
 
@@ -126,8 +132,8 @@ def run_selection(
         heldout = check_heldout_size(heldout)
     cfg = SelectConfig.from_options(config, k=k, **options)  # every selection option, checked once
     given = {f: getattr(cfg, f) for f in _config_defaults()}
-    run_opts = {"split": split, "format": format, "heldout": heldout, "baselines": baselines,
-                "overwrite": overwrite, "plot": plot}
+    run_opts = {"split": split, "revision": revision, "format": format, "heldout": heldout,
+                "baselines": baselines, "overwrite": overwrite, "plot": plot}
     command = command or select_command_line(input, cfg.k, output, **given, **run_opts)
     if format not in (None, "jsonl", "parquet", "csv"):
         raise UniformError(f"unknown format {format!r}; use jsonl, parquet or csv")
@@ -163,7 +169,7 @@ def run_selection(
     failure: UniformError | None = None
     start = list(cfg.start) if cfg.start else None
     try:
-        src = read_source(input, split=split)
+        src = read_source(input, split=split, revision=revision)
         n_source = src.n
         if cfg.group_by is not None and isinstance(cfg.group_by, str) and cfg.group_by not in src.columns:
             raise UniformError(f"--group-by column {cfg.group_by!r} is not in {input}; columns: {src.columns[:20]}")
@@ -220,6 +226,7 @@ def run_selection(
                                device=cfg.device, progress=progress)
     seed = cfg.seed
     record.input, record.input_fingerprint, record.command, record.seed = str(input), src.fingerprint(), command, seed
+    record.input_revision = src.revision
     record.embedder = {"embedding_column": cfg.embedding_column} if cfg.embedding_column else None
     to_source = {name: pool_rows[np.asarray(idx, dtype=np.int64)] for name, idx in subsets.items()}
     text_info = prepared.text

@@ -147,7 +147,7 @@ def _check_selection(data: Mapping[str, Any]) -> None:
     if dists is not None and (not isinstance(dists, list) or
                               not all(v is None or (_is_number(v) and v >= 0) for v in dists)):
         fail("min_distances", "a list of numbers >= 0 (or null)")
-    for key in ("summary", "input", "input_fingerprint", "command", "schema"):
+    for key in ("summary", "input", "input_fingerprint", "input_revision", "command", "schema"):
         if data.get(key) is not None and not isinstance(data[key], str):
             fail(key, "a string")
     for key in ("report", "embedded", "lengths", "heldout", "embedder", "engine", "meaning", "files"):

@@ -79,6 +79,8 @@ class Provenance:
         input: the input as given (a file, a folder or a Hub dataset id).
         fingerprint: content hash of the input rows (``hfu-<blake2b>`` of the file bytes, or the ``datasets``
             fingerprint); ``None`` in records written before it was recorded.
+        revision: the commit id of a Hub dataset input (``selection.json``'s ``input_revision``); ``None`` for
+            a local input.
         command: the ``hf-uniform select`` command that reproduces the selection.
         seed: seed of the random start row (and of the baselines and the held-out split).
         start: the start row(s) of the greedy selection.
@@ -93,6 +95,7 @@ class Provenance:
 
     input: str | None = None
     fingerprint: str | None = None
+    revision: str | None = None
     command: str | None = None
     seed: int | None = None
     start: list[int] | None = None
@@ -124,8 +127,9 @@ class Provenance:
 
 # selection.json's keys in the order they are written (what a reader needs first, engine internals last)
 _SELECTION_ORDER = ("schema", "summary", "k", "n", "metric", "h", "coverage_radius", "mean_nn_distance", "meaning",
-                    "report", "embedded", "lengths", "heldout", "input", "input_fingerprint", "command", "seed",
-                    "start", "embedder", "files", "subset_file", "indices", "min_distances", "engine")
+                    "report", "embedded", "lengths", "heldout", "input", "input_fingerprint", "input_revision",
+                    "command", "seed", "start", "embedder", "files", "subset_file", "indices", "min_distances",
+                    "engine")
 
 
 @dataclass
@@ -135,6 +139,10 @@ class SelectionRecord:
     ``extra`` keeps keys this version does not name (``--ray`` writes ``backend``, ``shards``,
     ``k_per_shard``, ``cluster``, ``coverage_radius_over``, ``timings``); they are written back after
     ``report``.
+
+    ``input_revision`` is the commit id (40 hex digits) of a Hub dataset input, the one its rows were read at
+    (``hf-uniform select USER/NAME [--revision REV]``); it is ``None`` for a local input, and then, like an
+    absent ``input_fingerprint``, not written.
 
     Example:
         >>> rec = SelectionRecord.from_dict({"input": "p.jsonl", "metric": "cosine", "n": 4, "k": 2, "h": 0.3,
@@ -158,6 +166,7 @@ class SelectionRecord:
     heldout: dict[str, Any] | None = None
     input: str | None = None
     input_fingerprint: str | None = None
+    input_revision: str | None = None
     command: str | None = None
     seed: int | None = None
     start: list[int] | None = None
@@ -182,7 +191,8 @@ class SelectionRecord:
         embedder = self.embedder
         if embedder is None and self.embedded:
             embedder = {k: v for k, v in self.embedded.items() if k not in ("layout", "joined_by", "dropped_empty_rows")}
-        return Provenance(input=self.input, fingerprint=self.input_fingerprint, command=self.command,
+        return Provenance(input=self.input, fingerprint=self.input_fingerprint, revision=self.input_revision,
+                          command=self.command,
                           seed=self.seed, start=self.start, embedder=embedder,
                           versions=dict(self.engine.get("versions") or {}))
 
@@ -238,14 +248,18 @@ class SelectionRecord:
         Example:
             >>> list(SelectionRecord(k=1, n=2, metric="cosine").to_dict())[:4]
             ['schema', 'summary', 'k', 'n']
+            >>> hub = SelectionRecord(k=1, n=2, input="user/data", input_revision="0f" * 20).to_dict()
+            >>> hub["input_revision"], "input_revision" in SelectionRecord(k=1, n=2, input="d.jsonl").to_dict()
+            ('0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f', False)
         """
         out: dict[str, Any] = {}
         for key in _SELECTION_ORDER:
             out[key] = getattr(self, key)
             if key == "report":
                 out.update(self.extra)
-        if self.input_fingerprint is None:  # records from before it was recorded stay as they were
-            del out["input_fingerprint"]
+        for key in ("input_fingerprint", "input_revision"):  # records without them stay as they were
+            if out[key] is None:
+                del out[key]
         return out
 
     @classmethod

@@ -83,6 +83,23 @@ def test_reads_the_training_record_and_the_ray_record():
     assert back.extra == ray_keys and back.to_dict() == ray
 
 
+def test_input_revision_round_trips_and_a_wrong_type_is_refused(tmp_path):
+    sha = "7711df7cc13614a7efa69fbc829ced737f8e5308"
+    rec = SelectionRecord(k=2, n=5, metric="cosine", indices=[3, 1], input="someuser/data", input_revision=sha)
+    written = rec.to_json(tmp_path)
+    data = json.loads(written.read_text())
+    assert data["input_revision"] == sha and list(data).index("input_revision") == list(data).index("input") + 1
+    back = SelectionRecord.from_json(tmp_path)
+    assert back == rec and back.to_dict() == data and back.provenance.revision == sha
+    # a local input has none, and its record has no such key (as before the field existed)
+    local = SelectionRecord(k=2, n=5, metric="cosine", input="pool.jsonl").to_dict()
+    assert "input_revision" not in local and SelectionRecord.from_dict(local).input_revision is None
+    for bad in (123, ["main"], {"sha": sha}, True):
+        (tmp_path / "selection.json").write_text(json.dumps({**data, "input_revision": bad}))
+        with pytest.raises(UniformError, match="field 'input_revision' must be a string"):
+            SelectionRecord.from_json(tmp_path)
+
+
 def test_missing_or_bad_record_is_one_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         SelectionRecord.from_json(tmp_path)

@@ -52,6 +52,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("input", help="a .json/.jsonl/.parquet/.csv file, a save_to_disk folder, or a Hub dataset id")
     p.add_argument("--split", default="train", help="split of a DatasetDict or Hub dataset (default: train)")
+    p.add_argument("--revision", metavar="REV", help="branch, tag or commit id of a Hub dataset (default: main); "
+                   "select records the commit it read as input_revision")
     add_config_arguments(p, STATS_FIELDS)
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result: no progress bars or logs")
 

@@ -15,16 +15,16 @@ def selection_options(args: argparse.Namespace) -> dict:
     Example:
         >>> from hf_uniform.cli import build_parser
         >>> opts = selection_options(build_parser().parse_args(["select", "d.jsonl", "-k", "3", "-o", "o",
-        ...                                                     "--no-plot"]))
-        >>> opts["plot"], opts["cache"], opts["k"]
-        (False, True, 3)
+        ...                                                     "--no-plot", "--revision", "v1.0"]))
+        >>> opts["plot"], opts["cache"], opts["k"], opts["revision"]
+        (False, True, 3, 'v1.0')
     """
     import dataclasses
 
     from ..spine import SelectConfig
 
     opts = {f.name: getattr(args, f.name) for f in dataclasses.fields(SelectConfig) if hasattr(args, f.name)}
-    opts.update({name: getattr(args, name) for name in ("input", "output", "split", "format", "heldout",
+    opts.update({name: getattr(args, name) for name in ("input", "output", "split", "revision", "format", "heldout",
                                                          "baselines", "overwrite")})
     argv = getattr(args, "argv", None) or sys.argv[1:]
     return {**opts, "plot": not args.no_plot, "progress": not args.quiet, "command": "hf-uniform " + shlex.join(argv)}

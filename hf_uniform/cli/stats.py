@@ -33,7 +33,7 @@ def stats_command(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, progress=not args.quiet)  # the options, checked as for select (one place)
     if args.subset and not Path(args.subset).exists():
         raise MissingFileError(f"subset file {args.subset} does not exist")
-    src = read_source(args.input, split=args.split)
+    src = read_source(args.input, split=args.split, revision=args.revision)
     sub = read_source(args.subset) if args.subset else None
     emb = cfg.embedder_instance()
     cols = [cfg.embedding_column] if emb is None else emb.renderer.describe(src.columns)["columns"]

@@ -163,7 +163,8 @@ def _source_metadata(record: SelectionRecord, source_dataset: str | None, token:
         try:
             from huggingface_hub import HfApi
 
-            card = HfApi().dataset_info(hub_id, token=token).card_data
+            at = record.input_revision if hub_id == src else None  # the card of the version selected from
+            card = HfApi().dataset_info(hub_id, revision=at, token=token).card_data
         except Exception as err:  # offline, private or missing: the metadata stays unknown
             logger.info("could not read the card of the source dataset %s (%s); pass --license/--language",
                         hub_id, type(err).__name__)
@@ -199,7 +200,9 @@ def render_dataset_card(
     language, size category, task categories, ``source_datasets``, the tags ``uniform-subset`` and
     ``data-selection``, the ``configs`` and the ``dataset_info`` (features and splits). The body is
     ``model_cards/dataset_card.md`` (or ``template``): method, k of n, h and coverage of the subset vs
-    random vs full pool, the coverage plot, ``selection.json``, the reproduce command and the citation.
+    random vs full pool, the coverage plot, ``selection.json``, the reproduce command and the citation. A Hub
+    source is named at the commit the selection read (the record's ``input_revision``), and the reproduce
+    command and code read that commit.
 
     Args:
         selection: the selection record: a :class:`~hf_uniform.records.SelectionRecord`, a dict, or the path of
@@ -231,6 +234,10 @@ def render_dataset_card(
         ...                            "alice/demo", license="mit", language="en", coverage_plot=None)
         >>> card.data.license, card.data.size_categories, card.data.tags
         ('mit', ['n<1K'], ['uniform-subset', 'data-selection'])
+        >>> card = render_dataset_card({"input": "user/data", "input_revision": "ab" * 20, "k": 2, "n": 10},
+        ...                            "alice/demo", license="mit", language="en", coverage_plot=None)
+        >>> "| Source | [user/data](https://huggingface.co/datasets/user/data) at commit [`abababababab`]" in card.text
+        True
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -252,6 +259,10 @@ def render_dataset_card(
     k, n, src = record.k, record.n, record.input
     hub_id = source["hub_id"]
     source_name = hub_id or (Path(src).name if isinstance(src, str) else "a local pool")
+    source_md = f"[{hub_id}](https://huggingface.co/datasets/{hub_id})" if hub_id else f"`{source_name}`"
+    if hub_id and hub_id == src and record.input_revision:  # the commit the selection read
+        sha = record.input_revision
+        source_md += f" at commit [`{sha[:12]}`](https://huggingface.co/datasets/{hub_id}/tree/{sha})"
     if configs is None:
         configs = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
     extra = {"configs": [dict(c) for c in configs]}
@@ -279,7 +290,7 @@ def render_dataset_card(
     variables = {
         "repo_id": repo_id, "revision": revision if revision not in (None, "main") else None,
         "pretty_name": card_data.pretty_name,
-        "source_md": f"[{hub_id}](https://huggingface.co/datasets/{hub_id})" if hub_id else f"`{source_name}`",
+        "source_md": source_md,
         "license_md": license_md, "k": _fmt(k), "n": _fmt(n), "percent": f"{100 * k / max(n, 1):.3g}%",
         "metric": record.metric, "seed": _fmt(record.seed),
         "start": [str(s) for s in start] if isinstance(start, list) else ([str(start)] if start is not None else []),

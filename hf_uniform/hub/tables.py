@@ -145,8 +145,8 @@ def _py(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, (str, list)) else repr(value)
 
 
-def _load_code(src: Any) -> tuple[str, str]:
-    """(import line, load line) for the source pool in the reproduce snippet."""
+def _load_code(src: Any, revision: str | None = None) -> tuple[str, str]:
+    """(import line, load line) for the source pool in the reproduce snippet (a Hub id at ``revision``)."""
     imp = "from datasets import load_dataset"
     if not isinstance(src, str):
         return imp, 'ds = load_dataset("json", data_files="POOL.jsonl", split="train")  # the source pool'
@@ -155,12 +155,14 @@ def _load_code(src: Any) -> tuple[str, str]:
     if builder:
         return imp, f'ds = load_dataset("{builder}", data_files={_py(src)}, split="train")'
     if _looks_like_hub_id(src):
-        return imp, f'ds = load_dataset({_py(src)}, split="train")'
+        at = f", revision={_py(revision)}" if revision else ""
+        return imp, f'ds = load_dataset({_py(src)}, split="train"{at})'
     return "from datasets import load_from_disk", f"ds = load_from_disk({_py(src)})"
 
 
 def _reproduce(record: SelectionRecord) -> tuple[str, str]:
-    """(shell command, Python code) that reproduce the selection.
+    """(shell command, Python code) that reproduce the selection; a Hub dataset is read at the commit recorded
+    (``input_revision``), also by the recorded command (:func:`_pin_revision`).
 
     Example:
         >>> command, code = _reproduce(SelectionRecord(k=3, n=9, metric="cosine", input="pool.jsonl", seed=1))
@@ -168,6 +170,12 @@ def _reproduce(record: SelectionRecord) -> tuple[str, str]:
         'hf-uniform select pool.jsonl -k 3 -o out --metric cosine --seed 1'
         >>> code.splitlines()[-1]
         'subset = ds.filter_uniform(k=3, metric="cosine", seed=1)'
+        >>> command, code = _reproduce(SelectionRecord(k=3, n=9, input="user/data", input_revision="ab" * 20,
+        ...                                            command="hf-uniform select user/data -k 3 -o out"))
+        >>> command
+        'hf-uniform select user/data -k 3 -o out --revision abababababababababababababababababababab'
+        >>> code.splitlines()[3]
+        'ds = load_dataset("user/data", split="train", revision="abababababababababababababababababababab")'
     """
     k, metric, seed = record.k, record.metric, record.seed if record.seed is not None else 0
     emb = record.embedder if isinstance(record.embedder, Mapping) else {}
@@ -188,11 +196,26 @@ def _reproduce(record: SelectionRecord) -> tuple[str, str]:
         if emb.get("template"):
             kwargs.append(f"template={_py(emb['template'])}")
             cli += ["--template", str(emb["template"])]
-    command = record.command or " ".join(shlex.quote(a) for a in cli)
-    imp, load = _load_code(record.input)
+    revision = record.input_revision  # set for a Hub dataset input only
+    command = _pin_revision(record.command or " ".join(shlex.quote(a) for a in cli), revision)
+    imp, load = _load_code(record.input, revision)
     code = "\n".join(["import hf_uniform  # adds Dataset.filter_uniform", imp, "", load,
                       f"subset = ds.filter_uniform({', '.join(kwargs)})"])
     return command, code
+
+
+def _pin_revision(command: str, commit: str | None) -> str:
+    """``command`` reading the Hub dataset at ``commit``: its ``--revision`` value (a branch or tag, which may
+    move) replaced by the commit id, or ``--revision COMMIT`` added.
+
+    Example:
+        >>> _pin_revision("hf-uniform select u/d -k 3 --revision v1 -o out", "ab" * 20)
+        'hf-uniform select u/d -k 3 --revision abababababababababababababababababababab -o out'
+    """
+    if not commit:
+        return command
+    pinned, found = re.subn(r"(?<!\S)(--revision[= ])(?:'[^']*'|\S+)", lambda m: m.group(1) + commit, command)
+    return pinned if found else f"{command} --revision {commit}"
 
 
 def _report_rows(record: SelectionRecord) -> list[dict[str, str]]:

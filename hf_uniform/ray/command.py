@@ -29,8 +29,9 @@ def _is_ray_folder(source: Any) -> bool:
 
 def run_selection_ray(input: str | os.PathLike, k: int | float, output: str | os.PathLike, *,
                       config: Any = None, command: str | None = None, split: str = "train",
-                      format: str | None = None, heldout: Any = None, baselines: bool = False,
-                      overwrite: bool = False, plot: bool = True, **options: Any) -> SelectionRecord:
+                      revision: str | None = None, format: str | None = None, heldout: Any = None,
+                      baselines: bool = False, overwrite: bool = False, plot: bool = True,
+                      **options: Any) -> SelectionRecord:
     """``hf-uniform select INPUT -k K -o OUT --ray [ADDRESS|local] [--ray-shards S]``; returns the record written.
 
     ``config`` / ``options`` are the :class:`~hf_uniform.spine.SelectConfig` fields (validated there, once;
@@ -38,8 +39,9 @@ def run_selection_ray(input: str | os.PathLike, k: int | float, output: str | os
     to); the other keywords are :func:`~hf_uniform.pipeline.run_selection`'s. Everything that can be checked
     without the data is checked first, as without Ray. A file, a ``save_to_disk`` folder or a Hub id is read
     as without Ray and its rows are written back unchanged; a folder of Parquet / JSON Lines files is read with
-    Ray's readers (files in sorted order) and the chosen rows come back from the cluster. Embedding runs on a Ray
-    actor pool (or ``embedding_column`` is used) and the selection is :func:`~hf_uniform.ray.select_uniform_ray`.
+    Ray's readers (files in sorted order) and the chosen rows come back from the cluster; ``revision`` applies
+    to a Hub id only (its commit id is recorded as ``input_revision``). Embedding runs on a Ray actor pool (or
+    ``embedding_column`` is used) and the selection is :func:`~hf_uniform.ray.select_uniform_ray`.
     Writes ``OUT/subset.*`` (greedy order, ``uniform_rank``, ``uniform_min_distance``) and
     ``OUT/selection.json`` (k, n, h, the coverage radius estimate, shards, k per shard, cluster size, seconds
     per stage).
@@ -62,6 +64,9 @@ def run_selection_ray(input: str | os.PathLike, k: int | float, output: str | os
         raise UniformError(f"{', '.join(unsupported)} cannot be combined with --ray (core-set mode); "
                            f"drop {'it' if len(unsupported) == 1 else 'them'}, or run without --ray for the "
                            "exact selection")
+    if revision and _is_ray_folder(input):  # a file or save_to_disk folder is refused by read_source
+        raise UniformError(f"--revision {revision} applies to Hub dataset ids only; {input} is a local folder, which "
+                           "has no Hub revision, so drop --revision (or pass the Hub id of the dataset)")
     k, progress = cfg.k, cfg.progress
     metric, seed, embedding_column = cfg.metric, cfg.seed, cfg.embedding_column
     out = check_output_folder(output, [str(input)])
@@ -91,7 +96,7 @@ def run_selection_ray(input: str | os.PathLike, k: int | float, output: str | os
             columns = list(schema.names) if schema is not None else []
             fmt = opt("format") or ("parquet" if any(Path(input).rglob("*.parquet")) else "jsonl")
         else:
-            src = read_source(input, split=opt("split", "train"))
+            src = read_source(input, split=opt("split", "train"), revision=revision)
             columns, fmt = list(src.columns), opt("format") or src.default_format
             pool_rows = np.arange(src.n)
             if emb is not None:
@@ -156,7 +161,8 @@ def run_selection_ray(input: str | os.PathLike, k: int | float, output: str | os
         k=sel.k, n=sel.n, metric=metric, h=None if not math.isfinite(sel.h) else sel.h,
         coverage_radius=r["coverage_radius"], mean_nn_distance=None, summary=summary, report=None,
         embedded={**source, **(text_info or {}), "dropped_empty_rows": len(dropped)},
-        input=str(input), input_fingerprint=src.fingerprint() if src is not None else None, command=command,
+        input=str(input), input_fingerprint=src.fingerprint() if src is not None else None,
+        input_revision=src.revision if src is not None else None, command=command,
         seed=seed, start=None, embedder=None if emb is not None else {"embedding_column": embedding_column},
         files={"subset": subset_path.name}, subset_file=subset_path.name, indices=np.asarray(rows).tolist(),
         min_distances=radii, engine={**engine_block, "pool_rows": sel.n, "dropped_empty_rows": dropped},
