@@ -241,13 +241,31 @@ def test_embed_is_the_function_and_the_embedders_import_everywhere():
     assert not [f for f in sys.meta_path if type(f).__module__.startswith("hf_uniform")]
 
 
-def test_small_word2vec_corpus_warns(caplog):
-    from hf_uniform.embedders import SMALL_CORPUS_ROWS
+def test_word2vec_with_nearly_parallel_vectors_warns(caplog):
+    """The warning is measured, not guessed from the corpus size: the shipped 1,200-row demo set gives nearly
+    parallel mean vectors (d = 300), a corpus of random words of the same size does not."""
+    import json
 
+    from hf_uniform.data import sample_path
+    from hf_uniform.embedders import NEAR_PARALLEL_SPREAD, SPREAD_SAMPLE
+
+    rows = [json.loads(line) for line in sample_path().read_text(encoding="utf-8").splitlines()]
+    texts = [" ".join(str(v) for v in r.values() if isinstance(v, str)) for r in rows]
     with caplog.at_level("WARNING", logger="hf_uniform"):
-        Word2VecEmbedder(vector_size=8).fit([f"row {i} words" for i in range(50)])
-    assert any("Word2Vec trained on only 50 texts" in r.getMessage() for r in caplog.records)
+        emb = Word2VecEmbedder().fit(texts)
+    # the recorded spread is the brute-force mean pairwise cosine distance of the first texts' vectors
+    x = emb.encode(texts[:SPREAD_SAMPLE]).astype(np.float64)
+    x = x[np.linalg.norm(x, axis=1) > 0]
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    d = 1.0 - u @ u.T
+    assert emb.spread == pytest.approx(d[np.triu_indices(len(u), 1)].mean(), rel=1e-6, abs=1e-12)
+    assert emb.spread < NEAR_PARALLEL_SPREAD
+    assert any("nearly parallel vectors" in r.getMessage() and f"{len(texts)} texts" in r.getMessage()
+               for r in caplog.records)
     caplog.clear()
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(3000)]
     with caplog.at_level("WARNING", logger="hf_uniform"):
-        Word2VecEmbedder(vector_size=8, epochs=1).fit([f"row {i} words" for i in range(SMALL_CORPUS_ROWS)])
-    assert not [r for r in caplog.records if "Word2Vec trained on only" in r.getMessage()]
+        emb = Word2VecEmbedder(vector_size=16).fit([" ".join(rng.choice(words, 12)) for _ in range(len(texts))])
+    assert emb.spread > 10 * NEAR_PARALLEL_SPREAD
+    assert not [r for r in caplog.records if "nearly parallel" in r.getMessage()]
