@@ -129,12 +129,15 @@ def _configure_output(quiet: bool) -> Callable[[], None]:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     lg, root = logging.getLogger("hf_uniform"), logging.getLogger()
-    saved = (lg.handlers[:], lg.propagate, lg.level, root.level)
+    libraries = [logging.getLogger(name) for name in ("datasets", "huggingface_hub", "transformers")]
+    saved = (lg.handlers[:], lg.propagate, lg.level, root.level, [lib.level for lib in libraries])
 
     def restore() -> None:
         lg.handlers[:], lg.propagate = saved[0], saved[1]
         lg.setLevel(saved[2])
         root.setLevel(saved[3])
+        for lib, level in zip(libraries, saved[4], strict=True):
+            lib.setLevel(level)
 
     lg.handlers[:] = [handler]
     lg.propagate = False
@@ -145,6 +148,8 @@ def _configure_output(quiet: bool) -> Callable[[], None]:
                            ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
             os.environ[var] = value
         logging.getLogger().setLevel(logging.ERROR)
+        for lib in libraries:  # already imported (hf_uniform imports datasets): their *_VERBOSITY was read
+            lib.setLevel(logging.ERROR)
         if "datasets" in sys.modules:
             sys.modules["datasets"].disable_progress_bars()
     return restore

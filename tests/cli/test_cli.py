@@ -327,3 +327,31 @@ def test_main_leaves_the_callers_logging_as_it_was(caplog):
     with caplog.at_level("WARNING"):
         logging.getLogger("hf_uniform.train.callbacks").warning("still captured")
     assert "still captured" in caplog.text
+
+
+@pytest.mark.parametrize("library", ["datasets", "huggingface_hub", "transformers"])
+def test_quiet_silences_library_warnings_and_puts_their_levels_back(library, caplog):
+    """-q prints the result only: the libraries are imported before -q is read (their *_VERBOSITY env vars were
+    already read), so their loggers are set to ERROR for the command and put back after it."""
+    import logging
+
+    from hf_uniform.cli import _configure_output
+
+    lib = logging.getLogger(library)
+    before = lib.level
+    restore = _configure_output(True)
+    try:
+        lib.warning("a library warning that -q must not print")
+        lib.error("an error still shows")
+    finally:
+        restore()
+    messages = [r.getMessage() for r in caplog.records if r.name == library]
+    assert messages == ["an error still shows"]
+    assert lib.level == before
+    caplog.clear()
+    restore = _configure_output(False)
+    try:
+        lib.warning("a library warning shown without -q")
+    finally:
+        restore()
+    assert [r.getMessage() for r in caplog.records if r.name == library] == ["a library warning shown without -q"]
