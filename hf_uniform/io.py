@@ -479,7 +479,7 @@ def _endpoint_unreachable(endpoint: str, timeout: float = 5.0) -> str | None:
 def _is_connection_error(err: BaseException) -> bool:
     """Whether ``err`` says the Hub could not be reached (not: the Hub answered with an error).
 
-    Follows ``__cause__``, and ``__context__`` unless it was suppressed (``raise ... from None``): ``datasets``
+    Follows ``__cause__``, and ``__context__`` unless it was suppressed (``__suppress_context__``): ``datasets``
     re-raises a Hub *server* error that way, over a ``LocalEntryNotFoundError`` that would read as offline. An
     HTTP answer anywhere on the chain (a status code) means the Hub was reached.
 
@@ -488,7 +488,7 @@ def _is_connection_error(err: BaseException) -> bool:
         ...     try:
         ...         raise TimeoutError("read timed out")
         ...     except TimeoutError:
-        ...         raise FileNotFoundError("no such dataset") from None
+        ...         raise FileNotFoundError("no such dataset") from None  # cause hidden: as datasets does
         ... except FileNotFoundError as e:
         ...     _is_connection_error(e)
         False
