@@ -330,28 +330,39 @@ def test_main_leaves_the_callers_logging_as_it_was(caplog):
 
 
 @pytest.mark.parametrize("library", ["datasets", "huggingface_hub", "transformers"])
-def test_quiet_silences_library_warnings_and_puts_their_levels_back(library, caplog):
+def test_quiet_silences_library_warnings_and_puts_their_levels_back(library):
     """-q prints the result only: the libraries are imported before -q is read (their *_VERBOSITY env vars were
     already read), so their loggers are set to ERROR for the command and put back after it."""
     import logging
 
     from hf_uniform.cli import _configure_output
 
-    lib = logging.getLogger(library)
+    class Keep(logging.Handler):  # on the library's own logger: transformers does not propagate to the root
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    lib, keep = logging.getLogger(library), Keep()
     before = lib.level
-    restore = _configure_output(True)
+    lib.addHandler(keep)
     try:
-        lib.warning("a library warning that -q must not print")
-        lib.error("an error still shows")
+        restore = _configure_output(True)
+        try:
+            lib.warning("a library warning that -q must not print")
+            lib.error("an error still shows")
+        finally:
+            restore()
+        assert keep.messages == ["an error still shows"]
+        assert lib.level == before
+        keep.messages.clear()
+        restore = _configure_output(False)
+        try:
+            lib.warning("a library warning shown without -q")
+        finally:
+            restore()
+        assert keep.messages == ["a library warning shown without -q"]
     finally:
-        restore()
-    messages = [r.getMessage() for r in caplog.records if r.name == library]
-    assert messages == ["an error still shows"]
-    assert lib.level == before
-    caplog.clear()
-    restore = _configure_output(False)
-    try:
-        lib.warning("a library warning shown without -q")
-    finally:
-        restore()
-    assert [r.getMessage() for r in caplog.records if r.name == library] == ["a library warning shown without -q"]
+        lib.removeHandler(keep)
