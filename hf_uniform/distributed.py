@@ -246,8 +246,32 @@ def init_distributed() -> None:
         torch.cuda.set_device(local % torch.cuda.device_count())
         backend = "cpu:gloo,cuda:nccl"
     dist.init_process_group(backend=backend, init_method="env://")
+    global _OWN_GROUP
+    _OWN_GROUP = True
     logger.info("initialised torch.distributed (%s): rank %d of %d", backend, dist.get_rank(),
                 dist.get_world_size())
+
+
+_OWN_GROUP = False  # init_distributed set the process group up (so close_distributed may tear it down)
+
+
+def close_distributed() -> None:
+    """Destroy the process group :func:`init_distributed` set up (a group the caller made is left alone).
+
+    The CLI calls this before it returns: a gloo group left alive at interpreter exit can abort a rank in
+    teardown ("terminate called without an active exception", exit -6) after the work succeeded.
+
+    Example:
+        >>> close_distributed()  # nothing to do without a group of ours
+    """
+    global _OWN_GROUP
+    if not _OWN_GROUP:
+        return
+    import torch.distributed as dist
+
+    _OWN_GROUP = False
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def distributed_context(init: bool = True) -> DistContext:

@@ -94,3 +94,32 @@ def test_distributed_checkpoint_resume_and_coreset(two_ranks):
         assert res["coreset"]["world"] == 2
         assert res["coreset"]["indices"] == single.indices.tolist()
     assert torch.distributed.is_available()
+
+
+def test_close_distributed_destroys_only_the_group_init_distributed_made(monkeypatch):
+    """The CLI tears down the gloo group it set up (left alive at exit it can abort a rank in teardown); a group
+    the caller made stays."""
+    import socket
+
+    import torch.distributed as dist
+
+    from hf_uniform.distributed import close_distributed, init_distributed
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": "0", "WORLD_SIZE": "1",
+                        "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    assert not dist.is_initialized()
+    init_distributed()
+    assert dist.is_initialized()
+    close_distributed()
+    assert not dist.is_initialized()
+
+    dist.init_process_group("gloo", init_method="env://")  # the caller's own group
+    try:
+        close_distributed()
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()

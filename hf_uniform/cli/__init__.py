@@ -207,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError):
             pass
     finally:
+        if "torch.distributed" in sys.modules:  # a group init_distributed made for this command
+            from ..distributed import close_distributed
+
+            close_distributed()
         restore_logging()
     return code
 
