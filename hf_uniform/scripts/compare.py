@@ -13,7 +13,8 @@ size, the paper's mixed baseline, a length-matched random subset, the full pool)
 SFT recipe (the one ``hf-uniform sft`` takes, run by :func:`hf_uniform.scripts.sft.main`) and evaluated
 (held-out loss, lm-eval). Writes ``report.json``, ``report.md`` and ``plots/*.png`` to ``--output_dir``;
 finished arm/seed runs (``runs/<arm>-seed<s>.json``) are read back on a rerun, and ``--report_only true``
-rewrites the report from them without training.
+rewrites the report from them without training. A run of some arms or seeds (``--arms full --seeds 3``)
+trains those and still reports every finished run in ``--output_dir``.
 
 Every field of :class:`hf_uniform.study.StudyConfig` can be set in the YAML (``--config``) or on the command
 line (the command line wins); ``--help`` lists them. The components live in :mod:`hf_uniform.study`:
@@ -35,7 +36,7 @@ from typing import Any
 
 from ..arguments import parse_config_args, script_parser
 from ..errors import UniformError
-from ..study import Study, StudyConfig, StudyReport, build_report, job_order, write_report
+from ..study import ARMS, Study, StudyConfig, StudyReport, build_report, job_order, write_report
 from . import SCRIPTS, run_script
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,11 @@ def main(cfg: StudyConfig) -> StudyReport:
             else:
                 runs.append(study.run_one(arm, seed))  # trains and evaluates, or reads the finished record
             bar.update(1)
-    if cfg.report_only:
+    # a run of some arms or seeds (--arms full --seeds 3) still reports the whole study in OUTPUT_DIR
+    others = [] if cfg.report_only else study.other_finished_runs()
+    if others:
+        runs, missing = _read_other_runs(cfg, study, runs, others)
+    if cfg.report_only or others:
         if not runs:
             raise UniformError(f"report_only: no run has finished (missing {missing}); run the study first")
         # arms are aggregated over the seeds they finished; paired differences use the seeds both arms finished
@@ -91,6 +96,33 @@ def main(cfg: StudyConfig) -> StudyReport:
     path = write_report(report, study.out)
     logger.info("report written to %s", path)
     return report
+
+
+def _read_other_runs(cfg: StudyConfig, study: Study, runs: list[dict[str, Any]],
+                     others: list[tuple[str, int]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Widen ``cfg`` to the arms and seeds of the finished records ``others`` and read them back.
+
+    A record written with other settings is left out of the report, with a warning (the runs just trained
+    are fine; a full rerun would refuse that record).
+    """
+    logger.info("the report also reads %d finished run(s) of other arms or seeds in %s", len(others), study.out)
+    cfg.arms = [a for a in ARMS if a in cfg.arms or any(a == o for o, _ in others)]
+    cfg.seeds = sorted(set(cfg.seeds) | {s for _, s in others})
+    study.build_arms()  # the rows of every arm and seed the report covers (cached)
+    done = {(r["arm"], r["seed"]) for r in runs}
+    runs, missing = list(runs), []
+    for arm, seed in job_order(cfg.arms, cfg.seeds, cfg.run_order):
+        if (arm, seed) in done:
+            continue
+        if not study.record_path(arm, seed).exists():
+            missing.append(f"{arm}-seed{seed}")
+            continue
+        try:
+            runs.append(study.run_one(arm, seed))  # the record exists: read back, never trained
+        except UniformError as exc:
+            logger.warning("left out of the report: %s", exc)
+            missing.append(f"{arm}-seed{seed}")
+    return runs, missing
 
 
 def parse_args(argv: Sequence[str], parser: Any = None, command: str = "hf-uniform compare") -> StudyConfig:

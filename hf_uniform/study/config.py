@@ -113,10 +113,11 @@ class StudyConfig:
     num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)"})
     progress: bool = field(default=True, metadata={"help": "progress bars are on by default; --no_progress hides them"})
     run_order: str = field(default="seed", metadata={
-        "help": "seed: every arm of seed 0, then seed 1, ...; comparison: uniform, random and length_matched "
-                "of every seed first, then the other arms (so an interrupted study still has paired seeds)"})
+        "help": "seed: every arm of seed 0, then seed 1, ...; comparison: uniform, random, length_matched "
+                "and longest of every seed first, then the other arms (so an interrupted study still has paired seeds)"})
     report_only: bool = field(default=False, metadata={
-        "help": "train nothing: write the report from the finished runs of the seeds whose arms all finished"})
+        "help": "train nothing: write the report from the finished runs (each arm over the seeds it finished, "
+                "each comparison over the seeds both arms finished)"})
     command: str | None = field(default=None, metadata={"help": "the command line, recorded in the report"})
     # -- the measurement rules and the pre-declared analysis (issue: evidence that can answer) ------------
     length_matched_source: str = field(default="seed_pool", metadata={

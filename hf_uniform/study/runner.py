@@ -42,7 +42,7 @@ from ..heldout import split_heldout
 from ..io import atomic_dir, atomic_path, atomic_write_json, atomic_write_text
 from ..records import read_json_record
 from .arms import arm_geometry, build_arm_indices, resolve_k, seed_pools
-from .config import LOSS_KINDS, StudyConfig
+from .config import ARMS, LOSS_KINDS, StudyConfig
 from .curves import curves_from_run
 
 logger = logging.getLogger(__name__)
@@ -342,6 +342,10 @@ class Study:
         Per-row losses (summed response-token cross-entropy and response-token count, each row scored alone)
         give every arm's step-0 loss as a token-weighted mean over its rows, the quantity its training loss
         starts from; relative thresholds are fractions of it. Cached in WORK_DIR/base_eval-seed<s>.json.
+
+        The cache grows and is never narrowed: a record that holds every row the arms of this run need is
+        read back whatever other rows it holds, and rows it lacks are scored and added to it (a run of one
+        arm no longer replaces the record the whole study needs). Its ``seconds`` add up every scoring.
         """
         from ..evaluation import format_pairs, load_model, row_losses
 
@@ -351,28 +355,43 @@ class Study:
         drawn_outside = [idx for name, idx in getattr(self, "arm_idx", {}).items() if name.endswith(f"-seed{seed}")]
         if drawn_outside:  # arms drawn from the whole training pool (length_matched) need their rows scored too
             pos = np.union1d(pos, np.concatenate(drawn_outside)).astype(np.int64)
-        fp = stable_hash({"base": str(base), "rows": pos.tolist(), "pool": self.pool_digest,
-                          "heldout": self.heldout_idx.tolist(), "max_length": sft.max_length,
-                          "prompt_format": uargs.prompt_format,
-                          "second": [self.cfg.second_heldout, self.cfg.second_heldout_size],
-                          "recipe": _recipe_content(self.cfg.recipe)}, FINGERPRINT_LENGTH)
+
+        def fingerprint(rows: list[int]) -> str:
+            return stable_hash({"base": str(base), "rows": rows, "pool": self.pool_digest,
+                                "heldout": self.heldout_idx.tolist(), "max_length": sft.max_length,
+                                "prompt_format": uargs.prompt_format,
+                                "second": [self.cfg.second_heldout, self.cfg.second_heldout_size],
+                                "recipe": _recipe_content(self.cfg.recipe)}, FINGERPRINT_LENGTH)
+
         path = self.work / f"base_eval-seed{seed}.json"
-        if path.exists():
-            rec = read_json_record(path, what="base-model evaluation")
-            if rec.get("fingerprint") == fp:
-                return rec
+        rec = read_json_record(path, what="base-model evaluation") if path.exists() else None
+        if rec is not None and rec.get("fingerprint") != fingerprint(list(rec.get("rows", []))):
+            rec = None  # other settings: scored again from scratch
+        scored = np.asarray(rec["rows"] if rec else [], dtype=np.int64)
+        todo = np.setdiff1d(pos, scored)
+        if rec is not None and todo.size == 0:
+            return rec
         t0, c0 = time.perf_counter(), time.process_time()
         model, tok = load_model(base, device=self.cfg.device)
-        pairs = format_pairs(self.train_pool.select(pos.tolist()), uargs.prompt_format)
+        logger.info("seed %d: scoring the base model on %d pool rows (%d already scored)", seed, todo.size,
+                    scored.size)
+        pairs = format_pairs(self.train_pool.select(todo.tolist()), uargs.prompt_format)
         # batched, one summed loss and token count per row (a row truncated away adds 0 tokens)
         loss_sum, tokens, _ = row_losses(model, tok, pairs, max_length=sft.max_length,
                                          batch_size=self.cfg.eval_batch_size, progress=self.cfg.progress)
-        rec = {"fingerprint": fp, "seed": seed, "rows": pos.tolist(), "loss_sum": loss_sum, "tokens": tokens,
-               "heldout": self._score(model, tok, self.heldout_ds, sft.max_length, uargs.prompt_format),
-               "second_heldout": None if self.second_ds is None else
-               self._score(model, tok, self.second_ds, sft.max_length, uargs.prompt_format)}
-        rec["pool_loss"] = float(np.sum(loss_sum) / max(1, int(np.sum(tokens))))
-        rec["seconds"], rec["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
+        if rec is None:
+            rec = {"seed": seed, "rows": [], "loss_sum": [], "tokens": [], "seconds": 0.0, "cpu_seconds": 0.0,
+                   "heldout": self._score(model, tok, self.heldout_ds, sft.max_length, uargs.prompt_format),
+                   "second_heldout": None if self.second_ds is None else
+                   self._score(model, tok, self.second_ds, sft.max_length, uargs.prompt_format)}
+        rows = np.concatenate([scored, todo])
+        order = np.argsort(rows, kind="stable")
+        rec["rows"] = rows[order].tolist()
+        rec["loss_sum"] = np.asarray([*rec["loss_sum"], *loss_sum], dtype=np.float64)[order].tolist()
+        rec["tokens"] = np.asarray([*rec["tokens"], *tokens], dtype=np.int64)[order].tolist()
+        rec["fingerprint"] = fingerprint(rec["rows"])
+        rec["seconds"] = float(rec["seconds"]) + time.perf_counter() - t0
+        rec["cpu_seconds"] = float(rec["cpu_seconds"]) + time.process_time() - c0
         del model
         gc.collect()
         atomic_write_json(path, rec)
@@ -410,6 +429,20 @@ class Study:
     def record_path(self, arm: str, seed: int) -> Path:
         """``OUTPUT_DIR/runs/<arm>-seed<s>.json``, the record of a finished run."""
         return self.out / "runs" / f"{arm}-seed{seed}.json"
+
+    def other_finished_runs(self) -> list[tuple[str, int]]:
+        """``(arm, seed)`` of the finished records in ``OUTPUT_DIR/runs`` outside this run's arms x seeds.
+
+        Example:
+            >>> Study(StudyConfig(pool="p.jsonl", output_dir="no_such_study")).other_finished_runs()
+            []
+        """
+        found = []
+        for path in sorted((self.out / "runs").glob("*-seed*.json")):
+            arm, _, seed = path.stem.rpartition("-seed")
+            if arm in ARMS and seed.isdigit() and not (arm in self.cfg.arms and int(seed) in self.cfg.seeds):
+                found.append((arm, int(seed)))
+        return found
 
     def run_one(self, arm: str, seed: int) -> dict[str, Any]:
         """Train and evaluate ``arm`` for ``seed`` and write its record, or read back the finished record.
@@ -507,7 +540,7 @@ class Study:
             "schedule": curves.get("schedule"),
             "start": {"train_loss": start, "heldout_loss": base["heldout"]["loss"],
                       "second_heldout_loss": (base.get("second_heldout") or {}).get("loss"),
-                      "pool_loss": base["pool_loss"]},
+                      "pool_loss": self.start_loss(seed, self.seed_pos[seed])},  # over the seed's pool
             "epochs": float(sft.num_train_epochs) if not sft.max_steps or sft.max_steps < 0 else None,
             "lm_eval": lm,
             "lm_eval_details": lm_raw,

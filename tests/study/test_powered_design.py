@@ -225,6 +225,36 @@ def test_powered_design_end_to_end(shared_data, tmp_path):
     assert "Against random: **" in md and "p (two-sided)" in md
     assert any("primary outcome" in k for k in report["plots"])
 
+    # a run of one arm and seed reads every finished run back: the report still covers the whole study
+    from dataclasses import replace
+
+    base0 = json.loads((cfg.work_path / "base_eval-seed0.json").read_text())
+    narrow = compare.run(replace(cfg, arms=["longest"], seeds=[1])).to_dict()
+    assert len(narrow["runs"]) == 12 and list(narrow["arms"]) == ["uniform", "random", "length_matched", "longest"]
+    assert narrow["verdicts"] == report["verdicts"] and narrow["missing_runs"] == []
+    assert json.loads((out / "arms.json").read_text()) == arms
+    # the base model's per-row losses are never narrowed: seed 0's record (pool + length_matched rows) is kept
+    assert json.loads((cfg.work_path / "base_eval-seed0.json").read_text()) == base0
+
+    # rows the record lacks are scored and added; the rows it had keep their values
+    from hf_uniform.study import Study
+
+    study = Study(replace(cfg))
+    study.load_pool()
+    study.embed_pool()
+    study.build_arms()
+    extra = np.setdiff1d(np.arange(len(study.train_idx)), base0["rows"])[:3]
+    study.arm_idx["extra-seed0"] = extra
+    grown = study.base_eval(0)
+    assert grown["rows"] == sorted([*base0["rows"], *extra.tolist()]) and grown["seconds"] > base0["seconds"]
+    where = {r: i for i, r in enumerate(grown["rows"])}
+    assert [grown["loss_sum"][where[r]] for r in base0["rows"]] == base0["loss_sum"]
+    assert grown["heldout"] == base0["heldout"]
+    (cfg.work_path / "base_eval-seed0.json").unlink()
+    fresh = study.base_eval(0)  # all rows scored at once: the same per-row losses
+    assert fresh["rows"] == grown["rows"] and fresh["tokens"] == grown["tokens"]
+    np.testing.assert_allclose(fresh["loss_sum"], grown["loss_sum"], rtol=1e-5)
+
 
 @pytest.mark.slow
 def test_gpu_study_script_tiny_cpu_mode(shared_data, tmp_path):
