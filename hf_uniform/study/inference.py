@@ -286,15 +286,19 @@ def inference(runs: Sequence[Mapping[str, Any]], *, comparators: Sequence[str], 
             _, dd = _diffs(runs, other, lambda r, lab=label: (r.get("crossings") or {}).get(lab) and
                            (r["crossings"][lab] or {}).get("step"))
             by = {(r["arm"], r["seed"]): r for r in runs}
-            ratios = []
+            ratios, steps = [], set()
             for s in seeds:
                 cu = ((by[("uniform", s)].get("crossings") or {}).get(label) or {}).get("step")
                 co = ((by[(other, s)].get("crossings") or {}).get(label) or {}).get("step")
                 ratios.append(_log_ratio(cu, co))
+                steps |= {cu, co}
             t = paired_t_test(ratios, claimed_effect=math.log(speedup), alpha=alpha, power=power)
             t.update({"outcome": f"log(steps to {label}: uniform / {other})", "unit": "log ratio",
                       "primary": False, "censored_seeds": sum(1 for v in ratios if v is None),
-                      "step_differences": dd})
+                      "step_differences": dd,
+                      # every run of both arms crossed at one step: the threshold does not separate the arms at
+                      # the resolution it is measured with (the ratio is 0 by construction, not by evidence)
+                      "crossed_at_one_step": next(iter(steps)) if len(steps) == 1 and None not in steps else None})
             sec[f"steps_to:{label}"] = t
         tests[other] = sec
     return {"verdicts": verdicts, "tests": tests, "power": powers, "rule": VERDICT_RULE}

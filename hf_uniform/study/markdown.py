@@ -173,7 +173,9 @@ def render_tests_table(report: StudyReport) -> str:
     for other, tests in (report.tests or {}).items():
         for t in tests.values():
             n_cens = t.get("censored_seeds")
-            rows.append([other, ("**primary** " if t.get("primary") else "") + t["outcome"],
+            one = t.get("crossed_at_one_step")
+            rows.append([other, ("**primary** " if t.get("primary") else "") + t["outcome"]
+                         + (f" (every run crossed at step {one}: not resolved)" if one is not None else ""),
                          f"{_f(t['mean'], 4, True)} ± {_f(t['sd'])}",
                          f"[{_f(t.get('ci_low'), 4, True)}, {_f(t.get('ci_high'), 4, True)}]",
                          f"{t['n']}" + (f" ({n_cens} censored)" if n_cens else ""),

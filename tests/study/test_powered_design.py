@@ -304,3 +304,21 @@ def test_thresholds_that_cannot_be_chosen_leave_the_report_writable():
     run = {"curves": {"train": {"step": [], "value": []}, "heldout": {"step": [], "value": []}}}
     th = choose_thresholds(StudyConfig(), [run])  # nothing declared, nothing logged
     assert th["train"] == [] and th["heldout"] == [] and th["source"] == "automatic"
+
+
+def test_step_outcome_that_every_run_crossed_at_one_step_is_flagged_not_resolved():
+    from hf_uniform.study.inference import inference
+
+    def run(arm, seed, step):
+        return {"arm": arm, "seed": seed, "schedule": {"step": [0, 8, 16], "heldout": [2.0, 1.9, 1.8 + seed / 100]},
+                "crossings": {"held-out<=0.98x base": {"step": step}}}
+
+    same = [run(a, s, 8) for a in ("uniform", "random") for s in (0, 1, 2)]
+    t = inference(same, comparators=["random"], primary_step=16, last_step=16, speedup=1.7,
+                  heldout_labels=["held-out<=0.98x base"])["tests"]["random"]["steps_to:held-out<=0.98x base"]
+    assert t["crossed_at_one_step"] == 8 and t["mean"] == 0.0
+    # one seed of one arm crossed later: the outcome is resolved, and its log ratio is the explicit formula
+    differ = [*same[:5], run("random", 2, 16)]
+    t = inference(differ, comparators=["random"], primary_step=16, last_step=16, speedup=1.7,
+                  heldout_labels=["held-out<=0.98x base"])["tests"]["random"]["steps_to:held-out<=0.98x base"]
+    assert t["crossed_at_one_step"] is None and t["mean"] == pytest.approx(math.log(8 / 16) / 3)
