@@ -68,7 +68,7 @@ def _minilm_path() -> str:
 
 def worker(name: str, data: Path, limit: int | None, sample: int, repeats: int, out_npy: Path) -> dict[str, Any]:
     """Embed with one embedder; return timings and memory (run in a subprocess)."""
-    from hf_uniform.embed import Model2VecEmbedder, SentenceTransformerEmbedder, Word2VecEmbedder
+    from hf_uniform.embedders import Model2VecEmbedder, SentenceTransformerEmbedder, Word2VecEmbedder
     from hf_uniform.integration import embed
     from hf_uniform.io import load_input
 

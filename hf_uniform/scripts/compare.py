@@ -171,8 +171,8 @@ def cli(argv: Sequence[str] | None = None, prog: str | None = None, command: str
     def run() -> None:
         cfg = parse_args(args, make_parser(prog=prog), command=command or prog or "hf-uniform compare")
         report = main(cfg)
-        for line in report.verdict:
-            print(line)
+        for line in report.verdict_summary or report.verdict:  # the verdicts, or why there is none
+            print(line.replace("**", ""))
         print(f"report: {Path(cfg.output_dir) / 'report.md'}")
 
     return run_script(prog or "compare", run)

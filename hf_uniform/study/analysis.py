@@ -121,7 +121,7 @@ def run_crossings(run: Mapping[str, Any], thresholds: Mapping[str, Sequence[floa
     ``smoothing``. Relative thresholds are fractions of ``run["start"]["train_loss"]`` (the base model's loss on
     the run's rows). ``full_window`` and ``min_updates`` are the crossing rule of
     :func:`hf_uniform.train.callbacks.first_crossings` (a full window; no loss from before ``min_updates``
-    updates). Held-out loss: as evaluated; ``heldout_relative`` thresholds (fractions of the base model's
+    updates; the EMA path also skips those points). Held-out loss: as evaluated; ``heldout_relative`` thresholds (fractions of the base model's
     held-out loss) are read off the run's held-out ``schedule`` (step 0, the base model, never counts).
 
     Example:
@@ -161,6 +161,8 @@ def run_crossings(run: Mapping[str, Any], thresholds: Mapping[str, Sequence[floa
             out[lab] = None
             for i in range(n):
                 v = smoothed[i]
+                if int(cols["step"][i]) - 1 < min_updates:  # the loss logged at step s is computed before update s
+                    continue
                 if v is not None and math.isfinite(v) and v <= t:
                     out[lab] = {"step": int(cols["step"][i]), "seconds": cols["seconds"][i],
                                 "cpu_seconds": cols["cpu_seconds"][i], "tokens": cols["tokens"][i],
@@ -324,7 +326,8 @@ def verdict(arms: Mapping[str, Any], thresholds: Mapping[str, Sequence[float]]) 
     """Plain sentences from the per-arm aggregates (:func:`aggregate`): did uniform reach each held-out (and
     absolute train) threshold sooner than random, mixed and full?
 
-    A difference counts as clear only when it exceeds the sum of the two arms' seed standard deviations.
+    Descriptive only (means over seeds): the paired tests are in ``report.tests`` and the verdict, if the study
+    declared a primary outcome, in ``report.verdicts``.
 
     Example:
         >>> ms = lambda v: mean_std(v)
@@ -354,7 +357,6 @@ def verdict(arms: Mapping[str, Any], thresholds: Mapping[str, Sequence[float]]) 
                     continue
                 d_steps = o["steps"]["mean"] - u["steps"]["mean"]
                 d_sec = o["seconds"]["mean"] - u["seconds"]["mean"]
-                noise = (o["steps"]["std"] or 0) + (u["steps"]["std"] or 0)
                 head_o = f"{other} at step {_pm(o['steps'], 0)} ({_pm(o['seconds'], 1)} s)"
                 extra = ""
                 if u.get("tokens", {}).get("mean") and o.get("tokens", {}).get("mean"):
@@ -365,9 +367,8 @@ def verdict(arms: Mapping[str, Any], thresholds: Mapping[str, Sequence[float]]) 
                     parts.append(f"{head_o}: the same step{extra}; by the clock uniform {abs(d_sec):.1f} s {sec}")
                     continue
                 word = "sooner" if d_steps > 0 else "later"
-                clear = "larger than the seed spread" if abs(d_steps) > noise else "within the seed spread"
                 rel = f" ({abs(d_steps) / o['steps']['mean'] * 100:.0f}%)" if o["steps"]["mean"] else ""
-                parts.append(f"{head_o}: uniform {word} by {abs(d_steps):g} steps{rel}, {clear}{extra}; by the "
+                parts.append(f"{head_o}: uniform {word} by {abs(d_steps):g} steps{rel} on average{extra}; by the "
                              f"clock {abs(d_sec):.1f} s {sec}")
             lines.append("; ".join(parts) + ".")
     tps = {a: (e.get("tokens_per_step") or {}).get("mean") for a, e in arms.items()}
@@ -414,65 +415,69 @@ def _fmt_diff(ms: Mapping[str, Any], digits: int = 1, scale: float = 1.0) -> str
     return f"{ms['mean'] / scale:+.{digits}f} ± {(ms['std'] or 0) / scale:.{digits}f} (seeds: {vals})"
 
 
+def _p_value(ms: Mapping[str, Any]) -> float | None:
+    """Two-sided paired t-test p-value of the per-seed differences in ``ms`` (None below 2 seeds)."""
+    from .inference import paired_t_test
+
+    return paired_t_test(ms.get("values") or [])["p_value"] if ms else None
+
+
 def _clear(ms: Mapping[str, Any]) -> str:
-    """Is a mean paired difference larger than its seed spread (the std of the per-seed differences)?"""
+    """The paired t-test of a mean paired difference, in words: ``p = 0.042 (paired t, 3 seeds)``.
+
+    Example:
+        >>> _clear(mean_std([1.0, 2.0, 3.0]))
+        'p = 0.074 (paired t, 3 seeds)'
+    """
     if not ms or ms.get("mean") is None or ms["n"] < 2:
-        return "too few seeds to tell"
-    if ms["mean"] == 0:
-        return "no difference"
-    return "larger than the seed spread" if abs(ms["mean"]) > (ms["std"] or 0) else "within the seed spread"
+        return "too few seeds to test"
+    return f"p = {_p_value(ms):.3f} (paired t, {ms['n']} seeds)"
 
 
-def verdict_summary(paired: Mapping[str, Any]) -> list[str]:
-    """One sentence per comparison arm: at how many thresholds uniform was sooner / later in steps (mean of the
-    paired per-seed differences), at how many of those the difference exceeded the seed spread, and the final
-    held-out loss difference.
+#: The opening of a report whose study declared no primary outcome.
+NO_VERDICT = ("No primary outcome was declared before the runs, so this report states no verdict: the differences "
+              "below are exploratory (thresholds and p-values uncorrected for the many comparisons). Declare "
+              "primary_outcome and primary_step in the config for a pre-declared test with a verdict.")
+
+
+def verdict_summary(paired: Mapping[str, Any], alpha: float = 0.05) -> list[str]:
+    """The opening of a report without a declared primary outcome: :data:`NO_VERDICT`, then one sentence per
+    comparison arm: at how many thresholds uniform was sooner / later in steps (mean of the paired per-seed
+    differences), at how many of those a paired t-test gives p < ``alpha``, and the final held-out loss.
 
     Example:
         >>> ms = lambda v: mean_std(v)
-        >>> cell = lambda v: {"steps": ms(v), "reached": {"uniform": 2, "random": 2, "of": 2}}
-        >>> pd = {"uniform-random": {"thresholds": {"a": cell([-2.0, -3.0]), "b": cell([1.0, -1.0])},
-        ...                          "final_heldout_loss": ms([0.1, 0.2])}}
+        >>> cell = lambda v: {"steps": ms(v), "reached": {"uniform": 3, "random": 3, "of": 3}}
+        >>> pd = {"uniform-random": {"thresholds": {"a": cell([-2.0, -3.0, -2.5]), "b": cell([1.0, -1.0, 2.0])},
+        ...                          "final_heldout_loss": ms([0.1, 0.2, 0.1])}}
         >>> lines = verdict_summary(pd)
-        >>> lines[0][:81]
-        'Does uniform reach the thresholds sooner? not clearly against random (sooner at 1'
-        >>> lines[1][:80]
-        'Against random: uniform reached 1 of 2 thresholds sooner (1 beyond the seed spre'
+        >>> lines[0] == NO_VERDICT
+        True
+        >>> lines[1][:96]
+        'Against random: uniform reached 1 of 2 thresholds sooner (1 with p < 0.05) and 1 later (0 with p'
     """
-    out = []
-    answers = []
+    out = [NO_VERDICT] if paired else []
     for comp, rec in (paired or {}).items():
         other = comp.split("-", 1)[1]
         cells = [c["steps"] for c in rec["thresholds"].values() if c["steps"]["mean"] is not None]
-        if other in ("random", "length_matched") and cells:
-            n_sooner = sum(1 for c in cells if c["mean"] < 0)
-            n_clear = sum(1 for c in cells if c["mean"] < 0 and c["n"] >= 2 and abs(c["mean"]) > (c["std"] or 0))
-            n_worse = sum(1 for c in cells if c["mean"] > 0 and c["n"] >= 2 and abs(c["mean"]) > (c["std"] or 0))
-            word = ("yes" if 2 * n_sooner > len(cells) and n_clear and not n_worse
-                    else "no" if 2 * n_sooner < len(cells) else "not clearly")
-            answers.append(f"{word} against {other} (sooner at {n_sooner} of {len(cells)} thresholds)")
         sooner = [c for c in cells if c["mean"] < 0]
         later = [c for c in cells if c["mean"] > 0]
-        clear = lambda cs: sum(1 for c in cs if c["n"] >= 2 and abs(c["mean"]) > (c["std"] or 0))  # noqa: E731
+        sig = lambda cs: sum(1 for c in cs if (_p_value(c) or 1.0) < alpha)  # noqa: E731
         line = (f"Against {other}: uniform reached {len(sooner)} of {len(rec['thresholds'])} thresholds sooner "
-                f"({clear(sooner)} beyond the seed spread) and {len(later)} later ({clear(later)} beyond the "
-                f"seed spread), in steps (mean of the paired per-seed differences)")
+                f"({sig(sooner)} with p < {alpha:g}) and {len(later)} later ({sig(later)} with p < {alpha:g}), in "
+                "steps (mean of the paired per-seed differences)")
         ho = rec.get("final_heldout_loss")
         if ho and ho.get("mean") is not None:
             line += (f"; final held-out loss uniform - {other} = {ho['mean']:+.4f} ± {ho['std'] or 0:.4f} "
                      f"({_clear(ho)})")
         out.append(line + ".")
-    if answers:
-        out.insert(0, "Does uniform reach the thresholds sooner? " + "; ".join(answers)
-                   + ". (\"yes\" needs sooner at most thresholds, at least one beyond the seed spread and none "
-                   "later beyond it.)")
     return out
 
 
 def plain_verdict(paired: Mapping[str, Any]) -> list[str]:
     """The opening of ``report.md``: per comparison arm and threshold, does uniform get there sooner (in
-    steps, tokens and CPU seconds), by how much (mean ± std of the per-seed paired differences), and is that
-    larger than the seed spread; then the final losses.
+    steps, tokens and CPU seconds), by how much (mean ± std of the per-seed paired differences), with the
+    paired t-test's p-value; then the final losses.
 
     Example:
         >>> ms = lambda v: mean_std(v)

@@ -311,6 +311,18 @@ def fmt_value(v: Any, digits: int = 4, sign: bool = False) -> str:
     return f"{float(v):+.{digits}f}" if sign else f"{float(v):.{digits}f}"
 
 
+def fmt_p(p: float | None) -> str:
+    """A p-value for the report: three decimals, ``< 0.001`` below that, ``–`` for none.
+
+    Example:
+        >>> fmt_p(0.0421), fmt_p(0.0003), fmt_p(None)
+        ('0.042', '< 0.001', '–')
+    """
+    if p is None or not math.isfinite(float(p)):
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{float(p):.3f}"
+
+
 def _ci_sentence(v: Mapping[str, Any]) -> str:
     """A supplementary sentence: the confidence interval and where the claimed benefit lies against it."""
     if v.get("ci_low") is None or v.get("claimed_effect") is None:
@@ -343,7 +355,7 @@ def verdict_lines(verdicts: Mapping[str, Mapping[str, Any]], target_power: float
             words = f"uniform does not train faster; it is significantly slower than {other} (higher held-out loss)"
         out.append(
             f"Against {other}: **{v['verdict']}**. {v['outcome']}: {_f(v['mean_difference'], 4, True)} ± "
-            f"{_f(v['sd'])} nats/token over {v['n_seeds']} seeds, p = {_f(v['p_value'], 3)}. The paper's smallest "
+            f"{_f(v['sd'])} nats/token over {v['n_seeds']} seeds, p {'' if fmt_p(v['p_value']).startswith('<') else '= '}{fmt_p(v['p_value'])}. The paper's smallest "
             f"claimed speed-up corresponds to a difference of {_f(v['claimed_effect'])} here; with this many seeds "
             f"and this spread the design detects {_f(v['minimum_detectable_effect'])} with {target_power:.0%} power "
             f"(power at the claimed effect: {_f(v['power_at_claimed_effect'], 2)}).{_ci_sentence(v)} "

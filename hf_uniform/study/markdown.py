@@ -21,6 +21,7 @@ import numpy as np
 
 from ..io import atomic_write_json, atomic_write_text
 from .analysis import _fmt_num, _pm, mean_std, threshold_labels
+from .inference import fmt_p
 from .inference import fmt_value as _f
 from .report import StudyReport
 
@@ -179,7 +180,7 @@ def render_tests_table(report: StudyReport) -> str:
                          f"{_f(t['mean'], 4, True)} ± {_f(t['sd'])}",
                          f"[{_f(t.get('ci_low'), 4, True)}, {_f(t.get('ci_high'), 4, True)}]",
                          f"{t['n']}" + (f" ({n_cens} censored)" if n_cens else ""),
-                         _f(t["p_value"], 3), _f(t["minimum_detectable_effect"]), _f(t["claimed_effect"]),
+                         fmt_p(t["p_value"]), _f(t["minimum_detectable_effect"]), _f(t["claimed_effect"]),
                          _f(t["power_at_claimed_effect"], 2)])
     if not rows:
         return ""
@@ -245,11 +246,10 @@ def _verdict_section(report: StudyReport) -> list[str]:
         return _declared_verdict_section(report)
     if not report.plain_verdict:
         return []
-    lines = ["## Verdict: does uniform reach the thresholds sooner?", "",
+    lines = ["## No verdict: no primary outcome was declared", "",
              "Paired per-seed differences (same seed = same pool draw, start row, data order and base "
              "weights); negative = uniform needed fewer steps / tokens / seconds or has the lower loss; "
-             "\"larger than the seed spread\" = |mean| exceeds the standard deviation of the per-seed "
-             "differences.", ""]
+             "p = two-sided paired t-test over seeds, exploratory and uncorrected.", ""]
     lines += [f"**{v}**" + "\n" for v in report.verdict_summary]
     lines += ["Every threshold and loss, per comparison:", ""]
     lines += [f"- {v}" for v in report.plain_verdict]
@@ -368,7 +368,7 @@ def render_markdown(report: StudyReport) -> str:
     lines += _setup_section(report)
     lines += _results_section(report)
     lines += _lengths_section(report)
-    lines += ["## Did uniform reach the thresholds sooner?", ""]
+    lines += ["## Did uniform reach the thresholds sooner? (means over seeds, descriptive)", ""]
     lines += [f"- {s}" for s in report.verdict]
     lines += ["", *_paper_section(report), "## Plots", ""]
     for name, rel in report.plots.items():

@@ -170,8 +170,7 @@ def build_report(cfg: StudyConfig, study: Any, runs: list[dict[str, Any]], *,
     """
     thresholds = choose_thresholds(cfg, runs)
     agg = aggregate(runs, thresholds, arms=cfg.arms, smoothing=cfg.smoothing, window=cfg.window,
-                    full_window=bool(cfg.full_window and cfg.primary_outcome), min_updates=cfg.min_updates
-                    if cfg.primary_outcome else 0)
+                    full_window=bool(cfg.full_window), min_updates=cfg.min_updates)
     epochs = sorted({r.get("epochs") for r in runs if r.get("epochs") is not None})
     paired = paired_differences(runs, others=[a for a in COMPARATORS if a in cfg.arms]) \
         if "uniform" in cfg.arms else {}
@@ -192,7 +191,7 @@ def build_report(cfg: StudyConfig, study: Any, runs: list[dict[str, Any]], *,
         cost=study_cost(runs, study.base_eval_records()),
         verdict=verdict(agg, thresholds),
         plain_verdict=plain_verdict(paired),
-        verdict_summary=verdict_summary(paired),
+        verdict_summary=verdict_summary(paired, cfg.alpha),
         missing_runs=list(missing_runs),
         seconds_total=seconds_total,
     )
@@ -202,8 +201,7 @@ def build_report(cfg: StudyConfig, study: Any, runs: list[dict[str, Any]], *,
     pca_subsets = {name: study.arm_idx[f"{name}-seed{first}"] for name in ("uniform", "random")
                    if f"{name}-seed{first}" in study.arm_idx}
     report.plots = make_plots(report, study.out, embeddings=study.x, subsets=pca_subsets, smoothing=cfg.smoothing,
-                              window=cfg.window if cfg.primary_outcome and cfg.full_window else None,
-                              min_updates=cfg.min_updates if cfg.primary_outcome else 0)
+                              window=cfg.window if cfg.full_window else None, min_updates=cfg.min_updates)
     return report
 
 

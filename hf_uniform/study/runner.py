@@ -138,7 +138,7 @@ class Study:
     def embed_pool(self) -> np.ndarray:
         """Embeddings of the training pool (``cfg.embedder``), cached by :mod:`hf_uniform.cache` in
         ``WORK_DIR/embeddings``; also the row lengths (:func:`hf_uniform.lengths.row_lengths`)."""
-        from ..embed import resolve_embedder
+        from ..embedders import resolve_embedder
         from ..integration import embed
         from ..lengths import row_lengths
 

@@ -322,3 +322,41 @@ def test_step_outcome_that_every_run_crossed_at_one_step_is_flagged_not_resolved
     t = inference(differ, comparators=["random"], primary_step=16, last_step=16, speedup=1.7,
                   heldout_labels=["held-out<=0.98x base"])["tests"]["random"]["steps_to:held-out<=0.98x base"]
     assert t["crossed_at_one_step"] is None and t["mean"] == pytest.approx(math.log(8 / 16) / 3)
+
+
+def test_a_study_without_a_declared_primary_outcome_states_no_verdict_and_tests_with_p_values():
+    from scipy import stats
+
+    from hf_uniform.study import mean_std, plain_verdict, verdict_summary
+    from hf_uniform.study.analysis import NO_VERDICT
+
+    steps = [-2.0, -3.0, -2.5, -1.0]  # uniform - random, per seed
+    cell = {"steps": mean_std(steps), "tokens": mean_std([-10.0, -20.0, -5.0, -8.0]),
+            "cpu_seconds": mean_std([-1.0, -2.0, 0.5, -1.5]), "seconds": mean_std([-1.0, -2.0, 0.5, -1.5]),
+            "reached": {"uniform": 4, "random": 4, "of": 4}}
+    ho = [0.01, 0.03, -0.01, 0.02]
+    paired = {"uniform-random": {"thresholds": {"train<=0.9x start": cell}, "final_heldout_loss": mean_std(ho)}}
+    lines = verdict_summary(paired)
+    assert lines[0] == NO_VERDICT
+    assert not any(w in " ".join(lines) for w in ("seed spread", "yes against", "no against", "not clearly"))
+    p_steps, p_ho = stats.ttest_1samp(steps, 0.0).pvalue, stats.ttest_1samp(ho, 0.0).pvalue
+    assert p_steps < 0.05 < p_ho
+    assert lines[1].startswith("Against random: uniform reached 1 of 1 thresholds sooner (1 with p < 0.05)")
+    assert f"p = {p_ho:.3f} (paired t, 4 seeds)" in lines[1]
+    detail = plain_verdict(paired)[0]
+    assert f"p = {p_steps:.3f} (paired t, 4 seeds)" in detail and "seed spread" not in detail
+
+
+def test_ema_crossings_skip_the_untrained_models_loss_like_the_window_rule():
+    from hf_uniform.study.analysis import run_crossings
+
+    # the loss logged at step 1 is the untrained model's: below 0.9x start by chance on an easy first batch
+    run = {"curves": {"train": {"step": [1, 2, 3, 4], "seconds": [1.0, 2.0, 3.0, 4.0], "cpu_seconds": [1.0] * 4,
+                                "tokens": [8, 16, 24, 32], "value": [1.5, 2.1, 1.9, 1.6]},
+                      "heldout": {"step": [], "seconds": [], "value": []}},
+           "start": {"train_loss": 2.0}}
+    th = {"train": [], "train_relative": [0.9], "heldout": []}
+    old = run_crossings(run, th, smoothing=0.0, min_updates=0)["train<=0.9x start"]
+    new = run_crossings(run, th, smoothing=0.0, min_updates=1)["train<=0.9x start"]
+    assert old["step"] == 1  # the artefact
+    assert new["step"] == 4 and new["value"] == 1.6  # first loss after an update at or below 1.8 (= 0.9 x 2.0)
