@@ -42,23 +42,11 @@ from ..heldout import split_heldout
 from ..io import atomic_dir, atomic_path, atomic_write_json, atomic_write_text
 from ..records import read_json_record
 from .arms import arm_geometry, build_arm_indices, resolve_k, seed_pools
+from .base_eval import FINGERPRINT_LENGTH, _recipe_content
 from .config import ARMS, LOSS_KINDS, StudyConfig
 from .curves import curves_from_run
 
 logger = logging.getLogger(__name__)
-
-FINGERPRINT_LENGTH = 16
-
-
-def _recipe_content(path: str | Path) -> Any:
-    """The parsed recipe YAML (so comments and layout do not change a run's fingerprint)."""
-    import yaml
-
-    try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise UniformError(f"cannot read recipe {path}: {str(err).splitlines()[0]}") from err
-
 
 def _write_jsonl(ds: Any, path: Path) -> Path:
     with atomic_path(path) as tmp:
@@ -347,55 +335,9 @@ class Study:
         read back whatever other rows it holds, and rows it lacks are scored and added to it (a run of one
         arm no longer replaces the record the whole study needs). Its ``seconds`` add up every scoring.
         """
-        from ..evaluation import format_pairs, load_model, row_losses
+        from .base_eval import base_eval
 
-        sft, _, uargs = self._recipe(self.work / "tmp", seed, self.heldout_file)
-        base = self.base_model_path(seed)
-        pos = self.seed_pos[seed]
-        drawn_outside = [idx for name, idx in getattr(self, "arm_idx", {}).items() if name.endswith(f"-seed{seed}")]
-        if drawn_outside:  # arms drawn from the whole training pool (length_matched) need their rows scored too
-            pos = np.union1d(pos, np.concatenate(drawn_outside)).astype(np.int64)
-
-        def fingerprint(rows: list[int]) -> str:
-            return stable_hash({"base": str(base), "rows": rows, "pool": self.pool_digest,
-                                "heldout": self.heldout_idx.tolist(), "max_length": sft.max_length,
-                                "prompt_format": uargs.prompt_format,
-                                "second": [self.cfg.second_heldout, self.cfg.second_heldout_size],
-                                "recipe": _recipe_content(self.cfg.recipe)}, FINGERPRINT_LENGTH)
-
-        path = self.work / f"base_eval-seed{seed}.json"
-        rec = read_json_record(path, what="base-model evaluation") if path.exists() else None
-        if rec is not None and rec.get("fingerprint") != fingerprint(list(rec.get("rows", []))):
-            rec = None  # other settings: scored again from scratch
-        scored = np.asarray(rec["rows"] if rec else [], dtype=np.int64)
-        todo = np.setdiff1d(pos, scored)
-        if rec is not None and todo.size == 0:
-            return rec
-        t0, c0 = time.perf_counter(), time.process_time()
-        model, tok = load_model(base, device=self.cfg.device)
-        logger.info("seed %d: scoring the base model on %d pool rows (%d already scored)", seed, todo.size,
-                    scored.size)
-        pairs = format_pairs(self.train_pool.select(todo.tolist()), uargs.prompt_format)
-        # batched, one summed loss and token count per row (a row truncated away adds 0 tokens)
-        loss_sum, tokens, _ = row_losses(model, tok, pairs, max_length=sft.max_length,
-                                         batch_size=self.cfg.eval_batch_size, progress=self.cfg.progress)
-        if rec is None:
-            rec = {"seed": seed, "rows": [], "loss_sum": [], "tokens": [], "seconds": 0.0, "cpu_seconds": 0.0,
-                   "heldout": self._score(model, tok, self.heldout_ds, sft.max_length, uargs.prompt_format),
-                   "second_heldout": None if self.second_ds is None else
-                   self._score(model, tok, self.second_ds, sft.max_length, uargs.prompt_format)}
-        rows = np.concatenate([scored, todo])
-        order = np.argsort(rows, kind="stable")
-        rec["rows"] = rows[order].tolist()
-        rec["loss_sum"] = np.asarray([*rec["loss_sum"], *loss_sum], dtype=np.float64)[order].tolist()
-        rec["tokens"] = np.asarray([*rec["tokens"], *tokens], dtype=np.int64)[order].tolist()
-        rec["fingerprint"] = fingerprint(rec["rows"])
-        rec["seconds"] = float(rec["seconds"]) + time.perf_counter() - t0
-        rec["cpu_seconds"] = float(rec["cpu_seconds"]) + time.process_time() - c0
-        del model
-        gc.collect()
-        atomic_write_json(path, rec)
-        return rec
+        return base_eval(self, seed)
 
     def base_eval_records(self) -> list[dict[str, Any]]:
         """Every ``base_eval-seed<s>.json`` in WORK_DIR (their seconds count in the study's cost)."""
