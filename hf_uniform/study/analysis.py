@@ -121,8 +121,9 @@ def run_crossings(run: Mapping[str, Any], thresholds: Mapping[str, Sequence[floa
     ``smoothing``. Relative thresholds are fractions of ``run["start"]["train_loss"]`` (the base model's loss on
     the run's rows). ``full_window`` and ``min_updates`` are the crossing rule of
     :func:`hf_uniform.train.callbacks.first_crossings` (a full window; no loss from before ``min_updates``
-    updates; the EMA path also skips those points). Held-out loss: as evaluated; ``heldout_relative`` thresholds (fractions of the base model's
-    held-out loss) are read off the run's held-out ``schedule`` (step 0, the base model, never counts).
+    updates; the EMA path also skips those points). Held-out loss: as evaluated; ``heldout_relative``
+    thresholds (fractions of the base model's held-out loss) are read off the run's held-out ``schedule``
+    (step 0, the base model, never counts).
 
     Example:
         >>> run = {"curves": {"train": {"step": [1, 2, 3], "seconds": [1.0, 2.0, 3.0], "value": [4.0, 2.0, 2.0],
@@ -133,7 +134,7 @@ def run_crossings(run: Mapping[str, Any], thresholds: Mapping[str, Sequence[floa
         >>> c["train<=0.75x start"]["step"], c["train<=0.75x start"]["cpu_seconds"]  # mean(4, 2) <= 3
         (2, 4.0)
     """
-    from ..train.callbacks import first_crossings, threshold_key
+    from ..train.callbacks import after_updates, first_crossings, threshold_key
 
     out: dict[str, dict[str, Any] | None] = {}
     train = run["curves"]["train"]
@@ -161,7 +162,7 @@ def run_crossings(run: Mapping[str, Any], thresholds: Mapping[str, Sequence[floa
             out[lab] = None
             for i in range(n):
                 v = smoothed[i]
-                if int(cols["step"][i]) - 1 < min_updates:  # the loss logged at step s is computed before update s
+                if not after_updates(int(cols["step"][i]), min_updates):
                     continue
                 if v is not None and math.isfinite(v) and v <= t:
                     out[lab] = {"step": int(cols["step"][i]), "seconds": cols["seconds"][i],

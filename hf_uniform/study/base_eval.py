@@ -90,3 +90,15 @@ def base_eval(study: Any, seed: int) -> dict[str, Any]:
     gc.collect()
     atomic_write_json(path, rec)
     return rec
+
+
+def loss_over_rows(rec: dict[str, Any], rows_pos: np.ndarray) -> float:
+    """Token-weighted base-model loss of a :func:`base_eval` record over some of its rows (positions).
+
+    Example:
+        >>> loss_over_rows({"rows": [3, 5, 7], "loss_sum": [2.0, 6.0, 1.0], "tokens": [1, 3, 1]}, np.array([5, 3]))
+        2.0
+    """
+    where = {p: i for i, p in enumerate(rec["rows"])}
+    i = np.array([where[int(p)] for p in rows_pos], dtype=np.int64)
+    return float(np.sum(np.asarray(rec["loss_sum"])[i]) / max(1, int(np.sum(np.asarray(rec["tokens"])[i]))))

@@ -42,7 +42,7 @@ from ..heldout import split_heldout
 from ..io import atomic_dir, atomic_path, atomic_write_json, atomic_write_text
 from ..records import read_json_record
 from .arms import arm_geometry, build_arm_indices, resolve_k, seed_pools
-from .base_eval import FINGERPRINT_LENGTH, _recipe_content
+from .base_eval import FINGERPRINT_LENGTH, _recipe_content, loss_over_rows
 from .config import ARMS, LOSS_KINDS, StudyConfig
 from .curves import curves_from_run
 
@@ -345,10 +345,7 @@ class Study:
 
     def start_loss(self, seed: int, rows_pos: np.ndarray) -> float:
         """Step-0 loss of a run: the base model's token-weighted loss over its training rows (positions)."""
-        rec = self.base_eval(seed)
-        where = {p: i for i, p in enumerate(rec["rows"])}
-        i = np.array([where[int(p)] for p in rows_pos], dtype=np.int64)
-        return float(np.sum(np.asarray(rec["loss_sum"])[i]) / max(1, int(np.sum(np.asarray(rec["tokens"])[i]))))
+        return loss_over_rows(self.base_eval(seed), rows_pos)
 
     # -- one run -----------------------------------------------------------------------------------------
     def run_settings(self, arm: str, seed: int) -> dict[str, Any]:
@@ -420,7 +417,7 @@ class Study:
             shutil.rmtree(run_dir)  # an unfinished earlier attempt
         sft, model_args, uargs = self._recipe(run_dir, seed, data_file)
         base = self.base_eval(seed)
-        start = self.start_loss(seed, self.arm_idx[key])
+        start = loss_over_rows(base, self.arm_idx[key])
         logger.info("%s: training on %d rows (%s); step-0 loss %.4f", key, len(rows), run_dir, start)
         t0, c0 = time.perf_counter(), time.process_time()
         if self.train is None:
@@ -482,7 +479,7 @@ class Study:
             "schedule": curves.get("schedule"),
             "start": {"train_loss": start, "heldout_loss": base["heldout"]["loss"],
                       "second_heldout_loss": (base.get("second_heldout") or {}).get("loss"),
-                      "pool_loss": self.start_loss(seed, self.seed_pos[seed])},  # over the seed's pool
+                      "pool_loss": loss_over_rows(base, self.seed_pos[seed])},  # over the seed's pool
             "epochs": float(sft.num_train_epochs) if not sft.max_steps or sft.max_steps < 0 else None,
             "lm_eval": lm,
             "lm_eval_details": lm_raw,

@@ -139,6 +139,18 @@ def moving_average(curve: Any, window: int = DEFAULT_WINDOW, key: str = "loss") 
     return [_window_mean(steps, values, i, window) for i in range(len(steps))]
 
 
+def after_updates(step: int, min_updates: int) -> bool:
+    """Was the loss logged at ``step`` computed after at least ``min_updates`` optimizer updates?
+
+    The loss logged at step ``s`` is computed before update ``s``, i.e. after ``s - 1`` updates.
+
+    Example:
+        >>> after_updates(1, 1), after_updates(2, 1), after_updates(1, 0)
+        (False, True, True)
+    """
+    return step - 1 >= min_updates
+
+
 def first_crossings(curve: Any, thresholds: Iterable[float], window: int = DEFAULT_WINDOW,
                     key: str = "loss", *, full_window: bool = False,
                     min_updates: int = 0) -> dict[str, dict[str, dict[str, Any] | None]]:
@@ -179,7 +191,7 @@ def first_crossings(curve: Any, thresholds: Iterable[float], window: int = DEFAU
         if not any(rec["smoothed"] is None or rec["raw"] is None for rec in out.values()):
             break
         first_in_window = steps[i] - window + 1
-        if max(first_in_window, 1) - 1 < min_updates or (full_window and sum(
+        if not after_updates(max(first_in_window, 1), min_updates) or (full_window and sum(
                 1 for j in range(i + 1) if steps[j] >= first_in_window) < window):
             continue
         smooth = _window_mean(steps, values, i, window)
